@@ -1,0 +1,16 @@
+// Is there a usable GPU? The one question every layer may ask without
+// depending on CUDA headers. Built without CUDA, the answer is always 0.
+#pragma once
+
+#include <string>
+
+namespace baton {
+
+// Number of CUDA devices this process can use; 0 when the build has no
+// CUDA, the driver is missing, or no device is visible (any CUDA error
+// counts as "no GPU": cudaGetDeviceCount returns 35 without a driver).
+int CudaDeviceCount();
+// One line for logs: "2 x NVIDIA H100 80GB HBM3" or why there is none.
+std::string CudaDeviceSummary();
+
+}  // namespace baton

@@ -1,0 +1,96 @@
+// The op table: every piece of math the model and optimizer need, as
+// functions on Tensors. Each op checks shapes, dtypes and devices at the
+// entry (BATON_CHECK: a mismatch is a bug in our code) and dispatches by
+// device and dtype to a raw-pointer kernel in kernels/cpu (f32, f64) or
+// kernels/cuda (bf16/f32, CUDA issue). The CPU kernels are the reference.
+//
+// Conventions
+// - Row-major, contiguous. Activations are 2-D (N = B·T rows, C columns)
+//   unless stated. Linear weights are (out, in), as in HF: y = x·Wᵀ.
+// - "dx" outputs are overwritten; parameter gradients ("dw", "db",
+//   "dtable") are accumulated (+=) so micro-batches add up.
+// - All reductions accumulate in at least fp32 (double for f64 tensors)
+//   and are deterministic: the same inputs give the same bits whatever the
+//   thread count (no cross-thread reduction order dependence).
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/tensor.h"
+
+namespace baton::ops {
+
+// ---- GEMM
+// c = alpha · op(a) · op(b) + beta · c, op = transpose if trans_*. 2-D only.
+void MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
+            float alpha = 1.0f, float beta = 0.0f);
+
+// y (N, out) = x (N, in) · w (out, in)ᵀ + b (out) [b may be null].
+void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y);
+// dx (N, in) = dy · w  (overwritten, skipped if null);
+// dw (out, in) += dyᵀ · x;  db (out) += Σ_rows dy  (skipped if null).
+void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
+                    Tensor* db);
+
+// ---- RMSNorm (HF Llama: y = x · rsqrt(mean(x²) + eps) · w)
+// x, y (N, C); w (C); rstd (N) saved for backward (always f32/f64 like x).
+void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd);
+// dx overwritten; dw accumulated.
+void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
+                     Tensor& dx, Tensor& dw);
+
+// ---- Rotary position embedding, HF "rotate_half" layout: for head dim D,
+// element i pairs with i + D/2, angle = pos · theta^(-2i/D), pos = t (0..T-1).
+// x (B, T, H, D) rotated in place. Backward rotates the gradient by -angle.
+void Rope(Tensor& x, double theta);
+void RopeBackward(Tensor& dx, double theta);
+
+// ---- Causal grouped-query attention, scale 1/sqrt(D).
+// q (B, T, H, D); k, v (B, T, KV, D), H % KV == 0 (head h uses kv head h/(H/KV)).
+// out (B, T, H, D); lse (B, H, T) log-sum-exp of the scaled scores per row.
+// probs (B, H, T, T): if non-null, the softmax probabilities are stored
+// (masked entries 0). Probabilities are always computed as exp(s - lse)
+// so that recomputing them from (q, k, lse) gives the same bits.
+void Attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, Tensor& lse,
+               Tensor* probs);
+// dq, dk, dv overwritten. If probs is null they are recomputed from q, k, lse;
+// either way the result is bitwise identical.
+void AttentionBackward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                       const Tensor& out, const Tensor& lse, const Tensor* probs, Tensor& dq,
+                       Tensor& dk, Tensor& dv);
+
+// ---- SwiGLU: h = silu(gate) · up, all (N, F).
+void SwiGlu(const Tensor& gate, const Tensor& up, Tensor& h);
+void SwiGluBackward(const Tensor& dh, const Tensor& gate, const Tensor& up, Tensor& dgate,
+                    Tensor& dup);
+
+// ---- Embedding: out (N, C) = table[tokens - vocab_start] for tokens in
+// [vocab_start, vocab_start + V_local), zeros otherwise (vocab-parallel).
+// tokens (N) i32; table (V_local, C).
+void Embedding(const Tensor& tokens, const Tensor& table, int64_t vocab_start, Tensor& out);
+void EmbeddingBackward(const Tensor& dout, const Tensor& tokens, int64_t vocab_start,
+                       Tensor& dtable);  // accumulated
+
+// ---- Softmax cross-entropy, fused with its gradient (llm.c style).
+// logits (N, V); targets (N) i32, a target < 0 is ignored (loss 0, grad 0).
+// losses (N) f32/f64: -log softmax(logits)[target], stable (max-subtracted LSE).
+// If dlogits is non-null: dlogits = (softmax - onehot) · grad_scale (may alias logits).
+void SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, Tensor& losses,
+                         Tensor* dlogits, float grad_scale);
+
+// ---- Elementwise and reductions
+void Add(const Tensor& a, const Tensor& b, Tensor& out);  // out may alias a or b
+void AddInPlace(Tensor& y, const Tensor& x);              // y += x
+void Scale(Tensor& x, float s);                           // x *= s
+double SumSquares(const Tensor& x);                       // Σ x², in double
+double Sum(const Tensor& x);                              // Σ x, in double
+
+// ---- AdamW (decoupled weight decay, bias correction; step counts from 1).
+// p, g, m, v same shape, f32 (f64 in tests). p -= lr·(m̂/(sqrt(v̂)+eps) + wd·p).
+struct AdamWParams {
+  float lr, beta1, beta2, eps, weight_decay;
+  int64_t step;
+};
+void AdamW(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, const AdamWParams& hp);
+
+}  // namespace baton::ops
