@@ -1,0 +1,73 @@
+// Metrics JSONL writer and run-manifest helpers (see metrics.h).
+#include "launcher/metrics.h"
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace baton {
+
+absl::StatusOr<MetricsWriter> MetricsWriter::Open(const std::string& path, bool append) {
+  if (path.empty()) return MetricsWriter(nullptr, "");
+  std::filesystem::path p(path);
+  if (p.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(p.parent_path(), ec);
+  }
+  std::FILE* f = std::fopen(path.c_str(), append ? "a" : "w");
+  if (f == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("output.metrics: cannot open ", path, ": ", std::strerror(errno)));
+  }
+  return MetricsWriter(f, path);
+}
+
+MetricsWriter::~MetricsWriter() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+void MetricsWriter::Write(const nlohmann::json& object) {
+  if (file_ == nullptr) return;
+  std::string line = object.dump();
+  line.push_back('\n');
+  std::fwrite(line.data(), 1, line.size(), file_);
+  std::fflush(file_);
+}
+
+static std::string RunCommand(const char* cmd) {
+  std::string out;
+  std::FILE* p = popen(cmd, "r");
+  if (p == nullptr) return out;
+  std::array<char, 256> buf;
+  while (std::fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
+  if (pclose(p) != 0) return "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+std::string GitRevision() {
+  std::string rev = RunCommand("git rev-parse --short=12 HEAD 2>/dev/null");
+  if (rev.empty()) return "unknown";
+  if (!RunCommand("git status --porcelain --untracked-files=no 2>/dev/null").empty()) rev += "-dirty";
+  return rev;
+}
+
+absl::StatusOr<std::string> HashFile(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
+  uint64_t h = 1469598103934665603ull;
+  std::vector<unsigned char> buf(1 << 20);
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
+  }
+  std::fclose(f);
+  return absl::StrFormat("%016x", h);
+}
+
+}  // namespace baton

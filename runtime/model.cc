@@ -1,0 +1,274 @@
+// The model's parameters, buffers, and the whole-model forward/backward
+// (see model.h). Per-block math lives in transformer_layer.cc.
+#include "runtime/model.h"
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/ops.h"
+#include "runtime/rng.h"
+
+namespace baton {
+
+// Activations of one (B, T), reused step to step. N = B·T.
+struct Model::Buffers {
+  int64_t batch = 0, seq = 0;
+  LayerDims dims;
+  std::vector<Tensor> resid;            // L+1 × (N, C): resid[l] is layer l's input
+  LayerActivations shared;              // what no layer keeps; forward-only target
+  LayerScratch scratch;
+  std::vector<LayerMode> modes;         // layout of `saved`; empty before training
+  std::vector<LayerActivations> saved;  // per layer, kept fields own their buffers
+  Tensor lnf;                           // (N, C) final_norm(resid[L])
+  Tensor rstdf;                         // (N)
+  Tensor logits;                        // (N, V); overwritten by dlogits in backward
+  Tensor losses;                        // (N) per-token loss
+  Tensor dresid[2];                     // (N, C) residual-stream gradient, ping-pong
+};
+
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+namespace {
+void FillConstant(Tensor& t, double value) {
+  BATON_CHECK(t.device() == Device::kCpu && t.is_contiguous());
+  if (t.dtype() == DType::kF32) {
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<float>(value);
+  } else {
+    double* p = t.data<double>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = value;
+  }
+}
+}  // namespace
+
+// ---- parameters
+
+absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype) {
+  BATON_RETURN_IF_ERROR(config.Validate());
+  if (dtype != DType::kF32 && dtype != DType::kF64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model dtype must be f32 or f64 on the CPU backend, got ", DTypeName(dtype)));
+  }
+  Model m;
+  m.config_ = config;
+  m.dtype_ = dtype;
+  const int64_t C = config.dim, V = config.vocab_size, F = config.ffn_dim;
+  const int64_t HD = int64_t{config.heads} * config.head_dim();
+  const int64_t KVD = int64_t{config.kv_heads} * config.head_dim();
+  const float std = config.init_std;
+  const float out_std = static_cast<float>(config.init_std / std::sqrt(2.0 * config.layers));
+  m.embed_ = m.AddParam("embed", {V, C}, InitKind::kNormal, std, true);
+  for (int l = 0; l < config.layers; ++l) {
+    const std::string p = absl::StrCat("layers.", l, ".");
+    LayerIndex li;
+    li.attn_norm = m.AddParam(p + "attn_norm", {C}, InitKind::kOnes, 0, false);
+    li.wq = m.AddParam(p + "attn.wq", {HD, C}, InitKind::kNormal, std, true);
+    li.wk = m.AddParam(p + "attn.wk", {KVD, C}, InitKind::kNormal, std, true);
+    li.wv = m.AddParam(p + "attn.wv", {KVD, C}, InitKind::kNormal, std, true);
+    if (config.qkv_bias) {
+      li.bq = m.AddParam(p + "attn.bq", {HD}, InitKind::kZeros, 0, false);
+      li.bk = m.AddParam(p + "attn.bk", {KVD}, InitKind::kZeros, 0, false);
+      li.bv = m.AddParam(p + "attn.bv", {KVD}, InitKind::kZeros, 0, false);
+    }
+    li.wo = m.AddParam(p + "attn.wo", {C, HD}, InitKind::kNormal, out_std, true);
+    li.mlp_norm = m.AddParam(p + "mlp_norm", {C}, InitKind::kOnes, 0, false);
+    li.w_gate = m.AddParam(p + "mlp.w_gate", {F, C}, InitKind::kNormal, std, true);
+    li.w_up = m.AddParam(p + "mlp.w_up", {F, C}, InitKind::kNormal, std, true);
+    li.w_down = m.AddParam(p + "mlp.w_down", {C, F}, InitKind::kNormal, out_std, true);
+    m.layers_.push_back(li);
+  }
+  m.final_norm_ = m.AddParam("final_norm", {C}, InitKind::kOnes, 0, false);
+  if (!config.tie_embeddings) m.lm_head_ = m.AddParam("lm_head", {V, C}, InitKind::kNormal, std, true);
+  return m;
+}
+
+int Model::AddParam(std::string name, const Shape& shape, InitKind init, float std, bool decay) {
+  Param p;
+  p.name = std::move(name);
+  p.value = Tensor::Zeros(shape, dtype_);
+  p.grad = Tensor::Zeros(shape, dtype_);
+  p.decay = decay;
+  params_.push_back(std::move(p));
+  init_kind_.push_back(init);
+  init_std_.push_back(std);
+  return static_cast<int>(params_.size()) - 1;
+}
+
+void Model::Init(uint64_t seed) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Param& p = params_[i];
+    switch (init_kind_[i]) {
+      case InitKind::kOnes: FillConstant(p.value, 1.0); break;
+      case InitKind::kZeros: p.value.Zero(); break;
+      case InitKind::kNormal: FillNormal(p.value, seed, p.name, init_std_[i]); break;
+    }
+  }
+}
+
+Param* Model::FindParam(std::string_view name) {
+  for (Param& p : params_) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+int64_t Model::NumParameters() const {
+  int64_t n = 0;
+  for (const Param& p : params_) n += p.value.numel();
+  return n;
+}
+
+void Model::ZeroGrad() {
+  for (Param& p : params_) p.grad.Zero();
+}
+
+LayerWeights Model::Weights(int layer, bool grads) const {
+  const LayerIndex& li = layers_[layer];
+  auto t = [&](int idx) { return idx < 0 ? Tensor() : (grads ? params_[idx].grad : params_[idx].value); };
+  LayerWeights w;
+  w.attn_norm = t(li.attn_norm);
+  w.wq = t(li.wq);
+  w.wk = t(li.wk);
+  w.wv = t(li.wv);
+  w.bq = t(li.bq);
+  w.bk = t(li.bk);
+  w.bv = t(li.bv);
+  w.wo = t(li.wo);
+  w.mlp_norm = t(li.mlp_norm);
+  w.w_gate = t(li.w_gate);
+  w.w_up = t(li.w_up);
+  w.w_down = t(li.w_down);
+  return w;
+}
+
+Tensor& Model::LmHead(bool grad) {
+  Param& p = params_[lm_head_ >= 0 ? lm_head_ : embed_];
+  return grad ? p.grad : p.value;
+}
+
+// ---- buffers
+
+std::vector<int64_t> Model::ActivationBytesPerLayer(const RecomputeConfig& rc, int64_t batch,
+                                                    int64_t seq) const {
+  const LayerDims d = LayerDims::From(config_, batch, seq);
+  std::vector<int64_t> bytes;
+  for (int l = 0; l < config_.layers; ++l) {
+    bytes.push_back(KeptActivationBytes(d, dtype_, LayerModeOf(rc, l)));
+  }
+  return bytes;
+}
+
+void Model::EnsureBuffers(int64_t batch, int64_t seq, const std::vector<LayerMode>* modes) {
+  if (buffers_ == nullptr || buffers_->batch != batch || buffers_->seq != seq) {
+    auto b = std::make_unique<Buffers>();
+    b->batch = batch;
+    b->seq = seq;
+    b->dims = LayerDims::From(config_, batch, seq);
+    const int64_t N = batch * seq, C = config_.dim, V = config_.vocab_size;
+    for (int l = 0; l <= config_.layers; ++l) b->resid.push_back(Tensor::Empty({N, C}, dtype_));
+    b->shared = AllocateSharedActivations(b->dims, dtype_);
+    b->scratch = AllocateLayerScratch(b->dims, dtype_);
+    b->lnf = Tensor::Empty({N, C}, dtype_);
+    b->rstdf = Tensor::Empty({N}, dtype_);
+    b->logits = Tensor::Empty({N, V}, dtype_);
+    b->losses = Tensor::Empty({N}, dtype_);
+    b->dresid[0] = Tensor::Empty({N, C}, dtype_);
+    b->dresid[1] = Tensor::Empty({N, C}, dtype_);
+    buffers_ = std::move(b);  // the old (B, T)'s buffers are freed here
+  }
+  Buffers& b = *buffers_;
+  if (modes != nullptr && *modes != b.modes) {
+    b.saved.clear();  // free the old layout before allocating the new one
+    for (LayerMode mode : *modes) {
+      b.saved.push_back(AllocateLayerActivations(b.dims, dtype_, mode, b.shared));
+    }
+    b.modes = *modes;
+  }
+}
+
+// ---- forward
+
+void Model::CheckBatch(const Tensor& tokens, const Tensor* targets) const {
+  BATON_CHECK_MSG(tokens.rank() == 2 && tokens.dtype() == DType::kI32 && tokens.is_contiguous(),
+                  tokens.DebugString().c_str());
+  if (targets != nullptr) {
+    BATON_CHECK_MSG(targets->shape() == tokens.shape() && targets->dtype() == DType::kI32 &&
+                        targets->is_contiguous(),
+                    targets->DebugString().c_str());
+  }
+}
+
+void Model::ForwardLayers(const Tensor& tokens, bool training) {
+  Buffers& b = *buffers_;
+  ops::Embedding(tokens.Reshape({b.dims.rows()}), params_[embed_].value, 0, b.resid[0]);
+  for (int l = 0; l < config_.layers; ++l) {
+    LayerActivations& a = training ? b.saved[l] : b.shared;
+    LayerForward(b.dims, Weights(l, false), b.resid[l], a, b.scratch, &b.resid[l + 1]);
+  }
+}
+
+void Model::ForwardHead() {
+  Buffers& b = *buffers_;
+  ops::RmsNorm(b.resid[config_.layers], params_[final_norm_].value, config_.norm_eps, b.lnf, b.rstdf);
+  ops::Linear(b.lnf, LmHead(false), nullptr, b.logits);
+}
+
+double Model::Loss(const Tensor& tokens, const Tensor& targets) {
+  CheckBatch(tokens, &targets);
+  EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
+  ForwardLayers(tokens, /*training=*/false);
+  ForwardHead();
+  Buffers& b = *buffers_;
+  ops::SoftmaxCrossEntropy(b.logits, targets.Reshape({b.dims.rows()}), b.losses, nullptr, 1.0f);
+  return ops::Sum(b.losses);
+}
+
+Tensor Model::Logits(const Tensor& tokens) {
+  CheckBatch(tokens, nullptr);
+  EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
+  ForwardLayers(tokens, /*training=*/false);
+  ForwardHead();
+  return buffers_->logits.Clone();
+}
+
+// ---- forward + backward
+
+double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, double grad_scale,
+                              const RecomputeConfig& rc) {
+  CheckBatch(tokens, &targets);
+  std::vector<LayerMode> modes;
+  for (int l = 0; l < config_.layers; ++l) modes.push_back(LayerModeOf(rc, l));
+  EnsureBuffers(tokens.dim(0), tokens.dim(1), &modes);
+  Buffers& b = *buffers_;
+  const Tensor tok = tokens.Reshape({b.dims.rows()});  // (N) i32
+
+  ForwardLayers(tokens, /*training=*/true);
+  ForwardHead();
+  // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
+  ops::SoftmaxCrossEntropy(b.logits, targets.Reshape({b.dims.rows()}), b.losses, &b.logits,
+                           static_cast<float>(grad_scale));
+  const double loss = ops::Sum(b.losses);
+
+  // Head: logits = final_norm(resid[L]) · lm_headᵀ. Tied: lm_head's grad is embed's.
+  Param& final_norm = params_[final_norm_];
+  ops::LinearBackward(b.logits, b.lnf, LmHead(false), &b.scratch.dln, &LmHead(true), nullptr);
+  ops::RmsNormBackward(b.scratch.dln, b.resid[config_.layers], final_norm.value, b.rstdf,
+                       b.dresid[0], final_norm.grad);
+  int cur = 0;  // dresid[cur] holds d loss / d resid[l + 1]
+  for (int l = config_.layers - 1; l >= 0; --l) {
+    const LayerWeights w = Weights(l, false);
+    LayerWeights g = Weights(l, true);
+    LayerActivations& a = b.saved[l];
+    LayerRecompute(b.dims, w, b.resid[l], a, b.scratch, b.modes[l]);
+    LayerBackward(b.dims, w, g, b.resid[l], a, b.dresid[cur], b.dresid[1 - cur], b.scratch);
+    cur = 1 - cur;
+  }
+  ops::EmbeddingBackward(b.dresid[cur], tok, 0, params_[embed_].grad);
+  return loss;
+}
+
+}  // namespace baton

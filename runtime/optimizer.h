@@ -1,0 +1,52 @@
+// AdamW over a model's Params, global-norm gradient clipping and the
+// learning-rate schedule. The trainer calls, per step: ClipGradNorm, then
+// LearningRate(step), then Step. The moments m, v are per-parameter
+// tensors in the order of the params vector, exposed (with the step count)
+// so checkpoints can save and restore them bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/optimizer_config.h"
+#include "runtime/param.h"
+#include "runtime/tensor.h"
+
+namespace baton {
+
+class AdamWOptimizer {
+ public:
+  explicit AdamWOptimizer(const OptimizerConfig& config) : config_(config) {}
+
+  // Allocates zero moments for `params` (Step does it on first use). A
+  // checkpoint load calls this, then fills m(i), v(i) and set_step.
+  void InitState(const std::vector<Param>& params);
+  // One update of every param with lr; weight decay only where Param.decay.
+  // Increments step() first, so the first update uses bias correction at 1.
+  void Step(std::vector<Param>& params, float lr);
+
+  int64_t step() const { return step_; }  // updates done so far
+  void set_step(int64_t step) { step_ = step; }
+  size_t num_states() const { return m_.size(); }
+  Tensor& m(size_t i) { return m_[i]; }  // first moment of params[i]
+  Tensor& v(size_t i) { return v_[i]; }  // second moment of params[i]
+  const OptimizerConfig& config() const { return config_; }
+
+ private:
+  OptimizerConfig config_;
+  int64_t step_ = 0;
+  std::vector<Tensor> m_, v_;
+};
+
+// Global L2 norm of all grads, summed in double in params order (so the same
+// grads give the same bits). If max_norm > 0 and the norm exceeds it, every
+// grad is scaled by max_norm / norm. Returns the norm before clipping.
+double ClipGradNorm(std::vector<Param>& params, float max_norm);
+
+// Learning rate for 0-based `step` of `total_steps`: linear warmup
+// lr·(step+1)/warmup_steps for step < warmup_steps, then decay from lr to
+// min_lr, reached at step total_steps-1 (cosine or linear), or lr throughout
+// (kConstant, after warmup).
+float LearningRate(const OptimizerConfig& config, int64_t step, int64_t total_steps);
+
+}  // namespace baton

@@ -1,0 +1,93 @@
+// Philox4x32-10 and the sharding-invariant normal fill (see rng.h).
+#include "runtime/rng.h"
+
+#include <cmath>
+#include <numbers>
+
+namespace baton {
+
+std::array<uint32_t, 4> Philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
+  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;  // Random123 multipliers
+  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;  // Weyl key increments
+  for (int round = 0; round < 10; ++round) {
+    if (round > 0) {
+      key[0] += kW0;
+      key[1] += kW1;
+    }
+    const uint64_t p0 = uint64_t{kM0} * ctr[0];
+    const uint64_t p1 = uint64_t{kM1} * ctr[2];
+    const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
+    const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
+    ctr = {hi1 ^ ctr[1] ^ key[0], lo1, hi0 ^ ctr[3] ^ key[1], lo0};
+  }
+  return ctr;
+}
+
+uint64_t Fnv1a64(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV offset basis
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ull;  // FNV prime
+  }
+  return h;
+}
+
+double NormalAt(uint64_t seed, uint64_t name_hash, uint64_t index) {
+  const uint64_t block = index / 2;
+  const std::array<uint32_t, 4> out = Philox4x32_10(
+      {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
+       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)},
+      {static_cast<uint32_t>(name_hash), static_cast<uint32_t>(name_hash >> 32)});
+  // 53-bit uniforms; u1 in (0, 1] so that log(u1) is finite.
+  const uint64_t a = (uint64_t{out[0]} << 32 | out[1]) >> 11;
+  const uint64_t b = (uint64_t{out[2]} << 32 | out[3]) >> 11;
+  const double u1 = (static_cast<double>(a) + 1.0) * 0x1.0p-53;
+  const double u2 = static_cast<double>(b) * 0x1.0p-53;
+  const double r = std::sqrt(-2.0 * std::log(u1));
+  const double angle = 2.0 * std::numbers::pi * u2;
+  return (index % 2 == 0) ? r * std::cos(angle) : r * std::sin(angle);
+}
+
+namespace {
+template <typename T>
+void Fill2D(T* out, int64_t rows, int64_t cols, uint64_t seed, uint64_t hash, double std,
+            int64_t logical_cols, int64_t row0, int64_t col0) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t base = (row0 + r) * logical_cols + col0;
+    for (int64_t c = 0; c < cols; ++c) {
+      out[r * cols + c] = static_cast<T>(std * NormalAt(seed, hash, static_cast<uint64_t>(base + c)));
+    }
+  }
+}
+
+void FillRegion(Tensor& t, int64_t rows, int64_t cols, uint64_t seed, std::string_view name,
+                float std, int64_t logical_cols, int64_t row0, int64_t col0) {
+  BATON_CHECK_MSG(t.device() == Device::kCpu && t.is_contiguous(), t.DebugString().c_str());
+  const uint64_t hash = Fnv1a64(name);
+  switch (t.dtype()) {
+    case DType::kF32:
+      Fill2D(t.data<float>(), rows, cols, seed, hash, std, logical_cols, row0, col0);
+      break;
+    case DType::kF64:
+      Fill2D(t.data<double>(), rows, cols, seed, hash, std, logical_cols, row0, col0);
+      break;
+    default:
+      BATON_CHECK_MSG(false, (std::string("FillNormal: unsupported dtype ") + DTypeName(t.dtype())).c_str());
+  }
+}
+}  // namespace
+
+void FillNormal(Tensor& t, uint64_t seed, std::string_view name, float std, int64_t logical_offset) {
+  BATON_CHECK(logical_offset >= 0);
+  // One row of numel() elements starting at logical_offset.
+  FillRegion(t, 1, t.numel(), seed, name, std, 0, 0, logical_offset);
+}
+
+void FillNormal2D(Tensor& t, uint64_t seed, std::string_view name, float std, int64_t logical_cols,
+                  int64_t row0, int64_t col0) {
+  BATON_CHECK_MSG(t.rank() == 2, t.DebugString().c_str());
+  BATON_CHECK(row0 >= 0 && col0 >= 0 && col0 + t.dim(1) <= logical_cols);
+  FillRegion(t, t.dim(0), t.dim(1), seed, name, std, logical_cols, row0, col0);
+}
+
+}  // namespace baton

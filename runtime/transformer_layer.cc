@@ -1,0 +1,186 @@
+// One decoder block's forward, recompute and backward (see transformer_layer.h).
+#include "runtime/transformer_layer.h"
+
+#include <vector>
+
+#include "runtime/ops.h"
+
+namespace baton {
+
+LayerDims LayerDims::From(const ModelConfig& c, int64_t batch, int64_t seq) {
+  LayerDims d;
+  d.batch = batch;
+  d.seq = seq;
+  d.dim = c.dim;
+  d.heads = c.heads;
+  d.kv_heads = c.kv_heads;
+  d.head_dim = c.head_dim();
+  d.ffn = c.ffn_dim;
+  d.rope_theta = c.rope_theta;
+  d.norm_eps = c.norm_eps;
+  return d;
+}
+
+LayerMode LayerModeOf(const RecomputeConfig& rc, int layer) {
+  switch (rc.policy) {
+    case RecomputePolicy::kNone: return LayerMode::kKeepAll;
+    case RecomputePolicy::kFull: return LayerMode::kRecompute;
+    case RecomputePolicy::kSelective: return LayerMode::kSelective;
+    case RecomputePolicy::kEveryK:
+      BATON_CHECK_MSG(rc.every_k >= 1, "recompute.every_k must be >= 1");
+      return layer % rc.every_k == 0 ? LayerMode::kRecompute : LayerMode::kKeepAll;
+  }
+  BATON_CHECK_MSG(false, "unknown recompute policy");
+  return LayerMode::kKeepAll;
+}
+
+// ---- buffer layout
+
+namespace {
+
+// Every field but probs, with its shape and whether kSelective keeps it.
+struct Field {
+  Tensor LayerActivations::*member;
+  Shape shape;
+  bool selective_keeps;
+};
+
+std::vector<Field> Fields(const LayerDims& d) {
+  const int64_t B = d.batch, T = d.seq, N = d.rows(), C = d.dim, H = d.heads, KV = d.kv_heads,
+                D = d.head_dim, F = d.ffn;
+  return {
+      {&LayerActivations::ln1, {N, C}, true},        {&LayerActivations::rstd1, {N}, true},
+      {&LayerActivations::q, {B, T, H, D}, true},    {&LayerActivations::k, {B, T, KV, D}, true},
+      {&LayerActivations::v, {B, T, KV, D}, true},   {&LayerActivations::att, {B, T, H, D}, true},
+      {&LayerActivations::lse, {B, H, T}, true},     {&LayerActivations::h, {N, C}, true},
+      {&LayerActivations::ln2, {N, C}, true},        {&LayerActivations::rstd2, {N}, true},
+      {&LayerActivations::gate, {N, F}, true},       {&LayerActivations::up, {N, F}, true},
+      {&LayerActivations::swi, {N, F}, false},
+  };
+}
+
+Shape ProbsShape(const LayerDims& d) { return {d.batch, d.heads, d.seq, d.seq}; }
+
+bool Keeps(LayerMode mode, const Field& f) {
+  return mode == LayerMode::kKeepAll || (mode == LayerMode::kSelective && f.selective_keeps);
+}
+
+int64_t Numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t x : s) n *= x;
+  return n;
+}
+
+// A 2-D (rows, cols) view of a contiguous activation, for Linear.
+Tensor As2D(const Tensor& t, int64_t rows) { return t.Reshape({rows, t.numel() / rows}); }
+
+}  // namespace
+
+LayerActivations AllocateSharedActivations(const LayerDims& d, DType dtype) {
+  LayerActivations a;
+  for (const Field& f : Fields(d)) a.*f.member = Tensor::Empty(f.shape, dtype);
+  return a;
+}
+
+LayerActivations AllocateLayerActivations(const LayerDims& d, DType dtype, LayerMode mode,
+                                          const LayerActivations& shared) {
+  LayerActivations a;
+  for (const Field& f : Fields(d)) {
+    a.*f.member = Keeps(mode, f) ? Tensor::Empty(f.shape, dtype) : shared.*f.member;
+  }
+  if (mode == LayerMode::kKeepAll) a.probs = Tensor::Empty(ProbsShape(d), dtype);
+  return a;
+}
+
+LayerScratch AllocateLayerScratch(const LayerDims& d, DType dtype) {
+  const int64_t B = d.batch, T = d.seq, N = d.rows(), C = d.dim, H = d.heads, KV = d.kv_heads,
+                D = d.head_dim, F = d.ffn;
+  LayerScratch s;
+  s.proj = Tensor::Empty({N, C}, dtype);
+  s.dh = Tensor::Empty({N, C}, dtype);
+  s.dln = Tensor::Empty({N, C}, dtype);
+  s.dtmp = Tensor::Empty({N, C}, dtype);
+  s.datt = Tensor::Empty({B, T, H, D}, dtype);
+  s.dq = Tensor::Empty({B, T, H, D}, dtype);
+  s.dk = Tensor::Empty({B, T, KV, D}, dtype);
+  s.dv = Tensor::Empty({B, T, KV, D}, dtype);
+  s.dgate = Tensor::Empty({N, F}, dtype);
+  s.dup = Tensor::Empty({N, F}, dtype);
+  s.dswi = Tensor::Empty({N, F}, dtype);
+  return s;
+}
+
+int64_t KeptActivationBytes(const LayerDims& d, DType dtype, LayerMode mode) {
+  int64_t elems = d.rows() * d.dim;  // the layer input x
+  for (const Field& f : Fields(d)) {
+    if (Keeps(mode, f)) elems += Numel(f.shape);
+  }
+  if (mode == LayerMode::kKeepAll) elems += Numel(ProbsShape(d));
+  return elems * static_cast<int64_t>(DTypeSize(dtype));
+}
+
+// ---- forward
+
+void LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
+                  LayerActivations& a, LayerScratch& s, Tensor* out) {
+  const int64_t N = d.rows();
+  // Attention branch.
+  ops::RmsNorm(x, w.attn_norm, d.norm_eps, a.ln1, a.rstd1);
+  Tensor q2 = As2D(a.q, N), k2 = As2D(a.k, N), v2 = As2D(a.v, N);  // (N, H·D), (N, KV·D)
+  ops::Linear(a.ln1, w.wq, w.bq.defined() ? &w.bq : nullptr, q2);
+  ops::Linear(a.ln1, w.wk, w.bk.defined() ? &w.bk : nullptr, k2);
+  ops::Linear(a.ln1, w.wv, w.bv.defined() ? &w.bv : nullptr, v2);
+  ops::Rope(a.q, d.rope_theta);
+  ops::Rope(a.k, d.rope_theta);
+  ops::Attention(a.q, a.k, a.v, a.att, a.lse, a.probs.defined() ? &a.probs : nullptr);
+  ops::Linear(As2D(a.att, N), w.wo, nullptr, s.proj);
+  ops::Add(x, s.proj, a.h);
+  // MLP branch.
+  ops::RmsNorm(a.h, w.mlp_norm, d.norm_eps, a.ln2, a.rstd2);
+  ops::Linear(a.ln2, w.w_gate, nullptr, a.gate);
+  ops::Linear(a.ln2, w.w_up, nullptr, a.up);
+  ops::SwiGlu(a.gate, a.up, a.swi);
+  if (out == nullptr) return;  // recompute: w_down's output is not needed by the backward
+  ops::Linear(a.swi, w.w_down, nullptr, s.proj);
+  ops::Add(a.h, s.proj, *out);
+}
+
+void LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
+                    LayerActivations& a, LayerScratch& s, LayerMode mode) {
+  switch (mode) {
+    case LayerMode::kKeepAll: return;
+    case LayerMode::kSelective: ops::SwiGlu(a.gate, a.up, a.swi); return;
+    case LayerMode::kRecompute: LayerForward(d, w, x, a, s, nullptr); return;
+  }
+}
+
+// ---- backward
+
+void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, const Tensor& x,
+                   const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s) {
+  const int64_t N = d.rows();
+  // MLP branch: out = h + w_down · swi.
+  ops::LinearBackward(dout, a.swi, w.w_down, &s.dswi, &g.w_down, nullptr);
+  ops::SwiGluBackward(s.dswi, a.gate, a.up, s.dgate, s.dup);
+  ops::LinearBackward(s.dgate, a.ln2, w.w_gate, &s.dln, &g.w_gate, nullptr);
+  ops::LinearBackward(s.dup, a.ln2, w.w_up, &s.dtmp, &g.w_up, nullptr);
+  ops::AddInPlace(s.dln, s.dtmp);
+  ops::RmsNormBackward(s.dln, a.h, w.mlp_norm, a.rstd2, s.dh, g.mlp_norm);
+  ops::AddInPlace(s.dh, dout);  // residual
+  // Attention branch: h = x + wo · att.
+  Tensor datt2 = As2D(s.datt, N);
+  ops::LinearBackward(s.dh, As2D(a.att, N), w.wo, &datt2, &g.wo, nullptr);
+  ops::AttentionBackward(s.datt, a.q, a.k, a.v, a.att, a.lse,
+                         a.probs.defined() ? &a.probs : nullptr, s.dq, s.dk, s.dv);
+  ops::RopeBackward(s.dq, d.rope_theta);
+  ops::RopeBackward(s.dk, d.rope_theta);
+  ops::LinearBackward(As2D(s.dq, N), a.ln1, w.wq, &s.dln, &g.wq, g.bq.defined() ? &g.bq : nullptr);
+  ops::LinearBackward(As2D(s.dk, N), a.ln1, w.wk, &s.dtmp, &g.wk, g.bk.defined() ? &g.bk : nullptr);
+  ops::AddInPlace(s.dln, s.dtmp);
+  ops::LinearBackward(As2D(s.dv, N), a.ln1, w.wv, &s.dtmp, &g.wv, g.bv.defined() ? &g.bv : nullptr);
+  ops::AddInPlace(s.dln, s.dtmp);
+  ops::RmsNormBackward(s.dln, x, w.attn_norm, a.rstd1, dx, g.attn_norm);
+  ops::AddInPlace(dx, s.dh);  // residual
+}
+
+}  // namespace baton

@@ -1,0 +1,110 @@
+// One Llama/Qwen2 decoder block with an explicit forward and backward
+// (llm.c style), written only in ops (runtime/ops.h) so the same code runs
+// on every backend:
+//   h   = x + wo · Attention(RoPE(wq·n1 + bq), RoPE(wk·n1 + bk), wv·n1 + bv),  n1 = RmsNorm(x)
+//   out = h + w_down · (silu(w_gate·n2) ⊙ (w_up·n2)),                        n2 = RmsNorm(h)
+// The model (runtime/model.h) owns the buffers and decides, per layer, which
+// activations are kept between forward and backward (LayerMode); what is
+// not kept lives in a set of buffers shared by all layers and is rebuilt by
+// LayerRecompute with the very same ops, so every mode gives the same bits.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/model_config.h"
+#include "runtime/tensor.h"
+
+namespace baton {
+
+struct LayerDims {
+  int64_t batch = 0, seq = 0;  // B, T
+  int64_t dim = 0;             // C
+  int64_t heads = 0;           // H
+  int64_t kv_heads = 0;        // KV
+  int64_t head_dim = 0;        // D
+  int64_t ffn = 0;             // F
+  double rope_theta = 10000.0;
+  float norm_eps = 1e-5f;
+  int64_t rows() const { return batch * seq; }  // N = B·T
+
+  static LayerDims From(const ModelConfig& c, int64_t batch, int64_t seq);
+};
+
+// The block's parameters; one instance holds values, another their grads.
+// Linear weights are (out, in) as in HF.
+struct LayerWeights {
+  Tensor attn_norm;      // (C)
+  Tensor wq;             // (H·D, C)
+  Tensor wk, wv;         // (KV·D, C)
+  Tensor bq;             // (H·D), undefined without qkv_bias
+  Tensor bk, bv;         // (KV·D), undefined without qkv_bias
+  Tensor wo;             // (C, H·D)
+  Tensor mlp_norm;       // (C)
+  Tensor w_gate, w_up;   // (F, C)
+  Tensor w_down;         // (C, F)
+};
+
+// What the backward reads. The layer input x is not here: the model keeps
+// every layer's input (the residual stream) under every policy.
+struct LayerActivations {
+  Tensor ln1;    // (N, C) attn_norm(x)
+  Tensor rstd1;  // (N)
+  Tensor q;      // (B, T, H, D) after bias and RoPE
+  Tensor k;      // (B, T, KV, D) after bias and RoPE
+  Tensor v;      // (B, T, KV, D)
+  Tensor att;    // (B, T, H, D) attention output, input of wo
+  Tensor lse;    // (B, H, T) log-sum-exp per score row
+  Tensor probs;  // (B, H, T, T) softmax, or undefined: AttentionBackward recomputes it
+  Tensor h;      // (N, C) x + attention branch
+  Tensor ln2;    // (N, C) mlp_norm(h)
+  Tensor rstd2;  // (N)
+  Tensor gate;   // (N, F) w_gate · ln2
+  Tensor up;     // (N, F) w_up · ln2
+  Tensor swi;    // (N, F) silu(gate) ⊙ up, input of w_down
+};
+
+// Working buffers of any layer's forward and backward, reused layer to layer.
+struct LayerScratch {
+  Tensor proj;             // (N, C) wo or w_down output before the residual add
+  Tensor dh;               // (N, C) gradient w.r.t. h
+  Tensor dln;              // (N, C) gradient w.r.t. ln1 / ln2
+  Tensor dtmp;             // (N, C) one projection's share of dln
+  Tensor datt;             // (B, T, H, D)
+  Tensor dq;               // (B, T, H, D)
+  Tensor dk, dv;           // (B, T, KV, D)
+  Tensor dgate, dup, dswi; // (N, F)
+};
+
+// kKeepAll: every activation incl. attention probabilities (policy "none").
+// kSelective: drops probs and swi (cheap to rebuild), keeps GEMM outputs.
+// kRecompute: keeps nothing but the layer input; the forward is re-run.
+enum class LayerMode { kKeepAll, kSelective, kRecompute };
+
+// The mode of layer l under a recompute policy (every_k: kRecompute on
+// l % every_k == 0, kKeepAll elsewhere).
+LayerMode LayerModeOf(const RecomputeConfig& rc, int layer);
+
+// Buffers shared by all layers for what their mode does not keep: every
+// field but probs (recompute never stores probabilities).
+LayerActivations AllocateSharedActivations(const LayerDims& d, DType dtype);
+// Fresh buffers for the fields `mode` keeps; the others alias `shared`.
+LayerActivations AllocateLayerActivations(const LayerDims& d, DType dtype, LayerMode mode,
+                                          const LayerActivations& shared);
+LayerScratch AllocateLayerScratch(const LayerDims& d, DType dtype);
+// Bytes held from a layer's forward to its backward in `mode`, counting its
+// input x (N, C).
+int64_t KeptActivationBytes(const LayerDims& d, DType dtype, LayerMode mode);
+
+// Fills `a` from x (N, C) and, if out is non-null, writes out (N, C).
+// Attention probabilities are stored iff a.probs is defined.
+void LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
+                  LayerActivations& a, LayerScratch& s, Tensor* out);
+// Rebuilds what `mode` dropped, into `a` (which aliases the shared set).
+void LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
+                    LayerActivations& a, LayerScratch& s, LayerMode mode);
+// dout (N, C) → dx (N, C) (overwritten; must not alias dout); parameter
+// gradients accumulate into g.
+void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, const Tensor& x,
+                   const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s);
+
+}  // namespace baton
