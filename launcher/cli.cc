@@ -1,18 +1,129 @@
-// Command-line dispatch (see cli.h).
+// Command-line dispatch (see cli.h). Parses argv into a command and its
+// flags, runs it, and turns a Status into one line on stderr and an exit
+// status: InvalidArgument / NotFound / FailedPrecondition are bad input
+// (2), anything else a run-time failure (1).
 #include "launcher/cli.h"
 
 #include <cstdio>
-#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "launcher/config.h"
+#include "launcher/train.h"
+#include "runtime/corpus.h"
+#include "runtime/tokenizer.h"
 
 namespace baton {
+namespace {
+
+constexpr char kUsage[] =
+    "usage:\n"
+    "  baton train --config FILE [--set section.key=value ...]\n"
+    "  baton data tokenize --input FILE... --output PREFIX\n";
+
+int Fail(const absl::Status& s) {
+  std::string msg(s.message());
+  std::fprintf(stderr, "baton: error: %s\n", msg.c_str());
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+int Usage(const std::string& why) {
+  std::fprintf(stderr, "baton: error: %s\n%s", why.c_str(), kUsage);
+  return 2;
+}
+
+// Collects the values after a flag until the next "--flag".
+std::vector<std::string> Values(const std::vector<std::string>& args, size_t* i) {
+  std::vector<std::string> out;
+  while (*i + 1 < args.size() && !absl::StartsWith(args[*i + 1], "--")) out.push_back(args[++*i]);
+  return out;
+}
+
+int RunDataTokenize(const std::vector<std::string>& args) {
+  std::vector<std::string> inputs;
+  std::string output;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--input") {
+      std::vector<std::string> v = Values(args, &i);
+      inputs.insert(inputs.end(), v.begin(), v.end());
+    } else if (args[i] == "--output") {
+      std::vector<std::string> v = Values(args, &i);
+      if (v.size() != 1) return Usage("--output takes one PREFIX");
+      output = v[0];
+    } else {
+      return Usage(absl::StrCat("unknown flag '", args[i], "' for 'data tokenize'"));
+    }
+  }
+  if (inputs.empty()) return Usage("data tokenize: --input FILE... is required");
+  if (output.empty()) return Usage("data tokenize: --output PREFIX is required");
+  ByteTokenizer tokenizer;
+  absl::StatusOr<TokenizeStats> stats = TokenizeFiles(inputs, tokenizer, output);
+  if (!stats.ok()) return Fail(stats.status());
+  std::printf("tokenized %lld files: %lld documents, %lld bytes -> %lld tokens in %s.bin/.idx\n",
+              static_cast<long long>(stats->files), static_cast<long long>(stats->documents),
+              static_cast<long long>(stats->bytes), static_cast<long long>(stats->tokens), output.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int RunTrainCommand(const std::vector<std::string>& args) {
+  std::string config_path;
+  std::vector<std::string> overrides;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config") {
+      std::vector<std::string> v = Values(args, &i);
+      if (v.size() != 1) return Usage("--config takes one FILE");
+      config_path = v[0];
+    } else if (args[i] == "--set") {
+      std::vector<std::string> v = Values(args, &i);
+      if (v.empty()) return Usage("--set needs section.key=value");
+      overrides.insert(overrides.end(), v.begin(), v.end());
+    } else {
+      return Usage(absl::StrCat("unknown flag '", args[i], "' for 'train'"));
+    }
+  }
+  if (config_path.empty()) return Usage("train: --config FILE is required");
+  absl::StatusOr<JobConfig> config = LoadJobConfig(config_path, overrides);
+  if (!config.ok()) return Fail(config.status());
+  TrainSummary summary;
+  absl::Status s = Train(*config, &summary);
+  if (!s.ok()) return Fail(s);
+  std::printf("done: steps %lld-%lld in %.1f s, loss %.4f -> %.4f", static_cast<long long>(summary.first_step),
+              static_cast<long long>(summary.last_step), summary.seconds, summary.first_loss, summary.last_loss);
+  if (summary.last_val_loss >= 0) std::printf(", val_loss %.4f", summary.last_val_loss);
+  std::printf(", %.0f tokens/s\n", summary.tokens_per_s);
+  if (!summary.checkpoint.empty()) std::printf("checkpoint: %s\n", summary.checkpoint.c_str());
+  if (!config->output.metrics.empty()) std::printf("metrics: %s\n", config->output.metrics.c_str());
+  return 0;
+}
 
 int RunCli(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
-    std::fprintf(stderr, "usage: baton <train|data> ...\n");
-    return argc < 2 ? 2 : 0;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) return Usage("no command given");
+  const std::string cmd = args[0];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::printf("%s", kUsage);
+    return 0;
   }
-  std::fprintf(stderr, "baton: error: unknown command '%s'\n", argv[1]);
-  return 2;
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (cmd == "train") return RunTrainCommand(rest);
+  if (cmd == "data") {
+    if (rest.empty() || rest[0] != "tokenize") return Usage("data: expected 'tokenize'");
+    return RunDataTokenize(std::vector<std::string>(rest.begin() + 1, rest.end()));
+  }
+  return Usage(absl::StrCat("unknown command '", cmd, "'"));
 }
 
 }  // namespace baton

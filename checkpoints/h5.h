@@ -1,0 +1,70 @@
+// HDF5 plumbing for checkpoints/: an RAII owner for HDF5 ids and the one
+// place where HDF5 failures (herr_t or hid_t < 0) become absl::Status,
+// carrying the call, the file being worked on, file:line and the innermost
+// message from HDF5's error stack. HDF5's own printing of errors to stderr
+// is switched off (Hdf5Init), because library code never prints.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "kernels/check.h"
+
+namespace baton {
+
+// Idempotent; call before any other HDF5 call.
+void Hdf5Init();
+
+// OK if code >= 0, else an error "EXPR failed on FILE: HDF5 MESSAGE (SRC:LINE)".
+absl::Status FromHdf5(int64_t code, const char* expr, const std::string& file, const char* src, int line);
+
+#define BATON_CHECK_H5(expr, file) \
+  BATON_RETURN_IF_ERROR(::baton::FromHdf5((expr), #expr, (file), __FILE__, __LINE__))
+
+// Owns an hid_t and closes it with the matching H5?close.
+class H5Id {
+ public:
+  using Closer = herr_t (*)(hid_t);
+  H5Id() = default;
+  H5Id(hid_t id, Closer close) : id_(id), close_(close) {}
+  H5Id(H5Id&& o) noexcept : id_(std::exchange(o.id_, H5I_INVALID_HID)), close_(o.close_) {}
+  H5Id& operator=(H5Id&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      id_ = std::exchange(o.id_, H5I_INVALID_HID);
+      close_ = o.close_;
+    }
+    return *this;
+  }
+  H5Id(const H5Id&) = delete;
+  H5Id& operator=(const H5Id&) = delete;
+  ~H5Id() { Reset(); }
+
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  // Closes now and reports failure (H5Fclose at the end of a write matters).
+  herr_t Close() {
+    herr_t r = id_ >= 0 ? close_(id_) : 0;
+    id_ = H5I_INVALID_HID;
+    return r;
+  }
+  void Reset() { Close(); }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  Closer close_ = nullptr;
+};
+
+// Opens/creates an id and returns an owner, or the error: BATON_H5_ASSIGN(H5Id f, H5Fopen(...), H5Fclose, path)
+#define BATON_H5_ASSIGN(lhs, expr, closer, file) \
+  BATON_H5_ASSIGN_IMPL_(BATON_CONCAT_(baton_h5_id_, __LINE__), lhs, expr, #expr, closer, file)
+#define BATON_H5_ASSIGN_IMPL_(tmp, lhs, expr, text, closer, file)                   \
+  hid_t tmp = (expr);                                                              \
+  BATON_RETURN_IF_ERROR(::baton::FromHdf5(tmp, text, (file), __FILE__, __LINE__)); \
+  lhs(tmp, closer)
+
+}  // namespace baton

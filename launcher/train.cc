@@ -1,0 +1,261 @@
+// The training loop (see train.h). One step: for each micro-batch, sample,
+// forward + backward (grads accumulate, scaled by 1/tokens of the global
+// batch so the loss is the mean over every token of the step), then clip,
+// schedule the learning rate, AdamW; then metrics, validation, checkpoint.
+#include "launcher/train.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "checkpoints/checkpoint.h"
+#include "checkpoints/checkpoint_dir.h"
+#include "launcher/metrics.h"
+#include "launcher/progress.h"
+#include "nlohmann/json.hpp"
+#include "runtime/indexed_dataset.h"
+#include "runtime/model.h"
+#include "runtime/optimizer.h"
+#include "runtime/sampler.h"
+
+namespace baton {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+std::string HumanBytes(int64_t b) {
+  if (b >= (int64_t{1} << 20)) return absl::StrFormat("%.1f MiB", b / 1048576.0);
+  return absl::StrFormat("%.1f KiB", b / 1024.0);
+}
+
+std::string HumanRate(double r) {
+  return r >= 1000 ? absl::StrFormat("%.1fk", r / 1000) : absl::StrFormat("%.0f", r);
+}
+
+// "activations kept per layer (B=16, T=128): none 1.2 MiB, full 64.0 KiB, ..."
+std::string ActivationReport(const Model& model, const RecomputeConfig& chosen, int64_t b, int64_t t) {
+  std::vector<std::string> parts;
+  for (RecomputePolicy p : {RecomputePolicy::kNone, RecomputePolicy::kSelective,
+                            RecomputePolicy::kEveryK, RecomputePolicy::kFull}) {
+    RecomputeConfig rc = chosen;
+    rc.policy = p;
+    std::vector<int64_t> per_layer = model.ActivationBytesPerLayer(rc, b, t);
+    int64_t total = 0;
+    for (int64_t x : per_layer) total += x;
+    std::string mark = p == chosen.policy ? "*" : "";
+    parts.push_back(absl::StrCat(mark, RecomputePolicyName(p), " ",
+                                 HumanBytes(total / static_cast<int64_t>(per_layer.size()))));
+  }
+  return absl::StrCat("activations kept per layer (B=", b, ", T=", t, "): ", absl::StrJoin(parts, ", "),
+                      "  (* = recompute.policy)");
+}
+
+absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, Model& model,
+                            AdamWOptimizer& opt, const Sampler& sampler, std::string* path_out) {
+  CheckpointData data;
+  data.step = step;
+  std::vector<Param>& params = model.params();
+  opt.InitState(params);  // no-op if the state exists
+  for (size_t i = 0; i < params.size(); ++i) {
+    data.tensors.push_back({"params/" + params[i].name, params[i].value});
+    data.tensors.push_back({"adam/m/" + params[i].name, opt.m(i)});
+    data.tensors.push_back({"adam/v/" + params[i].name, opt.v(i)});
+  }
+  SamplerState s = sampler.state();
+  data.attrs["config"] = config.source_text;
+  data.attrs["sampler"] = nlohmann::json{{"epoch", s.epoch}, {"position", s.position}}.dump();
+  data.attrs["optimizer_step"] = std::to_string(opt.step());
+  data.attrs["git_revision"] = GitRevision();
+  std::string path = CheckpointPath(config.checkpoint.dir, step);
+  std::error_code ec;
+  std::filesystem::create_directories(config.checkpoint.dir, ec);
+  BATON_RETURN_IF_ERROR(WriteCheckpoint(path, data));
+  BATON_RETURN_IF_ERROR(CommitLatest(config.checkpoint.dir, path));
+  BATON_RETURN_IF_ERROR(Prune(config.checkpoint.dir, config.checkpoint.keep));
+  *path_out = path;
+  return absl::OkStatus();
+}
+
+// Which checkpoint to resume from, if any.
+absl::StatusOr<std::optional<std::string>> ResumePath(const CheckpointConfig& c) {
+  if (c.resume == "none") return std::optional<std::string>();
+  if (c.resume == "auto") {
+    if (c.dir.empty() || !std::filesystem::exists(c.dir)) return std::optional<std::string>();
+    return FindLatest(c.dir);
+  }
+  if (!std::filesystem::exists(c.resume)) {
+    return absl::NotFoundError(absl::StrCat("checkpoint.resume: ", c.resume, ": no such file"));
+  }
+  return std::optional<std::string>(c.resume);
+}
+
+absl::Status LoadCheckpoint(const std::string& path, Model& model, AdamWOptimizer& opt,
+                            Sampler& sampler, int64_t* step) {
+  BATON_ASSIGN_OR_RETURN(CheckpointData data, ReadCheckpoint(path));
+  std::vector<Param>& params = model.params();
+  opt.InitState(params);
+  for (size_t i = 0; i < params.size(); ++i) {
+    BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + params[i].name, params[i].value));
+    BATON_RETURN_IF_ERROR(CopyInto(data, "adam/m/" + params[i].name, opt.m(i)));
+    BATON_RETURN_IF_ERROR(CopyInto(data, "adam/v/" + params[i].name, opt.v(i)));
+  }
+  auto sampler_json = data.attrs.find("sampler");
+  auto opt_step = data.attrs.find("optimizer_step");
+  if (sampler_json == data.attrs.end() || opt_step == data.attrs.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a baton training checkpoint (no sampler state)"));
+  }
+  nlohmann::json s = nlohmann::json::parse(sampler_json->second, nullptr, /*allow_exceptions=*/false);
+  if (!s.is_object() || !s.contains("epoch") || !s.contains("position")) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": corrupt sampler state"));
+  }
+  BATON_RETURN_IF_ERROR(sampler.Restore({s["epoch"].get<int64_t>(), s["position"].get<int64_t>()}));
+  opt.set_step(std::stoll(opt_step->second));
+  *step = data.step;
+  return absl::OkStatus();
+}
+
+double ValidationLoss(Model& model, const Sampler& sampler, const JobConfig& config, Tensor& tokens,
+                      Tensor& targets) {
+  const int64_t b = config.train.micro_batch_size, t = config.train.seq_len;
+  int64_t batches = std::min<int64_t>(config.train.eval_batches, sampler.num_val_samples() / b);
+  double sum = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    sampler.ValBatch(i, b, tokens, targets);
+    sum += model.Loss(tokens, targets);
+  }
+  return batches > 0 ? sum / static_cast<double>(batches * b * t) : -1;
+}
+
+}  // namespace
+
+absl::Status Train(const JobConfig& config, TrainSummary* summary) {
+  const Clock::time_point start = Clock::now();
+  const TrainConfig& tc = config.train;
+  BATON_RETURN_IF_ERROR(ValidateMesh(config, /*world_size=*/1));
+
+  // ---- data
+  BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(config.data.path));
+  BATON_ASSIGN_OR_RETURN(Sampler sampler,
+                         Sampler::Create(dataset, tc.seq_len, static_cast<uint64_t>(tc.seed),
+                                         config.data.val_fraction));
+  if (sampler.num_train_samples() < tc.global_batch_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data.path=", config.data.path, " holds ", sampler.num_train_samples(),
+        " training samples of train.seq_len=", tc.seq_len, ", fewer than train.global_batch_size=",
+        tc.global_batch_size));
+  }
+  int max_token = config.model.vocab_size;
+  (void)max_token;
+
+  // ---- model and optimizer
+  BATON_ASSIGN_OR_RETURN(Model model, Model::Create(config.model, DType::kF32));
+  model.Init(static_cast<uint64_t>(tc.seed));
+  AdamWOptimizer opt(tc.optimizer);
+
+  int64_t step = 0;
+  BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
+  if (resume) {
+    BATON_RETURN_IF_ERROR(LoadCheckpoint(*resume, model, opt, sampler, &step));
+    std::printf("resumed from %s at step %lld\n", resume->c_str(), static_cast<long long>(step));
+  }
+
+  // ---- metrics manifest
+  BATON_ASSIGN_OR_RETURN(MetricsWriter metrics, MetricsWriter::Open(config.output.metrics, resume.has_value()));
+  BATON_ASSIGN_OR_RETURN(std::string data_hash, HashFile(config.data.path + ".bin"));
+  metrics.Write({{"manifest",
+                  {{"config", config.source_text},
+                   {"git_revision", GitRevision()},
+                   {"data_path", config.data.path},
+                   {"data_bin_fnv1a64", data_hash},
+                   {"parameters", model.NumParameters()},
+                   {"resumed_from", resume ? *resume : ""},
+                   {"start_step", step}}}});
+
+  const int64_t b = tc.micro_batch_size, t = tc.seq_len;
+  const int64_t micro_steps = tc.global_batch_size / tc.micro_batch_size;
+  const int64_t tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * t;
+  std::printf("model: %lld parameters (%d layers, dim %d, %d heads, %d kv heads, ffn %d, vocab %d)\n",
+              static_cast<long long>(model.NumParameters()), config.model.layers, config.model.dim,
+              config.model.heads, config.model.kv_heads, config.model.ffn_dim, config.model.vocab_size);
+  std::printf("data: %s, %lld train / %lld val samples of %lld tokens; %lld micro-batches of %lld per step\n",
+              config.data.path.c_str(), static_cast<long long>(sampler.num_train_samples()),
+              static_cast<long long>(sampler.num_val_samples()), static_cast<long long>(t),
+              static_cast<long long>(micro_steps), static_cast<long long>(b));
+  std::printf("%s\n", ActivationReport(model, config.recompute, b, t).c_str());
+  std::fflush(stdout);
+
+  Tensor tokens = Tensor::Empty({b, t}, DType::kI32);
+  Tensor targets = Tensor::Empty({b, t}, DType::kI32);
+  Progress progress(tc.steps, tc.log_every,
+                    config.output.progress == ProgressMode::kBar     ? Progress::Mode::kBar
+                    : config.output.progress == ProgressMode::kLines ? Progress::Mode::kLines
+                                                                     : Progress::Mode::kAuto);
+  const int64_t stop = tc.exit_interval > 0 ? std::min(tc.steps, step + tc.exit_interval) : tc.steps;
+  summary->first_step = step + 1;
+  double timed_seconds = 0;
+  int64_t timed_tokens = 0;
+  std::string last_checkpoint;
+  while (step < stop) {
+    const Clock::time_point t0 = Clock::now();
+    model.ZeroGrad();
+    double loss_sum = 0;
+    for (int64_t m = 0; m < micro_steps; ++m) {
+      sampler.NextBatch(b, tokens, targets);
+      loss_sum += model.ForwardBackward(tokens, targets, 1.0 / static_cast<double>(tokens_per_step),
+                                        config.recompute);
+    }
+    const double loss = loss_sum / static_cast<double>(tokens_per_step);
+    if (!std::isfinite(loss)) {
+      return absl::InternalError(absl::StrCat("loss is ", loss, " at step ", step + 1,
+                                              " (try a lower train.lr)"));
+    }
+    const double grad_norm = ClipGradNorm(model.params(), tc.optimizer.grad_clip);
+    const float lr = LearningRate(tc.optimizer, step, tc.steps);
+    opt.Step(model.params(), lr);
+    ++step;
+    const double dt = Seconds(t0, Clock::now());
+    if (step > summary->first_step) {  // the first step pays for allocation
+      timed_seconds += dt;
+      timed_tokens += tokens_per_step;
+    }
+    const double tok_s = tokens_per_step / dt;
+    if (step == summary->first_step) summary->first_loss = loss;
+    summary->last_loss = loss;
+    metrics.Write({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
+                   {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}});
+    progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s", loss, lr,
+                                          grad_norm, HumanRate(tok_s)));
+
+    const bool last = step == stop;
+    if ((tc.eval_every > 0 && step % tc.eval_every == 0) || (last && tc.eval_every > 0)) {
+      double val = ValidationLoss(model, sampler, config, tokens, targets);
+      if (val >= 0) {
+        summary->last_val_loss = val;
+        metrics.Write({{"step", step}, {"val_loss", val}});
+        progress.Note(absl::StrFormat("step %lld  val_loss %.4f", static_cast<long long>(step), val));
+      }
+    }
+    if (!config.checkpoint.dir.empty() &&
+        ((config.checkpoint.every > 0 && step % config.checkpoint.every == 0) || last)) {
+      BATON_RETURN_IF_ERROR(SaveCheckpoint(config, step, model, opt, sampler, &last_checkpoint));
+      progress.Note(absl::StrCat("step ", step, "  checkpoint ", last_checkpoint));
+    }
+  }
+  progress.Finish();
+  summary->last_step = step;
+  summary->tokens_per_s = timed_seconds > 0 ? timed_tokens / timed_seconds : 0;
+  summary->seconds = Seconds(start, Clock::now());
+  summary->checkpoint = last_checkpoint;
+  return absl::OkStatus();
+}
+
+}  // namespace baton

@@ -1,0 +1,31 @@
+// `baton train`: the training job driver. Owns the loop that ties the
+// pieces together — dataset and sampler, model, optimizer, checkpoints,
+// metrics and progress — and nothing else: every piece of math lives below
+// in runtime/, every file format in checkpoints/.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "launcher/config.h"
+
+namespace baton {
+
+struct TrainSummary {
+  int64_t first_step = 0, last_step = 0;  // 1-based steps run by this process
+  double first_loss = 0, last_loss = 0;
+  double last_val_loss = -1;              // -1: no validation ran
+  double tokens_per_s = 0;                // over the steps run, excluding the first
+  double seconds = 0;
+  std::string checkpoint;                 // last checkpoint written ("" if none)
+};
+
+// Runs the job. InvalidArgument/NotFound: bad input (exit 2); other errors:
+// runtime failure (exit 1).
+absl::Status Train(const JobConfig& config, TrainSummary* summary);
+
+// argv after "train": --config FILE [--set K=V [K=V ...]]...
+int RunTrainCommand(const std::vector<std::string>& args);
+
+}  // namespace baton

@@ -1,0 +1,120 @@
+// Tests of the checkpoint directory (checkpoints/checkpoint_dir.h): file
+// names, the `latest` commit point, resume lookup and pruning.
+#include "checkpoints/checkpoint_dir.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/check.h"
+
+namespace baton {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string MakeTempDir() {
+  std::string templ = ::testing::TempDir() + "/ckpt_dir_test_XXXXXX";
+  BATON_CHECK(mkdtemp(templ.data()) != nullptr);
+  return templ;
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+void Touch(const std::string& path, const std::string& text = "x") {
+  FILE* f = std::fopen(path.c_str(), "w");
+  BATON_CHECK(f != nullptr);
+  std::fputs(text.c_str(), f);
+  std::fclose(f);
+}
+
+std::string Slurp(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return "<missing>";
+  std::string out;
+  char buf[256];
+  while (size_t n = std::fread(buf, 1, sizeof buf, f)) out.append(buf, n);
+  std::fclose(f);
+  return out;
+}
+
+TEST(CheckpointDirTest, PathsAndSteps) {
+  EXPECT_EQ(CheckpointPath("ckpt", 100), "ckpt/step_00000100.h5");
+  EXPECT_EQ(CheckpointPath("ckpt/", 5), "ckpt/step_00000005.h5");
+  EXPECT_EQ(CheckpointPath("ckpt", 123456789), "ckpt/step_123456789.h5");
+  EXPECT_EQ(CheckpointStep("ckpt/step_00000100.h5"), 100);
+  EXPECT_EQ(CheckpointStep("step_123456789.h5"), 123456789);
+  EXPECT_EQ(CheckpointStep("step_.h5"), std::nullopt);
+  EXPECT_EQ(CheckpointStep("step_12a.h5"), std::nullopt);
+  EXPECT_EQ(CheckpointStep("step_00000001.h5.tmp"), std::nullopt);
+  EXPECT_EQ(CheckpointStep("foo.h5"), std::nullopt);
+  EXPECT_EQ(CheckpointStep("latest"), std::nullopt);
+}
+
+TEST(CheckpointDirTest, CommitLatestWritesTheFileNameAtomically) {
+  std::string dir = MakeTempDir();
+  ASSERT_TRUE(CommitLatest(dir, CheckpointPath(dir, 100)).ok());
+  EXPECT_EQ(Slurp(dir + "/latest"), "step_00000100.h5\n");
+  EXPECT_FALSE(Exists(dir + "/latest.tmp"));
+  absl::Status bad = CommitLatest(dir, dir + "/model.h5");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Slurp(dir + "/latest"), "step_00000100.h5\n");  // unchanged
+}
+
+TEST(CheckpointDirTest, FindLatestPrefersTheCommitPointThenTheNewestFile) {
+  std::string dir = MakeTempDir();
+  absl::StatusOr<std::optional<std::string>> none = FindLatest(dir + "/does_not_exist");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(*none, std::nullopt);
+  ASSERT_TRUE(FindLatest(dir).ok());
+  EXPECT_EQ(*FindLatest(dir), std::nullopt);  // empty dir
+
+  Touch(CheckpointPath(dir, 100));
+  Touch(CheckpointPath(dir, 200));
+  Touch(dir + "/step_00000300.h5.tmp");  // an interrupted save is never a candidate
+  EXPECT_EQ(*FindLatest(dir), CheckpointPath(dir, 200));  // no `latest` yet: newest file
+
+  ASSERT_TRUE(CommitLatest(dir, CheckpointPath(dir, 100)).ok());
+  EXPECT_EQ(*FindLatest(dir), CheckpointPath(dir, 100));  // the commit point wins
+
+  std::remove(CheckpointPath(dir, 100).c_str());
+  EXPECT_EQ(*FindLatest(dir), CheckpointPath(dir, 200));  // stale `latest`: fall back
+
+  Touch(dir + "/latest", "../../etc/passwd\n");
+  absl::StatusOr<std::optional<std::string>> garbage = FindLatest(dir);
+  EXPECT_EQ(garbage.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(garbage.status().message()), HasSubstr(dir + "/latest: names '../../etc/passwd'"));
+}
+
+TEST(CheckpointDirTest, PruneKeepsTheNewestAndTheCommittedOne) {
+  std::string dir = MakeTempDir();
+  for (int step : {10, 20, 30, 40, 50}) Touch(CheckpointPath(dir, step));
+  Touch(dir + "/notes.txt");
+  Touch(dir + "/step_00000060.h5.tmp");
+  ASSERT_TRUE(CommitLatest(dir, CheckpointPath(dir, 20)).ok());
+
+  ASSERT_TRUE(Prune(dir, 0).ok());  // 0 = keep all
+  for (int step : {10, 20, 30, 40, 50}) EXPECT_TRUE(Exists(CheckpointPath(dir, step))) << step;
+
+  ASSERT_TRUE(Prune(dir, 2).ok());
+  EXPECT_FALSE(Exists(CheckpointPath(dir, 10)));
+  EXPECT_TRUE(Exists(CheckpointPath(dir, 20)));  // `latest` names it
+  EXPECT_FALSE(Exists(CheckpointPath(dir, 30)));
+  EXPECT_TRUE(Exists(CheckpointPath(dir, 40)));
+  EXPECT_TRUE(Exists(CheckpointPath(dir, 50)));
+  EXPECT_TRUE(Exists(dir + "/notes.txt"));
+  EXPECT_TRUE(Exists(dir + "/step_00000060.h5.tmp"));
+  EXPECT_TRUE(Exists(dir + "/latest"));
+
+  EXPECT_EQ(Prune(dir, -1).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace baton
