@@ -50,6 +50,9 @@ struct BadCase {
   const char* want;                    // substring of the message
 };
 
+// gtest prints a case by its label (ctest shows it beside the test name).
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.label; }
+
 std::string Base(std::string extra = "") { return std::string(kBase) + extra; }
 
 // kBase with `key = value` in section `section` replaced or added.
