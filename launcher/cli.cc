@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/config.h"
+#include "launcher/hf_commands.h"
 #include "launcher/train.h"
 #include "runtime/corpus.h"
 #include "runtime/tokenizer.h"
@@ -22,7 +23,10 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  baton train --config FILE [--set section.key=value ...]\n"
-    "  baton data tokenize --input FILE... --output PREFIX\n";
+    "  baton data tokenize --input FILE... --output PREFIX\n"
+    "  baton import --hf DIR --out CKPT\n"
+    "  baton export --checkpoint CKPT --format hf --out DIR [--dtype f32|bf16]\n"
+    "  baton parity-dump --checkpoint CKPT --tokens FILE --out FILE   (developer tool)\n";
 
 int Fail(const absl::Status& s) {
   std::string msg(s.message());
@@ -119,6 +123,12 @@ int RunCli(int argc, char** argv) {
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "train") return RunTrainCommand(rest);
+  if (cmd == "import" || cmd == "export" || cmd == "parity-dump") {
+    absl::Status s = cmd == "import"   ? RunImportCommand(rest)
+                     : cmd == "export" ? RunExportCommand(rest)
+                                       : RunParityDumpCommand(rest);
+    return s.ok() ? 0 : Fail(s);
+  }
   if (cmd == "data") {
     if (rest.empty() || rest[0] != "tokenize") return Usage("data: expected 'tokenize'");
     return RunDataTokenize(std::vector<std::string>(rest.begin() + 1, rest.end()));

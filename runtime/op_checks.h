@@ -21,12 +21,27 @@ namespace baton::ops::internal {
                                      ::absl::StrCat(__VA_ARGS__).c_str());            \
   } while (0)
 
-// Defined, on the CPU (the CUDA path is not built yet), contiguous.
+// Defined, on the CPU (CUDA tensors were dispatched before), contiguous.
 inline void CheckCpuContiguous(const char* op, const char* name, const Tensor& t) {
   BATON_OP_CHECK(t.defined(), op, ": ", name, " is undefined");
   BATON_OP_CHECK(t.device() == Device::kCpu, op, ": ", name, " is ", t.DebugString(),
-                 "; the CUDA op table is not built yet");
+                 "; expected a CPU tensor like the op's first argument");
   BATON_OP_CHECK(t.is_contiguous(), op, ": ", name, " ", t.DebugString(), " is not contiguous");
+}
+
+// Defined, on a CUDA device, contiguous (the CUDA half of the op table).
+inline void CheckCudaContiguous(const char* op, const char* name, const Tensor& t) {
+  BATON_OP_CHECK(t.defined(), op, ": ", name, " is undefined");
+  BATON_OP_CHECK(t.device() == Device::kCuda, op, ": ", name, " is ", t.DebugString(),
+                 "; expected a CUDA tensor like the op's first argument");
+  BATON_OP_CHECK(t.is_contiguous(), op, ": ", name, " ", t.DebugString(), " is not contiguous");
+}
+
+// A CUDA tensor of a dtype the CUDA kernels implement (f32, bf16).
+inline void CheckCudaFloat(const char* op, const char* name, const Tensor& t) {
+  CheckCudaContiguous(op, name, t);
+  BATON_OP_CHECK(t.dtype() == DType::kF32 || t.dtype() == DType::kBF16, op, ": ", name, " is ",
+                 t.DebugString(), "; the CUDA kernels take f32 or bf16");
 }
 
 // As above, plus a floating dtype the CPU kernels implement (f32, f64).

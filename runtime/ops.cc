@@ -2,8 +2,8 @@
 // RMSNorm, RoPE, attention). Each entry checks shapes, dtypes, devices and
 // contiguity with a message naming the shapes, then dispatches on dtype to
 // the CPU kernels in kernels/cpu. Pointwise ops, embedding, cross-entropy
-// and AdamW live in ops_pointwise.cc. CUDA tensors are rejected until the
-// CUDA op table exists.
+// and AdamW live in ops_pointwise.cc. CUDA tensors go to the CUDA op table
+// (ops_cuda.cc) before any CPU check runs.
 #include "runtime/ops.h"
 
 #include "kernels/cpu/attention.h"
@@ -11,6 +11,7 @@
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/rope.h"
 #include "runtime/op_checks.h"
+#include "runtime/ops_cuda.h"
 
 namespace baton::ops {
 
@@ -25,6 +26,9 @@ using internal::DispatchFloat;
 
 void MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
             float beta) {
+#ifdef BATON_HAVE_CUDA
+  if (a.device() == Device::kCuda) return cuda_impl::MatMul(a, trans_a, b, trans_b, c, alpha, beta);
+#endif
   constexpr const char* kOp = "MatMul";
   CheckFloat(kOp, "a", a);
   CheckRank(kOp, "a", a, 2);
@@ -46,6 +50,9 @@ void MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
 }
 
 void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
+#ifdef BATON_HAVE_CUDA
+  if (x.device() == Device::kCuda) return cuda_impl::Linear(x, w, b, y);
+#endif
   constexpr const char* kOp = "Linear";
   CheckFloat(kOp, "x", x);
   CheckRank(kOp, "x", x, 2);
@@ -68,6 +75,9 @@ void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
 
 void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
                     Tensor* db) {
+#ifdef BATON_HAVE_CUDA
+  if (x.device() == Device::kCuda) return cuda_impl::LinearBackward(dy, x, w, dx, dw, db);
+#endif
   constexpr const char* kOp = "LinearBackward";
   CheckFloat(kOp, "x", x);
   CheckRank(kOp, "x", x, 2);
@@ -99,6 +109,9 @@ void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* 
 // ---- RMSNorm
 
 void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd) {
+#ifdef BATON_HAVE_CUDA
+  if (x.device() == Device::kCuda) return cuda_impl::RmsNorm(x, w, eps, y, rstd);
+#endif
   constexpr const char* kOp = "RmsNorm";
   CheckFloat(kOp, "x", x);
   CheckRank(kOp, "x", x, 2);
@@ -115,6 +128,9 @@ void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rst
 
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
                      Tensor& dx, Tensor& dw) {
+#ifdef BATON_HAVE_CUDA
+  if (x.device() == Device::kCuda) return cuda_impl::RmsNormBackward(dy, x, w, rstd, dx, dw);
+#endif
   constexpr const char* kOp = "RmsNormBackward";
   CheckFloat(kOp, "x", x);
   CheckRank(kOp, "x", x, 2);
@@ -135,6 +151,9 @@ void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const T
 
 namespace {
 void RopeImpl(const char* op, Tensor& x, double theta, bool inverse) {
+#ifdef BATON_HAVE_CUDA
+  if (x.device() == Device::kCuda) return cuda_impl::Rope(x, theta, inverse);
+#endif
   CheckFloat(op, "x", x);
   CheckRank(op, "x", x, 4);
   BATON_OP_CHECK(x.dim(3) % 2 == 0, op, ": head dim of x ", x.DebugString(), " is odd");
@@ -170,6 +189,9 @@ AttnDims CheckAttentionInputs(const char* op, const Tensor& q, const Tensor& k, 
 
 void Attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, Tensor& lse,
                Tensor* probs) {
+#ifdef BATON_HAVE_CUDA
+  if (q.device() == Device::kCuda) return cuda_impl::Attention(q, k, v, out, lse, probs);
+#endif
   constexpr const char* kOp = "Attention";
   const AttnDims s = CheckAttentionInputs(kOp, q, k, v);
   CheckLike(kOp, "out", out, q, q.shape());
@@ -187,6 +209,9 @@ void Attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, T
 void AttentionBackward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& out, const Tensor& lse, const Tensor* probs, Tensor& dq,
                        Tensor& dk, Tensor& dv) {
+#ifdef BATON_HAVE_CUDA
+  if (q.device() == Device::kCuda) return cuda_impl::AttentionBackward(dout, q, k, v, out, lse, probs, dq, dk, dv);
+#endif
   constexpr const char* kOp = "AttentionBackward";
   const AttnDims s = CheckAttentionInputs(kOp, q, k, v);
   CheckLike(kOp, "dout", dout, q, q.shape());

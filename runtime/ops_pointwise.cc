@@ -1,7 +1,7 @@
 // The op table, part 2: SwiGLU, embedding, fused cross-entropy, the
 // elementwise ops and reductions, and AdamW. Same discipline as ops.cc:
 // check at the entry (shapes named in the message), dispatch by dtype to
-// kernels/cpu, reject CUDA tensors until the CUDA op table exists.
+// kernels/cpu, CUDA tensors go to ops_cuda.cc first.
 #include "kernels/cpu/adamw.h"
 #include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/elementwise.h"
@@ -9,6 +9,7 @@
 #include "kernels/cpu/swiglu.h"
 #include "runtime/op_checks.h"
 #include "runtime/ops.h"
+#include "runtime/ops_cuda.h"
 
 namespace baton::ops {
 
@@ -21,6 +22,9 @@ using internal::DispatchFloat;
 // ---- SwiGLU
 
 void SwiGlu(const Tensor& gate, const Tensor& up, Tensor& h) {
+#ifdef BATON_HAVE_CUDA
+  if (gate.device() == Device::kCuda) return cuda_impl::SwiGlu(gate, up, h);
+#endif
   constexpr const char* kOp = "SwiGlu";
   CheckFloat(kOp, "gate", gate);
   CheckLike(kOp, "up", up, gate, gate.shape());
@@ -33,6 +37,9 @@ void SwiGlu(const Tensor& gate, const Tensor& up, Tensor& h) {
 
 void SwiGluBackward(const Tensor& dh, const Tensor& gate, const Tensor& up, Tensor& dgate,
                     Tensor& dup) {
+#ifdef BATON_HAVE_CUDA
+  if (gate.device() == Device::kCuda) return cuda_impl::SwiGluBackward(dh, gate, up, dgate, dup);
+#endif
   constexpr const char* kOp = "SwiGluBackward";
   CheckFloat(kOp, "gate", gate);
   CheckLike(kOp, "dh", dh, gate, gate.shape());
@@ -58,6 +65,9 @@ void CheckTokens(const char* op, const Tensor& tokens) {
 }  // namespace
 
 void Embedding(const Tensor& tokens, const Tensor& table, int64_t vocab_start, Tensor& out) {
+#ifdef BATON_HAVE_CUDA
+  if (table.device() == Device::kCuda) return cuda_impl::Embedding(tokens, table, vocab_start, out);
+#endif
   constexpr const char* kOp = "Embedding";
   CheckTokens(kOp, tokens);
   CheckFloat(kOp, "table", table);
@@ -73,6 +83,9 @@ void Embedding(const Tensor& tokens, const Tensor& table, int64_t vocab_start, T
 
 void EmbeddingBackward(const Tensor& dout, const Tensor& tokens, int64_t vocab_start,
                        Tensor& dtable) {
+#ifdef BATON_HAVE_CUDA
+  if (dtable.device() == Device::kCuda) return cuda_impl::EmbeddingBackward(dout, tokens, vocab_start, dtable);
+#endif
   constexpr const char* kOp = "EmbeddingBackward";
   CheckTokens(kOp, tokens);
   CheckFloat(kOp, "dtable", dtable);
@@ -90,6 +103,9 @@ void EmbeddingBackward(const Tensor& dout, const Tensor& tokens, int64_t vocab_s
 
 void SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, Tensor& losses,
                          Tensor* dlogits, float grad_scale) {
+#ifdef BATON_HAVE_CUDA
+  if (logits.device() == Device::kCuda) return cuda_impl::SoftmaxCrossEntropy(logits, targets, losses, dlogits, grad_scale);
+#endif
   constexpr const char* kOp = "SoftmaxCrossEntropy";
   CheckFloat(kOp, "logits", logits);
   CheckRank(kOp, "logits", logits, 2);
@@ -111,6 +127,9 @@ void SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, Tensor& lo
 // ---- Elementwise and reductions
 
 void Add(const Tensor& a, const Tensor& b, Tensor& out) {
+#ifdef BATON_HAVE_CUDA
+  if (a.device() == Device::kCuda) return cuda_impl::Add(a, b, out);
+#endif
   constexpr const char* kOp = "Add";
   CheckFloat(kOp, "a", a);
   CheckLike(kOp, "b", b, a, a.shape());
@@ -122,6 +141,9 @@ void Add(const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 void AddInPlace(Tensor& y, const Tensor& x) {
+#ifdef BATON_HAVE_CUDA
+  if (y.device() == Device::kCuda) return cuda_impl::AddInPlace(y, x);
+#endif
   constexpr const char* kOp = "AddInPlace";
   CheckFloat(kOp, "y", y);
   CheckLike(kOp, "x", x, y, y.shape());
@@ -132,6 +154,9 @@ void AddInPlace(Tensor& y, const Tensor& x) {
 }
 
 void Scale(Tensor& x, float s) {
+#ifdef BATON_HAVE_CUDA
+  if (x.device() == Device::kCuda) return cuda_impl::Scale(x, s);
+#endif
   constexpr const char* kOp = "Scale";
   CheckFloat(kOp, "x", x);
   DispatchFloat(kOp, x.dtype(), [&](auto tag) {
@@ -141,6 +166,9 @@ void Scale(Tensor& x, float s) {
 }
 
 double SumSquares(const Tensor& x) {
+#ifdef BATON_HAVE_CUDA
+  if (x.device() == Device::kCuda) return cuda_impl::SumSquares(x);
+#endif
   constexpr const char* kOp = "SumSquares";
   CheckFloat(kOp, "x", x);
   double result = 0.0;
@@ -152,6 +180,9 @@ double SumSquares(const Tensor& x) {
 }
 
 double Sum(const Tensor& x) {
+#ifdef BATON_HAVE_CUDA
+  if (x.device() == Device::kCuda) return cuda_impl::Sum(x);
+#endif
   constexpr const char* kOp = "Sum";
   CheckFloat(kOp, "x", x);
   double result = 0.0;
@@ -165,6 +196,9 @@ double Sum(const Tensor& x) {
 // ---- AdamW
 
 void AdamW(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, const AdamWParams& hp) {
+#ifdef BATON_HAVE_CUDA
+  if (p.device() == Device::kCuda) return cuda_impl::AdamW(p, g, m, v, hp);
+#endif
   constexpr const char* kOp = "AdamW";
   CheckFloat(kOp, "p", p);
   CheckLike(kOp, "g", g, p, p.shape());

@@ -8,6 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#ifdef BATON_HAVE_CUDA
+#include "kernels/cuda/copy.h"
+#include "kernels/cuda/stream.h"
+#include "runtime/cuda_allocator.h"
+#endif
+
 namespace baton {
 
 size_t DTypeSize(DType t) {
@@ -156,6 +162,16 @@ Tensor Tensor::Slice(int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::Clone(Allocator* alloc) const {
+#ifdef BATON_HAVE_CUDA
+  if (device_ == Device::kCuda) {  // same device, unless alloc says otherwise
+    if (alloc == nullptr) {
+      alloc = storage_->allocator != nullptr ? storage_->allocator : DefaultCudaAllocator();
+    }
+    Tensor t = Empty(shape_, dtype_, alloc);
+    t.CopyFrom(*this);
+    return t;
+  }
+#endif
   BATON_CHECK_MSG(device_ == Device::kCpu, "Clone of a device tensor: use ops::Copy");
   Tensor t = Empty(shape_, dtype_, alloc != nullptr ? alloc : DefaultCpuAllocator());
   t.CopyFrom(*this);
@@ -165,12 +181,30 @@ Tensor Tensor::Clone(Allocator* alloc) const {
 void Tensor::CopyFrom(const Tensor& src) {
   BATON_CHECK_MSG(src.shape_ == shape_ && src.dtype_ == dtype_,
                   (src.DebugString() + " -> " + DebugString()).c_str());
+#ifdef BATON_HAVE_CUDA
+  if (device_ == Device::kCuda || src.device_ == Device::kCuda) {  // any direction, one memcpy
+    BATON_CHECK_MSG(is_contiguous() && src.is_contiguous(), "CopyFrom of strided views");
+    const absl::Status st =
+        cuda::CopyBytes(raw(), device_ == Device::kCuda, src.raw(), src.device_ == Device::kCuda,
+                        nbytes(), cuda::CurrentStream());
+    BATON_CHECK_MSG(st.ok(), st.ToString().c_str());
+    return;
+  }
+#endif
   BATON_CHECK_MSG(device_ == Device::kCpu && src.device_ == Device::kCpu, "CopyFrom is CPU-only");
   BATON_CHECK_MSG(is_contiguous() && src.is_contiguous(), "CopyFrom of strided views");
   if (nbytes() > 0) std::memmove(raw(), src.raw(), nbytes());
 }
 
 void Tensor::Zero() {
+#ifdef BATON_HAVE_CUDA
+  if (device_ == Device::kCuda) {
+    BATON_CHECK(is_contiguous());
+    const absl::Status st = cuda::ZeroBytes(raw(), nbytes(), cuda::CurrentStream());
+    BATON_CHECK_MSG(st.ok(), st.ToString().c_str());
+    return;
+  }
+#endif
   BATON_CHECK_MSG(device_ == Device::kCpu, "Zero is CPU-only");
   BATON_CHECK(is_contiguous());
   if (nbytes() > 0) std::memset(raw(), 0, nbytes());

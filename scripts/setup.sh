@@ -9,7 +9,7 @@ build=${1:-build}
 pkgs=(cmake ninja-build g++ pkg-config git
       libabsl-dev googletest libgmock-dev libopenblas-dev
       libopenmpi-dev openmpi-bin libucx-dev libhdf5-openmpi-dev hdf5-tools
-      libtomlplusplus-dev nlohmann-json3-dev
+      libtomlplusplus-dev nlohmann-json3-dev libicu-dev
       fortunes fortunes-min)
 missing=()
 for p in "${pkgs[@]}"; do

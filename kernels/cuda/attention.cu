@@ -1,0 +1,207 @@
+// Causal GQA attention kernels and launchers (see attention.h). A row of
+// d elements lives in one warp: lane l holds elements l, l+32, ... (kPer
+// registers), so every dot product is a register FMA and a warp sum.
+#include <cmath>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/common.cuh"
+
+namespace baton::cuda {
+namespace {
+
+constexpr int kPer = 8;  // d ≤ 32·kPer
+constexpr int kWarps = 4;
+
+template <typename T>
+__device__ __forceinline__ void LoadRow(const T* row, int64_t d, int lane, float (&r)[kPer],
+                                        float scale = 1.f) {
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) {
+    const int64_t j = lane + 32 * e;
+    r[e] = j < d ? ToF32(row[j]) * scale : 0.f;
+  }
+}
+template <typename T>
+__device__ __forceinline__ void StoreRow(T* row, int64_t d, int lane, const float (&r)[kPer],
+                                         float scale = 1.f) {
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) {
+    const int64_t j = lane + 32 * e;
+    if (j < d) row[j] = FromF32<T>(r[e] * scale);
+  }
+}
+template <typename T>
+__device__ __forceinline__ float DotRow(const float (&r)[kPer], const T* row, int64_t d,
+                                        int lane) {
+  float s = 0.f;
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) {
+    const int64_t j = lane + 32 * e;
+    if (j < d) s += r[e] * ToF32(row[j]);
+  }
+  return WarpSum(s);
+}
+// grid (ceil(t / kWarps), b·h); warp w of block x owns query row x·kWarps + w.
+template <typename T>
+__global__ void __launch_bounds__(32 * kWarps)
+    ForwardKernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                  AttentionDims s, float scale, T* __restrict__ out, float* __restrict__ lse) {
+  const int lane = threadIdx.x & 31;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t bh = blockIdx.y, bb = bh / s.h, hh = bh % s.h, kvh = hh / (s.h / s.kv);
+  if (i >= s.t) return;
+  float qr[kPer], o[kPer];
+  LoadRow(q + ((bb * s.t + i) * s.h + hh) * s.d, s.d, lane, qr, scale);
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) o[e] = 0.f;
+  float m = -INFINITY, l = 0.f;
+  for (int64_t j = 0; j <= i; ++j) {
+    const int64_t kv_off = ((bb * s.t + j) * s.kv + kvh) * s.d;
+    const float sc = DotRow(qr, k + kv_off, s.d, lane);
+    const float m_new = fmaxf(m, sc);
+    const float corr = expf(m - m_new);
+    const float p = expf(sc - m_new);
+    l = l * corr + p;
+    const T* vr = v + kv_off;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const int64_t c = lane + 32 * e;
+      o[e] = o[e] * corr + (c < s.d ? p * ToF32(vr[c]) : 0.f);
+    }
+    m = m_new;
+  }
+  StoreRow(out + ((bb * s.t + i) * s.h + hh) * s.d, s.d, lane, o, 1.f / l);
+  if (lane == 0) lse[bh * s.t + i] = m + logf(l);
+}
+
+// dq, and delta = Σ dout·out per query row (b, h, t) for the dk/dv pass.
+template <typename T>
+__global__ void __launch_bounds__(32 * kWarps)
+    BackwardDqKernel(const T* __restrict__ dout, const T* __restrict__ q, const T* __restrict__ k,
+                     const T* __restrict__ v, const T* __restrict__ out,
+                     const float* __restrict__ lse, AttentionDims s, float scale,
+                     T* __restrict__ dq, float* __restrict__ delta) {
+  const int lane = threadIdx.x & 31;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t bh = blockIdx.y, bb = bh / s.h, hh = bh % s.h, kvh = hh / (s.h / s.kv);
+  if (i >= s.t) return;
+  const int64_t row = ((bb * s.t + i) * s.h + hh) * s.d;
+  float qr[kPer], dor[kPer], acc[kPer];
+  LoadRow(q + row, s.d, lane, qr, scale);
+  LoadRow(dout + row, s.d, lane, dor);
+  const float di = DotRow(dor, out + row, s.d, lane);
+  const float li = lse[bh * s.t + i];
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) acc[e] = 0.f;
+  for (int64_t j = 0; j <= i; ++j) {
+    const int64_t kv_off = ((bb * s.t + j) * s.kv + kvh) * s.d;
+    const float p = expf(DotRow(qr, k + kv_off, s.d, lane) - li);
+    const float ds = p * (DotRow(dor, v + kv_off, s.d, lane) - di);
+    const T* kr = k + kv_off;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const int64_t c = lane + 32 * e;
+      if (c < s.d) acc[e] += ds * ToF32(kr[c]);
+    }
+  }
+  StoreRow(dq + row, s.d, lane, acc, scale);
+  if (lane == 0) delta[bh * s.t + i] = di;
+}
+
+// grid (ceil(t / kWarps), b·kv); warp owns key row j of kv head kvh and sums
+// over the h/kv query heads of its group and the query rows i ≥ j.
+template <typename T>
+__global__ void __launch_bounds__(32 * kWarps)
+    BackwardDkDvKernel(const T* __restrict__ dout, const T* __restrict__ q,
+                       const T* __restrict__ k, const T* __restrict__ v,
+                       const float* __restrict__ lse, const float* __restrict__ delta,
+                       AttentionDims s, float scale, T* __restrict__ dk, T* __restrict__ dv) {
+  const int lane = threadIdx.x & 31;
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  const int64_t bkv = blockIdx.y, bb = bkv / s.kv, kvh = bkv % s.kv;
+  if (j >= s.t) return;
+  const int64_t group = s.h / s.kv;
+  const int64_t kv_off = ((bb * s.t + j) * s.kv + kvh) * s.d;
+  float kr[kPer], vr[kPer], dkr[kPer], dvr[kPer];
+  LoadRow(k + kv_off, s.d, lane, kr, scale);
+  LoadRow(v + kv_off, s.d, lane, vr);
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) dkr[e] = dvr[e] = 0.f;
+  for (int64_t g = 0; g < group; ++g) {
+    const int64_t hh = kvh * group + g;
+    const int64_t bh = bb * s.h + hh;
+    for (int64_t i = j; i < s.t; ++i) {
+      const int64_t row = ((bb * s.t + i) * s.h + hh) * s.d;
+      const float p = expf(DotRow(kr, q + row, s.d, lane) - lse[bh * s.t + i]);
+      const float ds = p * (DotRow(vr, dout + row, s.d, lane) - delta[bh * s.t + i]);
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) {
+        const int64_t c = lane + 32 * e;
+        if (c < s.d) {
+          dvr[e] += p * ToF32(dout[row + c]);
+          dkr[e] += ds * ToF32(q[row + c]);
+        }
+      }
+    }
+  }
+  StoreRow(dk + kv_off, s.d, lane, dkr, scale);
+  StoreRow(dv + kv_off, s.d, lane, dvr);
+}
+
+void CheckDims(const AttentionDims& s) {
+  BATON_CHECK(s.b >= 0 && s.t >= 0 && s.h > 0 && s.kv > 0 && s.h % s.kv == 0);
+  BATON_CHECK_MSG(s.d > 0 && s.d <= 32 * kPer, "attention: head dim must be in 1..256");
+  BATON_CHECK(s.b * s.h < 65536 && s.b * s.kv < 65536);
+}
+
+}  // namespace
+
+absl::Status AttentionForward(Float t_el, const void* q, const void* k, const void* v,
+                              const AttentionDims& dims, void* out, float* lse,
+                              cudaStream_t stream) {
+  CheckDims(dims);
+  if (dims.b == 0 || dims.t == 0) return absl::OkStatus();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dims.d));
+  const dim3 grid(static_cast<unsigned>(CeilDiv(dims.t, kWarps)),
+                  static_cast<unsigned>(dims.b * dims.h));
+  DispatchFloat(t_el, [&](auto tag) {
+    using T = decltype(tag);
+    ForwardKernel<T><<<grid, 32 * kWarps, 0, stream>>>(
+        static_cast<const T*>(q), static_cast<const T*>(k), static_cast<const T*>(v), dims, scale,
+        static_cast<T*>(out), lse);
+  });
+  BATON_CUDA_LAUNCH_CHECK();
+  return absl::OkStatus();
+}
+
+absl::Status AttentionBackward(Float t_el, const void* dout, const void* q, const void* k,
+                               const void* v, const void* out, const float* lse,
+                               const AttentionDims& dims, void* dq, void* dk, void* dv,
+                               cudaStream_t stream) {
+  CheckDims(dims);
+  if (dims.b == 0 || dims.t == 0) return absl::OkStatus();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dims.d));
+  float* delta = nullptr;  // (b, h, t)
+  BATON_CHECK_CUDA(cudaMallocAsync(&delta, sizeof(float) * dims.b * dims.h * dims.t, stream));
+  DispatchFloat(t_el, [&](auto tag) {
+    using T = decltype(tag);
+    const dim3 grid_q(static_cast<unsigned>(CeilDiv(dims.t, kWarps)),
+                      static_cast<unsigned>(dims.b * dims.h));
+    BackwardDqKernel<T><<<grid_q, 32 * kWarps, 0, stream>>>(
+        static_cast<const T*>(dout), static_cast<const T*>(q), static_cast<const T*>(k),
+        static_cast<const T*>(v), static_cast<const T*>(out), lse, dims, scale,
+        static_cast<T*>(dq), delta);
+    const dim3 grid_k(static_cast<unsigned>(CeilDiv(dims.t, kWarps)),
+                      static_cast<unsigned>(dims.b * dims.kv));
+    BackwardDkDvKernel<T><<<grid_k, 32 * kWarps, 0, stream>>>(
+        static_cast<const T*>(dout), static_cast<const T*>(q), static_cast<const T*>(k),
+        static_cast<const T*>(v), lse, delta, dims, scale, static_cast<T*>(dk),
+        static_cast<T*>(dv));
+  });
+  BATON_CUDA_LAUNCH_CHECK();
+  BATON_CHECK_CUDA(cudaFreeAsync(delta, stream));
+  return absl::OkStatus();
+}
+
+}  // namespace baton::cuda

@@ -1,0 +1,65 @@
+// Device-side helpers shared by the .cu files of kernels/cuda: fp32
+// load/store of f32 and bf16 elements, warp and block reductions, and the
+// dtype switch that turns a Float tag into a template argument. Included
+// only by .cu files.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/types.h"
+
+namespace baton::cuda {
+
+using bf16 = __nv_bfloat16;
+
+__device__ __forceinline__ float ToF32(float x) { return x; }
+__device__ __forceinline__ float ToF32(bf16 x) { return __bfloat162float(x); }
+template <typename T> __device__ __forceinline__ T FromF32(float x);
+template <> __device__ __forceinline__ float FromF32<float>(float x) { return x; }
+template <> __device__ __forceinline__ bf16 FromF32<bf16>(float x) { return __float2bfloat16_rn(x); }
+
+__device__ __forceinline__ float WarpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ double WarpSum(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float WarpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+// thread gets the result. `scratch` holds 32 values; reusable after return.
+template <typename T>
+__device__ __forceinline__ T BlockSum(T v, T* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = WarpSum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : T(0);
+  return WarpSum(v);
+}
+
+inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Calls f(float{}) or f(bf16{}) for the tag.
+template <typename F>
+void DispatchFloat(Float t, F&& f) {
+  if (t == Float::kF32) {
+    f(float{});
+  } else {
+    f(bf16{});
+  }
+}
+
+}  // namespace baton::cuda

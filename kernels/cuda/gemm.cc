@@ -1,0 +1,118 @@
+// cuBLASLt GEMM (see gemm.h). Row-major C = op(A)·op(B) is computed as the
+// column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: the operands swap and keep their flags,
+// so no data moves. The bias, a per-column vector of row-major C, is a
+// per-row vector of column-major Cᵀ: exactly cuBLASLt's BIAS epilogue.
+#include "kernels/cuda/gemm.h"
+
+#include <cublasLt.h>
+
+#include <memory>
+#include <mutex>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/elementwise.h"
+
+namespace baton::cuda {
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+struct LtContext {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  std::mutex mu;
+};
+
+absl::Status GetContext(LtContext** out) {
+  static std::mutex mu;
+  static LtContext* contexts[64] = {};
+  int device = 0;
+  BATON_CHECK_CUDA(cudaGetDevice(&device));
+  BATON_CHECK(device >= 0 && device < 64);
+  std::lock_guard<std::mutex> lock(mu);
+  if (contexts[device] == nullptr) {
+    auto ctx = std::make_unique<LtContext>();
+    BATON_CHECK_CUBLAS(cublasLtCreate(&ctx->handle));
+    BATON_CHECK_CUDA(cudaMalloc(&ctx->workspace, kWorkspaceBytes));
+    contexts[device] = ctx.release();  // lives until exit, like the CUDA context
+  }
+  *out = contexts[device];
+  return absl::OkStatus();
+}
+
+cudaDataType_t CudaType(Float t) { return t == Float::kF32 ? CUDA_R_32F : CUDA_R_16BF; }
+
+// RAII owners for the descriptors of one call.
+struct MatmulDesc {
+  cublasLtMatmulDesc_t d = nullptr;
+  ~MatmulDesc() { if (d) cublasLtMatmulDescDestroy(d); }
+};
+struct Layout {
+  cublasLtMatrixLayout_t l = nullptr;
+  ~Layout() { if (l) cublasLtMatrixLayoutDestroy(l); }
+};
+struct Preference {
+  cublasLtMatmulPreference_t p = nullptr;
+  ~Preference() { if (p) cublasLtMatmulPreferenceDestroy(p); }
+};
+
+}  // namespace
+
+absl::Status Gemm(const GemmArgs& g, cudaStream_t stream) {
+  BATON_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0);
+  BATON_CHECK(g.t_c == Float::kF32 || g.t_c == g.t_ab);
+  if (g.m == 0 || g.n == 0) return absl::OkStatus();
+  if (g.k == 0) {  // c = beta·c (+ bias): cuBLASLt rejects empty layouts
+    BATON_CHECK(g.ldc == g.n && g.bias == nullptr);
+    return Scale(g.t_c, g.c, g.m * g.n, g.beta, stream);
+  }
+  LtContext* ctx = nullptr;
+  BATON_RETURN_IF_ERROR(GetContext(&ctx));
+  std::lock_guard<std::mutex> lock(ctx->mu);
+
+  // Column-major view: C' (n × m) = op(B') (n × k) · op(A') (k × m).
+  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  MatmulDesc desc;
+  BATON_CHECK_CUBLAS(cublasLtMatmulDescCreate(&desc.d, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  BATON_CHECK_CUBLAS(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &op_b,
+                                                    sizeof(op_b)));
+  BATON_CHECK_CUBLAS(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB, &op_a,
+                                                    sizeof(op_a)));
+  if (g.bias != nullptr) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    BATON_CHECK_CUBLAS(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi,
+                                                      sizeof(epi)));
+    const void* bias = g.bias;
+    BATON_CHECK_CUBLAS(cublasLtMatmulDescSetAttribute(
+        desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    const cudaDataType_t bias_type = CudaType(g.t_c);
+    BATON_CHECK_CUBLAS(cublasLtMatmulDescSetAttribute(
+        desc.d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)));
+  }
+  // Stored column-major shapes: B' is (rows = b's row length, cols = b's rows).
+  const uint64_t b_rows = g.trans_b ? g.k : g.n, b_cols = g.trans_b ? g.n : g.k;
+  const uint64_t a_rows = g.trans_a ? g.m : g.k, a_cols = g.trans_a ? g.k : g.m;
+  Layout lb, la, lc;
+  BATON_CHECK_CUBLAS(cublasLtMatrixLayoutCreate(&lb.l, CudaType(g.t_ab), b_rows, b_cols, g.ldb));
+  BATON_CHECK_CUBLAS(cublasLtMatrixLayoutCreate(&la.l, CudaType(g.t_ab), a_rows, a_cols, g.lda));
+  BATON_CHECK_CUBLAS(cublasLtMatrixLayoutCreate(&lc.l, CudaType(g.t_c), g.n, g.m, g.ldc));
+
+  Preference pref;
+  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceCreate(&pref.p));
+  const uint64_t ws = kWorkspaceBytes;
+  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceSetAttribute(
+      pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  BATON_CHECK_CUBLAS(cublasLtMatmulAlgoGetHeuristic(ctx->handle, desc.d, lb.l, la.l, lc.l, lc.l,
+                                                    pref.p, 1, &heuristic, &found));
+  if (found == 0)
+    return absl::InvalidArgumentError("cuBLASLt found no algorithm for this GEMM");
+  BATON_CHECK_CUBLAS(cublasLtMatmul(ctx->handle, desc.d, &g.alpha, g.b, lb.l, g.a, la.l, &g.beta,
+                                    g.c, lc.l, g.c, lc.l, &heuristic.algo, ctx->workspace,
+                                    kWorkspaceBytes, stream));
+  return absl::OkStatus();
+}
+
+}  // namespace baton::cuda

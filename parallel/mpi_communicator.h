@@ -1,0 +1,79 @@
+// The MPI backend of Communicator (host buffers): the CPU path for every
+// group, and the collectives behind the UCX point-to-point backend. Each
+// instance owns one MPI_Comm split from a parent along a mesh group, with
+// MPI_ERRORS_RETURN so MPI failures come back as Status (mpi_check.h).
+//
+// Reductions are deterministic by construction, not by trusting MPI_SUM:
+// each rank receives chunk r of every rank's buffer (MPI_Alltoallv), folds
+// them left to right in group-rank order 0..n-1 in the tensor's dtype, and
+// the folded chunks are all-gathered. Every element is summed once, by one
+// rank, in one order, so all ranks hold the same bits on every run (and a
+// test can compute the expected bits alone). The cost is the same traffic
+// as a ring all-reduce plus n·N/n scratch.
+#pragma once
+
+// The deprecated MPI C++ bindings warn under -Wextra; baton uses the C API.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "parallel/communicator.h"
+#include "parallel/mesh.h"
+
+namespace baton {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Collective over `parent`: ranks with equal `color` form one group,
+  // ordered by `key`. `name` ("tp", "world") prefixes every error message.
+  static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(MPI_Comm parent, int color, int key,
+                                                                 std::string name);
+  // Collective over `comm`: a private duplicate of it.
+  static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Dup(MPI_Comm comm, std::string name);
+  ~MpiCommunicator() override;  // frees the MPI_Comm (unless MPI is already finalized)
+
+  MPI_Comm comm() const { return comm_; }
+  const std::string& name() const { return name_; }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const char* backend() const override { return "mpi"; }
+
+  absl::Status AllReduceSum(Tensor& t) override;
+  absl::Status ReduceScatterSum(const Tensor& in, Tensor& out) override;
+  absl::Status AllGather(const Tensor& in, Tensor& out) override;
+  absl::Status Broadcast(Tensor& t, int root) override;
+  absl::Status Barrier() override;
+  absl::StatusOr<CommRequestPtr> ISend(const Tensor& t, int peer, int tag) override;
+  absl::StatusOr<CommRequestPtr> IRecv(Tensor& t, int peer, int tag) override;
+
+ private:
+  MpiCommunicator(MPI_Comm comm, std::string name);
+  absl::Status Context(absl::Status st, const char* op) const;  // "tp all_reduce_sum: ..."
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::string name_;
+  int rank_ = 0, size_ = 1;
+  std::vector<char> scratch_;  // (size, chunk) received chunks; grows, never shrinks
+};
+
+// The four communicators of a mesh; tp/dp/pp ranks equal the mesh
+// coordinates (tp->rank() == mesh.tp_rank()).
+struct MeshComms {
+  std::unique_ptr<Communicator> world, tp, dp, pp;
+};
+
+// Collective over `world`, whose size and rank must match the mesh
+// (InvalidArgument naming both otherwise).
+absl::StatusOr<MeshComms> CreateMpiMeshComms(const Mesh& mesh, MPI_Comm world = MPI_COMM_WORLD);
+
+// The MPI datatype of one element (byte-exact; bf16/f16 travel as 16-bit ints).
+MPI_Datatype MpiDatatypeOf(DType dtype);
+
+}  // namespace baton

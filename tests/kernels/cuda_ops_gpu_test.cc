@@ -1,0 +1,368 @@
+// GPU parity: every CUDA op of the op table against the CPU reference on
+// fresh random inputs (never zeros) of many shapes, odd ones included.
+// bf16 inputs are rounded to bf16 on the CPU side first, so both sides see
+// the same values and the tolerance only covers fp32 reordering plus the
+// final rounding of bf16 outputs.
+// Tolerances (|got − ref| <= atol + rtol·|ref|):
+//   f32 outputs: rtol 1e-5, atol 1e-5 for O(1) values; sums over k terms
+//     (GEMM, dw, attention) get atol ~ k·2e-6 (fp32 reordering grows ~k·eps·|terms|);
+//   bf16 outputs: rtol 1e-2, atol 1e-2 (bf16 has 8 significant bits: 3.9e-3).
+// Skips with "no GPU" where CudaDeviceCount() == 0; compiles to a skip
+// without BATON_HAVE_CUDA.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/gpu.h"
+#include "runtime/ops.h"
+#include "runtime/tensor.h"
+#include "tests/kernels/op_test_util.h"
+
+#ifdef BATON_HAVE_CUDA
+#include "kernels/cpu/convert.h"
+#include "kernels/cuda/check.h"
+#include "runtime/cuda_allocator.h"
+#include "runtime/ops_cuda.h"
+
+namespace baton {
+namespace {
+
+using testing::AllClose;
+using testing::RandomTensor;
+using testing::Tolerance;
+
+#define REQUIRE_GPU() \
+  if (CudaDeviceCount() == 0) GTEST_SKIP() << "no GPU"
+
+constexpr Tolerance kF32{1e-5, 1e-5};
+constexpr Tolerance kBf16{1e-2, 1e-2};
+Tolerance Tol(DType t) { return t == DType::kF32 ? kF32 : kBf16; }
+
+// f32 values rounded to bf16 and back (what a bf16 tensor can hold).
+Tensor RoundBf16(const Tensor& f32) {
+  Tensor out = Tensor::Empty(f32.shape(), DType::kF32);
+  for (int64_t i = 0; i < f32.numel(); ++i)
+    out.data<float>()[i] = cpu::Bf16ToF32(cpu::F32ToBf16(f32.data<float>()[i]));
+  return out;
+}
+// A CPU f32 tensor as a CUDA tensor of dtype t.
+Tensor ToDevice(const Tensor& f32, DType t) {
+  Tensor host = f32;
+  if (t == DType::kBF16) {
+    host = Tensor::Empty(f32.shape(), DType::kBF16);
+    cpu::F32ToBf16(f32.data<float>(), f32.numel(), static_cast<uint16_t*>(host.raw()));
+  }
+  Tensor d = Tensor::Empty(f32.shape(), t, DefaultCudaAllocator());
+  d.CopyFrom(host);
+  return d;
+}
+Tensor ToDeviceI32(const Tensor& i32) {
+  Tensor d = Tensor::Empty(i32.shape(), DType::kI32, DefaultCudaAllocator());
+  d.CopyFrom(i32);
+  return d;
+}
+// A CUDA tensor back as CPU f32.
+Tensor ToHost(const Tensor& d) {
+  Tensor host = Tensor::Empty(d.shape(), d.dtype());
+  host.CopyFrom(d);
+  if (d.dtype() == DType::kF32) return host;
+  Tensor out = Tensor::Empty(d.shape(), DType::kF32);
+  cpu::Bf16ToF32(static_cast<const uint16_t*>(host.raw()), d.numel(), out.data<float>());
+  return out;
+}
+// Random f32 on the CPU, already rounded to what dtype t holds.
+Tensor Input(const Shape& s, DType t, std::mt19937_64& rng, double lo = 0.1, double hi = 1.0) {
+  Tensor x = RandomTensor(s, DType::kF32, rng, lo, hi);
+  return t == DType::kBF16 ? RoundBf16(x) : x;
+}
+
+class CudaOps : public ::testing::TestWithParam<DType> {};
+INSTANTIATE_TEST_SUITE_P(DTypes, CudaOps, ::testing::Values(DType::kF32, DType::kBF16),
+                         [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+TEST_P(CudaOps, MatMulAllTransposes) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(1);
+  for (int64_t m : {1, 19, 111}) for (int64_t n : {1, 19, 989}) for (int64_t k : {1, 111, 989})
+    for (bool ta : {false, true}) for (bool tb : {false, true}) {
+      Tensor a = Input(ta ? Shape{k, m} : Shape{m, k}, t, rng);
+      Tensor b = Input(tb ? Shape{n, k} : Shape{k, n}, t, rng);
+      Tensor c = Input({m, n}, DType::kF32, rng);  // accumulate in f32: beta = 1
+      Tensor dc = ToDevice(c, DType::kF32);
+      ops::MatMul(a, ta, b, tb, c, 0.5f, 1.0f);
+      ops::MatMul(ToDevice(a, t), ta, ToDevice(b, t), tb, dc, 0.5f, 1.0f);
+      const Tolerance tol{2e-6 * k + 1e-5, 1e-5};
+      ASSERT_TRUE(AllClose(ToHost(dc), c, tol, "MatMul"))
+          << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb;
+    }
+}
+
+TEST_P(CudaOps, LinearAndBackward) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(2);
+  for (int64_t n : {1, 19, 111}) for (int64_t in : {19, 64}) for (int64_t out : {1, 111}) {
+    Tensor x = Input({n, in}, t, rng), w = Input({out, in}, t, rng), b = Input({out}, t, rng);
+    Tensor dy = Input({n, out}, t, rng);
+    Tensor yc = Tensor::Empty({n, out}, DType::kF32);
+    ops::Linear(x, w, &b, yc);
+    Tensor dyd = ToDevice(dy, t), xd = ToDevice(x, t), wd = ToDevice(w, t), bd = ToDevice(b, t);
+    Tensor yd = Tensor::Empty({n, out}, t, DefaultCudaAllocator());
+    ops::Linear(xd, wd, &bd, yd);
+    ASSERT_TRUE(AllClose(ToHost(yd), yc, {2e-6 * in + Tol(t).atol, Tol(t).rtol}, "Linear y"));
+    // Backward: dx like x, dw and db accumulate in f32.
+    Tensor dx = Tensor::Empty({n, in}, DType::kF32), dw = Input({out, in}, DType::kF32, rng),
+           db = Input({out}, DType::kF32, rng);
+    Tensor dxd = Tensor::Empty({n, in}, t, DefaultCudaAllocator());
+    Tensor dwd = ToDevice(dw, DType::kF32), dbd = ToDevice(db, DType::kF32);
+    ops::LinearBackward(dy, x, w, &dx, &dw, &db);
+    ops::LinearBackward(dyd, xd, wd, &dxd, &dwd, &dbd);
+    ASSERT_TRUE(AllClose(ToHost(dxd), dx, {2e-6 * out + Tol(t).atol, Tol(t).rtol}, "dx"));
+    ASSERT_TRUE(AllClose(ToHost(dwd), dw, {2e-6 * n + 1e-5, 1e-5}, "dw"));
+    ASSERT_TRUE(AllClose(ToHost(dbd), db, {2e-6 * n + 1e-5, 1e-5}, "db"));
+  }
+}
+
+TEST_P(CudaOps, RmsNormForwardBackward) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(3);
+  for (int64_t n : {1, 19, 111, 989}) for (int64_t c : {1, 19, 768, 989}) {
+    Tensor x = Input({n, c}, t, rng), w = Input({c}, t, rng), dy = Input({n, c}, t, rng);
+    Tensor y = Tensor::Empty({n, c}, DType::kF32), rstd = Tensor::Empty({n}, DType::kF32);
+    ops::RmsNorm(x, w, 1e-5f, y, rstd);
+    Tensor xd = ToDevice(x, t), wd = ToDevice(w, t);
+    Tensor yd = Tensor::Empty({n, c}, t, DefaultCudaAllocator());
+    Tensor rd = Tensor::Empty({n}, DType::kF32, DefaultCudaAllocator());
+    ops::RmsNorm(xd, wd, 1e-5f, yd, rd);
+    ASSERT_TRUE(AllClose(ToHost(yd), y, Tol(t), "RmsNorm y")) << n << "x" << c;
+    ASSERT_TRUE(AllClose(ToHost(rd), rstd, kF32, "RmsNorm rstd")) << n << "x" << c;
+    Tensor dx = Tensor::Empty({n, c}, DType::kF32), dw = Input({c}, DType::kF32, rng);
+    Tensor dxd = Tensor::Empty({n, c}, t, DefaultCudaAllocator()), dwd = ToDevice(dw, DType::kF32);
+    ops::RmsNormBackward(dy, x, w, rstd, dx, dw);
+    ops::RmsNormBackward(ToDevice(dy, t), xd, wd, rd, dxd, dwd);
+    ASSERT_TRUE(AllClose(ToHost(dxd), dx, {Tol(t).atol + 2e-6 * std::sqrt(c), Tol(t).rtol}, "dx"))
+        << n << "x" << c;
+    ASSERT_TRUE(AllClose(ToHost(dwd), dw, {2e-6 * n + 1e-5, 1e-5}, "dw")) << n << "x" << c;
+  }
+}
+
+TEST_P(CudaOps, RopeForwardAndInverse) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(4);
+  for (Shape s : {Shape{1, 1, 1, 2}, Shape{2, 19, 3, 64}, Shape{1, 989, 2, 128}}) {
+    Tensor x = Input(s, t, rng);
+    Tensor xd = ToDevice(x, t);
+    ops::Rope(x, 10000.0);
+    ops::Rope(xd, 10000.0);
+    ASSERT_TRUE(AllClose(ToHost(xd), x, Tol(t), "Rope")) << ShapeString(s);
+    Tensor g = Input(s, t, rng);
+    Tensor gd = ToDevice(g, t);
+    ops::RopeBackward(g, 500000.0);
+    ops::RopeBackward(gd, 500000.0);
+    ASSERT_TRUE(AllClose(ToHost(gd), g, Tol(t), "RopeBackward")) << ShapeString(s);
+  }
+}
+
+TEST_P(CudaOps, SwiGluForwardBackward) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(5);
+  for (int64_t n : {1, 19, 111 * 989}) {
+    Tensor g = Input({n}, t, rng, 0.1, 4.0), u = Input({n}, t, rng), dh = Input({n}, t, rng);
+    Tensor h = Tensor::Empty({n}, DType::kF32), dg = h.Clone(), du = h.Clone();
+    ops::SwiGlu(g, u, h);
+    ops::SwiGluBackward(dh, g, u, dg, du);
+    Tensor gd = ToDevice(g, t), ud = ToDevice(u, t);
+    Tensor hd = Tensor::Empty({n}, t, DefaultCudaAllocator()), dgd = hd.Clone(), dud = hd.Clone();
+    ops::SwiGlu(gd, ud, hd);
+    ops::SwiGluBackward(ToDevice(dh, t), gd, ud, dgd, dud);
+    ASSERT_TRUE(AllClose(ToHost(hd), h, Tol(t), "SwiGlu h")) << n;
+    ASSERT_TRUE(AllClose(ToHost(dgd), dg, Tol(t), "dgate")) << n;
+    ASSERT_TRUE(AllClose(ToHost(dud), du, Tol(t), "dup")) << n;
+  }
+}
+
+TEST_P(CudaOps, EmbeddingForwardBackward) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(6);
+  for (int64_t vocab_start : {0, 100}) for (int64_t n : {1, 19, 989}) for (int64_t c : {1, 111}) {
+    const int64_t v_local = 300;
+    Tensor tokens = Tensor::Empty({n}, DType::kI32);
+    std::uniform_int_distribution<int32_t> tok(0, 499);  // some outside [start, start + 300)
+    for (int64_t i = 0; i < n; ++i) tokens.data<int32_t>()[i] = tok(rng);
+    Tensor table = Input({v_local, c}, t, rng);
+    Tensor out = Tensor::Empty({n, c}, DType::kF32);
+    ops::Embedding(tokens, table, vocab_start, out);
+    Tensor td = ToDeviceI32(tokens);
+    Tensor outd = Tensor::Empty({n, c}, t, DefaultCudaAllocator());
+    ops::Embedding(td, ToDevice(table, t), vocab_start, outd);
+    ASSERT_TRUE(AllClose(ToHost(outd), out, {0, 0}, "Embedding"));  // a copy: exact
+    Tensor dout = Input({n, c}, t, rng), dtable = Input({v_local, c}, DType::kF32, rng);
+    Tensor dtd = ToDevice(dtable, DType::kF32);
+    ops::EmbeddingBackward(dout, tokens, vocab_start, dtable);
+    ops::EmbeddingBackward(ToDevice(dout, t), td, vocab_start, dtd);
+    // Same per-column token order as the CPU, fp32 accumulation: bit-exact.
+    ASSERT_TRUE(AllClose(ToHost(dtd), dtable, {0, 0}, "EmbeddingBackward"));
+  }
+}
+
+TEST_P(CudaOps, SoftmaxCrossEntropyFused) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(7);
+  for (int64_t n : {1, 19, 111}) for (int64_t v : {1, 19, 989, 32000}) {
+    Tensor logits = Input({n, v}, t, rng, 0.1, 8.0);
+    Tensor targets = Tensor::Empty({n}, DType::kI32);
+    std::uniform_int_distribution<int32_t> tgt(0, static_cast<int32_t>(v - 1));
+    for (int64_t i = 0; i < n; ++i) targets.data<int32_t>()[i] = i % 7 == 3 ? -1 : tgt(rng);
+    Tensor losses = Tensor::Empty({n}, DType::kF32), dl = Tensor::Empty({n, v}, DType::kF32);
+    ops::SoftmaxCrossEntropy(logits, targets, losses, &dl, 0.25f);
+    Tensor ld = ToDevice(logits, t);
+    Tensor lossd = Tensor::Empty({n}, DType::kF32, DefaultCudaAllocator());
+    ops::SoftmaxCrossEntropy(ld, ToDeviceI32(targets), lossd, &ld, 0.25f);  // in place
+    ASSERT_TRUE(AllClose(ToHost(lossd), losses, {1e-5, 1e-5}, "CE loss")) << n << "x" << v;
+    const Tolerance tol = t == DType::kF32 ? Tolerance{1e-7, 1e-5} : Tolerance{1e-6, 1e-2};
+    ASSERT_TRUE(AllClose(ToHost(ld), dl, tol, "CE dlogits")) << n << "x" << v;
+  }
+}
+
+TEST_P(CudaOps, AttentionForwardBackward) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(8);
+  struct Dims { int64_t b, t, h, kv, d; };
+  for (Dims s : {Dims{1, 1, 1, 1, 8}, Dims{2, 19, 4, 2, 64}, Dims{1, 111, 6, 2, 128},
+                 Dims{1, 300, 4, 1, 64}}) {
+    Tensor q = Input({s.b, s.t, s.h, s.d}, t, rng), k = Input({s.b, s.t, s.kv, s.d}, t, rng),
+           v = Input({s.b, s.t, s.kv, s.d}, t, rng), dout = Input(q.shape(), t, rng);
+    Tensor out = Tensor::Empty(q.shape(), DType::kF32), lse = Tensor::Empty({s.b, s.h, s.t}, DType::kF32);
+    ops::Attention(q, k, v, out, lse, nullptr);
+    Tensor qd = ToDevice(q, t), kd = ToDevice(k, t), vd = ToDevice(v, t);
+    Tensor outd = Tensor::Empty(q.shape(), t, DefaultCudaAllocator());
+    Tensor lsed = Tensor::Empty({s.b, s.h, s.t}, DType::kF32, DefaultCudaAllocator());
+    ops::Attention(qd, kd, vd, outd, lsed, nullptr);
+    const std::string where = absl::StrCat(s.b, ",", s.t, ",", s.h, ",", s.kv, ",", s.d);
+    ASSERT_TRUE(AllClose(ToHost(outd), out, Tol(t), "attention out")) << where;
+    ASSERT_TRUE(AllClose(ToHost(lsed), lse, {1e-5, 1e-5}, "lse")) << where;
+    // Backward from the same (out, lse) on both sides: out rounded like the GPU's.
+    Tensor out_in = t == DType::kBF16 ? RoundBf16(out) : out;
+    Tensor dq = Tensor::Empty(q.shape(), DType::kF32), dk = Tensor::Empty(k.shape(), DType::kF32),
+           dv = Tensor::Empty(v.shape(), DType::kF32);
+    ops::AttentionBackward(dout, q, k, v, out_in, lse, nullptr, dq, dk, dv);
+    Tensor dqd = Tensor::Empty(q.shape(), t, DefaultCudaAllocator());
+    Tensor dkd = Tensor::Empty(k.shape(), t, DefaultCudaAllocator()), dvd = dkd.Clone();
+    ops::AttentionBackward(ToDevice(dout, t), qd, kd, vd, ToDevice(out_in, t), ToDevice(lse, DType::kF32),
+                           nullptr, dqd, dkd, dvd);
+    const Tolerance tol = t == DType::kF32 ? Tolerance{2e-6 * s.t + 1e-5, 1e-4} : Tolerance{2e-2, 2e-2};
+    ASSERT_TRUE(AllClose(ToHost(dqd), dq, tol, "dq")) << where;
+    ASSERT_TRUE(AllClose(ToHost(dkd), dk, tol, "dk")) << where;
+    ASSERT_TRUE(AllClose(ToHost(dvd), dv, tol, "dv")) << where;
+  }
+}
+
+TEST_P(CudaOps, ElementwiseAndReductions) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(9);
+  for (int64_t n : {1, 19, 989, 1 << 20}) {
+    Tensor a = Input({n}, t, rng), b = Input({n}, t, rng);
+    Tensor ad = ToDevice(a, t), bd = ToDevice(b, t);
+    Tensor out = Tensor::Empty({n}, DType::kF32);
+    Tensor outd = Tensor::Empty({n}, t, DefaultCudaAllocator());
+    ops::Add(a, b, out);
+    ops::Add(ad, bd, outd);
+    ASSERT_TRUE(AllClose(ToHost(outd), out, Tol(t), "Add")) << n;
+    ops::AddInPlace(a, b);
+    ops::AddInPlace(ad, bd);
+    ops::Scale(a, -0.75f);
+    ops::Scale(ad, -0.75f);
+    ASSERT_TRUE(AllClose(ToHost(ad), a, Tol(t), "AddInPlace+Scale")) << n;
+    // Reductions of the same values: compare against the CPU on the GPU's data.
+    Tensor back = ToHost(bd);
+    EXPECT_NEAR(ops::SumSquares(bd), ops::SumSquares(back), 1e-9 * n + 1e-6 * ops::SumSquares(back));
+    EXPECT_NEAR(ops::Sum(bd), ops::Sum(back), 1e-9 * n + 1e-6 * std::fabs(ops::Sum(back)));
+  }
+}
+
+TEST(CudaOpsF32, AdamWMatchesCpu) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(10);
+  for (int64_t n : {1, 19, 8193, 100003}) {
+    Tensor p = Input({n}, DType::kF32, rng), g = Input({n}, DType::kF32, rng);
+    Tensor m = Input({n}, DType::kF32, rng, 0.0, 0.1), v = Input({n}, DType::kF32, rng, 0.0, 0.1);
+    for (int64_t i = 0; i < n; ++i) v.data<float>()[i] = std::fabs(v.data<float>()[i]);
+    Tensor pd = ToDevice(p, DType::kF32), gd = ToDevice(g, DType::kF32),
+           md = ToDevice(m, DType::kF32), vd = ToDevice(v, DType::kF32);
+    for (int64_t step = 1; step <= 3; ++step) {
+      const ops::AdamWParams hp{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step};
+      ops::AdamW(p, g, m, v, hp);
+      ops::AdamW(pd, gd, md, vd, hp);
+    }
+    ASSERT_TRUE(AllClose(ToHost(pd), p, {1e-6, 1e-5}, "AdamW p")) << n;
+    ASSERT_TRUE(AllClose(ToHost(md), m, {1e-6, 1e-5}, "AdamW m")) << n;
+    ASSERT_TRUE(AllClose(ToHost(vd), v, {1e-7, 1e-5}, "AdamW v")) << n;
+  }
+}
+
+// The checker must be able to fail: a GPU result nudged past the budget.
+TEST(CudaOpsF32, ParityCheckerCatchesAPerturbation) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(11);
+  Tensor x = Input({19, 111}, DType::kF32, rng), w = Input({111}, DType::kF32, rng);
+  Tensor y = Tensor::Empty({19, 111}, DType::kF32), r = Tensor::Empty({19}, DType::kF32);
+  ops::RmsNorm(x, w, 1e-5f, y, r);
+  Tensor yd = Tensor::Empty({19, 111}, DType::kF32, DefaultCudaAllocator());
+  Tensor rd = Tensor::Empty({19}, DType::kF32, DefaultCudaAllocator());
+  ops::RmsNorm(ToDevice(x, DType::kF32), ToDevice(w, DType::kF32), 1e-5f, yd, rd);
+  Tensor got = ToHost(yd);
+  ASSERT_TRUE(AllClose(got, y, kF32));
+  const float ref = y.data<float>()[7 * 111 + 5];
+  got.data<float>()[7 * 111 + 5] = ref + 3.0f * static_cast<float>(kF32.atol + kF32.rtol * std::fabs(ref));
+  EXPECT_FALSE(AllClose(got, y, kF32));
+}
+
+TEST(CudaOpsF32, MixedDevicesAbortWithTheArgumentName) {
+  REQUIRE_GPU();
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  std::mt19937_64 rng(12);
+  Tensor x = ToDevice(Input({4, 8}, DType::kF32, rng), DType::kF32);
+  Tensor w = Input({8}, DType::kF32, rng);  // on the CPU: a caller bug
+  Tensor y = x.Clone(), r = Tensor::Empty({4}, DType::kF32, DefaultCudaAllocator());
+  EXPECT_DEATH(ops::RmsNorm(x, w, 1e-5f, y, r), "RmsNorm: w is f32\\[8\\] cpu");
+  Tensor lse = Tensor::Empty({1, 1, 4}, DType::kF32, DefaultCudaAllocator());
+  Tensor q = ToDevice(Input({1, 4, 1, 8}, DType::kF32, rng), DType::kF32), out = q.Clone();
+  Tensor probs = Tensor::Empty({1, 1, 4, 4}, DType::kF32, DefaultCudaAllocator());
+  EXPECT_DEATH(ops::Attention(q, q, q, out, lse, &probs), "probs cannot be stored on CUDA");
+}
+
+// No GPU needed: the status conversion itself.
+TEST(CudaCheck, StatusCarriesExpressionFileLineAndCanonicalCode) {
+  const absl::Status oom = FromCuda(cudaErrorMemoryAllocation, "cudaMalloc(&p, n)", "a.cc", 12);
+  EXPECT_EQ(oom.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(oom.message().find("a.cc:12: cudaMalloc(&p, n): cudaErrorMemoryAllocation"),
+            absl::string_view::npos)
+      << oom;
+  EXPECT_EQ(FromCuda(cudaErrorInvalidValue, "x", "b.cc", 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(FromCuda(cudaSuccess, "x", "b.cc", 1).ok());
+  const absl::Status blas = FromCublas(CUBLAS_STATUS_ALLOC_FAILED, "cublasLtCreate(&h)", "c.cc", 3);
+  EXPECT_EQ(blas.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(blas.message().find("c.cc:3: cublasLtCreate(&h)"), absl::string_view::npos) << blas;
+  EXPECT_EQ(FromCublas(CUBLAS_STATUS_INVALID_VALUE, "x", "d.cc", 4).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace baton
+
+#else  // !BATON_HAVE_CUDA
+
+TEST(CudaOps, SkippedWithoutCuda) { GTEST_SKIP() << "built without CUDA"; }
+
+#endif
