@@ -13,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "launcher/config.h"
 #include "launcher/hf_commands.h"
+#include "launcher/mpi_session.h"
 #include "launcher/train.h"
+#include "parallel/mesh.h"
 #include "runtime/corpus.h"
 #include "runtime/tokenizer.h"
 
@@ -31,15 +33,7 @@ constexpr char kUsage[] =
 int Fail(const absl::Status& s) {
   std::string msg(s.message());
   std::fprintf(stderr, "baton: error: %s\n", msg.c_str());
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-      return 2;
-    default:
-      return 1;
-  }
+  return ExitCodeFor(s);
 }
 
 int Usage(const std::string& why) {
@@ -99,11 +93,22 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     }
   }
   if (config_path.empty()) return Usage("train: --config FILE is required");
+  MpiSession mpi;
   absl::StatusOr<JobConfig> config = LoadJobConfig(config_path, overrides);
-  if (!config.ok()) return Fail(config.status());
+  if (!config.ok()) return mpi.Fail(config.status());
+  MeshComms comms;
+  if (mpi.size() > 1) {
+    const ParallelConfig& p = config->parallel;
+    absl::StatusOr<Mesh> mesh = Mesh::Create({p.dp, p.pp, p.tp}, mpi.size(), mpi.rank());
+    if (!mesh.ok()) return mpi.Fail(mesh.status());
+    absl::StatusOr<MeshComms> c = CreateMpiMeshComms(*mesh);
+    if (!c.ok()) return mpi.Fail(c.status());
+    comms = std::move(*c);
+  }
   TrainSummary summary;
-  absl::Status s = Train(*config, &summary);
-  if (!s.ok()) return Fail(s);
+  absl::Status s = Train(*config, &summary, mpi.size() > 1 ? &comms : nullptr);
+  if (!s.ok()) return mpi.Fail(s);
+  if (mpi.rank() != 0) return 0;
   std::printf("done: steps %lld-%lld in %.1f s, loss %.4f -> %.4f", static_cast<long long>(summary.first_step),
               static_cast<long long>(summary.last_step), summary.seconds, summary.first_loss, summary.last_loss);
   if (summary.last_val_loss >= 0) std::printf(", val_loss %.4f", summary.last_val_loss);

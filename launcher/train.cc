@@ -85,6 +85,17 @@ absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, Model& model,
   return absl::OkStatus();
 }
 
+// Sums gradients (and the loss) over the dp group in rank order: every
+// rank ends with the same bits, so clipping and AdamW stay in lockstep.
+absl::Status AllReduceGradsAndLoss(Communicator& dp, Model& model, double* loss_sum) {
+  for (Param& p : model.params()) BATON_RETURN_IF_ERROR(dp.AllReduceSum(p.grad));
+  Tensor loss = Tensor::Empty({1}, DType::kF64);
+  loss.data<double>()[0] = *loss_sum;
+  BATON_RETURN_IF_ERROR(dp.AllReduceSum(loss));
+  *loss_sum = loss.data<double>()[0];
+  return absl::OkStatus();
+}
+
 // Which checkpoint to resume from, if any.
 absl::StatusOr<std::optional<std::string>> ResumePath(const CheckpointConfig& c) {
   if (c.resume == "none") return std::optional<std::string>();
@@ -98,20 +109,25 @@ absl::StatusOr<std::optional<std::string>> ResumePath(const CheckpointConfig& c)
   return std::optional<std::string>(c.resume);
 }
 
+// Loads a checkpoint. A training checkpoint restores weights, Adam state,
+// step and data position (an exact resume); a weights-only one (from
+// `baton import`) restores the weights and starts a fresh run at step 0.
 absl::Status LoadCheckpoint(const std::string& path, Model& model, AdamWOptimizer& opt,
-                            Sampler& sampler, int64_t* step) {
+                            Sampler& sampler, int64_t* step, bool* weights_only) {
   BATON_ASSIGN_OR_RETURN(CheckpointData data, ReadCheckpoint(path));
   std::vector<Param>& params = model.params();
-  opt.InitState(params);
-  for (size_t i = 0; i < params.size(); ++i) {
-    BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + params[i].name, params[i].value));
-    BATON_RETURN_IF_ERROR(CopyInto(data, "adam/m/" + params[i].name, opt.m(i)));
-    BATON_RETURN_IF_ERROR(CopyInto(data, "adam/v/" + params[i].name, opt.v(i)));
-  }
+  for (Param& p : params) BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, p.value));
   auto sampler_json = data.attrs.find("sampler");
   auto opt_step = data.attrs.find("optimizer_step");
-  if (sampler_json == data.attrs.end() || opt_step == data.attrs.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a baton training checkpoint (no sampler state)"));
+  *weights_only = sampler_json == data.attrs.end() || opt_step == data.attrs.end();
+  if (*weights_only) {
+    *step = 0;
+    return absl::OkStatus();
+  }
+  opt.InitState(params);
+  for (size_t i = 0; i < params.size(); ++i) {
+    BATON_RETURN_IF_ERROR(CopyInto(data, "adam/m/" + params[i].name, opt.m(i)));
+    BATON_RETURN_IF_ERROR(CopyInto(data, "adam/v/" + params[i].name, opt.v(i)));
   }
   nlohmann::json s = nlohmann::json::parse(sampler_json->second, nullptr, /*allow_exceptions=*/false);
   if (!s.is_object() || !s.contains("epoch") || !s.contains("position")) {
@@ -135,12 +151,43 @@ double ValidationLoss(Model& model, const Sampler& sampler, const JobConfig& con
   return batches > 0 ? sum / static_cast<double>(batches * b * t) : -1;
 }
 
+// Every rank must run the same job: compare a hash of the effective config.
+absl::Status CheckSameConfig(const JobConfig& config, Communicator& world) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : config.source_text) h = (h ^ c) * 1099511628211ull;
+  Tensor mine = Tensor::Empty({2}, DType::kI32);
+  mine.data<int32_t>()[0] = static_cast<int32_t>(h & 0xffffffffu);
+  mine.data<int32_t>()[1] = static_cast<int32_t>(h >> 32);
+  Tensor all = Tensor::Empty({2 * world.size()}, DType::kI32);
+  BATON_RETURN_IF_ERROR(world.AllGather(mine, all));
+  const int32_t* a = all.data<int32_t>();
+  for (int r = 1; r < world.size(); ++r) {
+    if (a[2 * r] != a[0] || a[2 * r + 1] != a[1]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rank ", r, " holds a different config than rank 0 (check --config/--set on every rank)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::Status Train(const JobConfig& config, TrainSummary* summary) {
+absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms) {
   const Clock::time_point start = Clock::now();
   const TrainConfig& tc = config.train;
-  BATON_RETURN_IF_ERROR(ValidateMesh(config, /*world_size=*/1));
+  const int world = comms != nullptr ? comms->world->size() : 1;
+  const int world_rank = comms != nullptr ? comms->world->rank() : 0;
+  const bool root = world_rank == 0;
+  const int dp = config.parallel.dp;
+  const int dp_rank = comms != nullptr ? comms->dp->rank() : 0;
+  BATON_RETURN_IF_ERROR(ValidateMesh(config, world));
+  if (config.parallel.pp > 1 || config.parallel.tp > 1 || config.parallel.zero != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "parallel.pp=", config.parallel.pp, ", parallel.tp=", config.parallel.tp, ", parallel.zero=",
+        config.parallel.zero, ": this build executes data parallelism only (pp=1, tp=1, zero=0); "
+        "pipeline schedules exist as data (docs/schedules.md) but have no executor yet"));
+  }
+  if (comms != nullptr) BATON_RETURN_IF_ERROR(CheckSameConfig(config, *comms->world));
 
   // ---- data
   BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(config.data.path));
@@ -164,12 +211,19 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary) {
   int64_t step = 0;
   BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
   if (resume) {
-    BATON_RETURN_IF_ERROR(LoadCheckpoint(*resume, model, opt, sampler, &step));
-    std::printf("resumed from %s at step %lld\n", resume->c_str(), static_cast<long long>(step));
+    bool weights_only = false;
+    BATON_RETURN_IF_ERROR(LoadCheckpoint(*resume, model, opt, sampler, &step, &weights_only));
+    if (root && weights_only) {
+      std::printf("initialised weights from %s (no optimizer or data state: a new run from step 0)\n",
+                  resume->c_str());
+    } else if (root) {
+      std::printf("resumed from %s at step %lld\n", resume->c_str(), static_cast<long long>(step));
+    }
   }
 
-  // ---- metrics manifest
-  BATON_ASSIGN_OR_RETURN(MetricsWriter metrics, MetricsWriter::Open(config.output.metrics, resume.has_value()));
+  // ---- metrics manifest (rank 0 only)
+  BATON_ASSIGN_OR_RETURN(MetricsWriter metrics,
+                         MetricsWriter::Open(root ? config.output.metrics : "", step > 0));
   BATON_ASSIGN_OR_RETURN(std::string data_hash, HashFile(config.data.path + ".bin"));
   metrics.Write({{"manifest",
                   {{"config", config.source_text},
@@ -181,8 +235,13 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary) {
                    {"start_step", step}}}});
 
   const int64_t b = tc.micro_batch_size, t = tc.seq_len;
-  const int64_t micro_steps = tc.global_batch_size / tc.micro_batch_size;
+  const int64_t micro_steps = tc.global_batch_size / (tc.micro_batch_size * dp);  // per rank
   const int64_t tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * t;
+  if (root) {
+  if (world > 1) {
+    std::printf("mesh: dp=%d pp=%d tp=%d over %d ranks (MPI)\n", dp, config.parallel.pp,
+                config.parallel.tp, world);
+  }
   std::printf("model: %lld parameters (%d layers, dim %d, %d heads, %d kv heads, ffn %d, vocab %d)\n",
               static_cast<long long>(model.NumParameters()), config.model.layers, config.model.dim,
               config.model.heads, config.model.kv_heads, config.model.ffn_dim, config.model.vocab_size);
@@ -192,12 +251,15 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary) {
               static_cast<long long>(micro_steps), static_cast<long long>(b));
   std::printf("%s\n", ActivationReport(model, config.recompute, b, t).c_str());
   std::fflush(stdout);
+  }
 
   Tensor tokens = Tensor::Empty({b, t}, DType::kI32);
   Tensor targets = Tensor::Empty({b, t}, DType::kI32);
+  // Under mpirun rank 0's stdout may be a pty, but it ends up in a job log: lines.
   Progress progress(tc.steps, tc.log_every,
                     config.output.progress == ProgressMode::kBar     ? Progress::Mode::kBar
                     : config.output.progress == ProgressMode::kLines ? Progress::Mode::kLines
+                    : world > 1                                      ? Progress::Mode::kLines
                                                                      : Progress::Mode::kAuto);
   const int64_t stop = tc.exit_interval > 0 ? std::min(tc.steps, step + tc.exit_interval) : tc.steps;
   summary->first_step = step + 1;
@@ -207,12 +269,17 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary) {
   while (step < stop) {
     const Clock::time_point t0 = Clock::now();
     model.ZeroGrad();
+    // Every rank draws the same global batch; dp rank r trains on its
+    // contiguous share, micro-batch by micro-batch.
+    const std::vector<int64_t> ids = sampler.NextSampleIds(tc.global_batch_size);
+    const int64_t share = tc.global_batch_size / dp;
     double loss_sum = 0;
     for (int64_t m = 0; m < micro_steps; ++m) {
-      sampler.NextBatch(b, tokens, targets);
+      sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), tokens, targets);
       loss_sum += model.ForwardBackward(tokens, targets, 1.0 / static_cast<double>(tokens_per_step),
                                         config.recompute);
     }
+    if (dp > 1) BATON_RETURN_IF_ERROR(AllReduceGradsAndLoss(*comms->dp, model, &loss_sum));
     const double loss = loss_sum / static_cast<double>(tokens_per_step);
     if (!std::isfinite(loss)) {
       return absl::InternalError(absl::StrCat("loss is ", loss, " at step ", step + 1,
@@ -230,6 +297,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary) {
     const double tok_s = tokens_per_step / dt;
     if (step == summary->first_step) summary->first_loss = loss;
     summary->last_loss = loss;
+    if (!root) continue;  // the rest is reporting and checkpointing
     metrics.Write({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
                    {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}});
     progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s", loss, lr,
@@ -250,7 +318,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary) {
       progress.Note(absl::StrCat("step ", step, "  checkpoint ", last_checkpoint));
     }
   }
-  progress.Finish();
+  if (root) progress.Finish();
   summary->last_step = step;
   summary->tokens_per_s = timed_seconds > 0 ? timed_tokens / timed_seconds : 0;
   summary->seconds = Seconds(start, Clock::now());

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "launcher/config.h"
+#include "parallel/mpi_communicator.h"
 
 namespace baton {
 
@@ -21,9 +22,14 @@ struct TrainSummary {
   std::string checkpoint;                 // last checkpoint written ("" if none)
 };
 
-// Runs the job. InvalidArgument/NotFound: bad input (exit 2); other errors:
-// runtime failure (exit 1).
-absl::Status Train(const JobConfig& config, TrainSummary* summary);
+// Runs the job. `comms` null: one process, no communication; otherwise the
+// communicators of this rank's mesh groups (world, dp, pp, tp). Data
+// parallelism splits each global batch over dp ranks and sums gradients in
+// rank order, so every rank applies the same update. Only world rank 0
+// prints, writes metrics and checkpoints (replicated weights: one writer).
+// InvalidArgument/NotFound/FailedPrecondition: bad input (exit 2); other
+// errors: runtime failure (exit 1).
+absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms = nullptr);
 
 // argv after "train": --config FILE [--set K=V [K=V ...]]...
 int RunTrainCommand(const std::vector<std::string>& args);

@@ -147,6 +147,28 @@ TEST_F(TrainTest, ResumeIsBitExact) {
   EXPECT_LT(a[20], a[1] - 0.5);
 }
 
+// A weights-only checkpoint (what `baton import` writes) starts a new run
+// from those weights: step 1, fresh optimizer, the trained weights' loss.
+TEST_F(TrainTest, WeightsOnlyCheckpointStartsANewRun) {
+  TrainSummary trained;
+  ASSERT_TRUE(Train(Config("a", {"train.steps=15"}), &trained).ok());
+  auto full = ReadCheckpoint((dir_ / "a" / "ckpt" / "step_00000015.h5").string());
+  ASSERT_TRUE(full.ok()) << full.status();
+  CheckpointData weights;
+  for (const CheckpointTensor& t : full->tensors) {
+    if (t.name.rfind("params/", 0) == 0) weights.tensors.push_back(t);
+  }
+  const std::string path = (dir_ / "weights.h5").string();
+  ASSERT_TRUE(WriteCheckpoint(path, weights).ok());
+
+  TrainSummary fresh, tuned;
+  ASSERT_TRUE(Train(Config("fresh", {"train.steps=2"}), &fresh).ok());
+  ASSERT_TRUE(Train(Config("tuned", {"train.steps=2", "checkpoint.resume=\"" + path + "\""}), &tuned).ok());
+  EXPECT_EQ(tuned.first_step, 1);
+  EXPECT_LT(tuned.first_loss, fresh.first_loss - 0.5);  // it starts from the trained weights
+  EXPECT_EQ(Losses(dir_ / "tuned" / "metrics.jsonl", "loss").size(), 2u);
+}
+
 TEST_F(TrainTest, RecomputePoliciesGiveTheSameLosses) {
   TrainSummary s;
   ASSERT_TRUE(Train(Config("none", {"train.steps=6", "checkpoint.dir=\"\""}), &s).ok());

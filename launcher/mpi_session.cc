@@ -1,0 +1,63 @@
+// MPI start-up, shutdown and rank-aware failure reporting (see mpi_session.h).
+#include "launcher/mpi_session.h"
+
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace baton {
+
+bool LaunchedByMpi() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
+    if (std::getenv(var) != nullptr) return true;
+  }
+  return false;
+}
+
+int ExitCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+MpiSession::MpiSession() {
+  if (!LaunchedByMpi()) return;
+  int provided = 0;
+  MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  active_ = true;
+}
+
+MpiSession::~MpiSession() {
+  if (active_) MPI_Finalize();
+}
+
+int MpiSession::Fail(const absl::Status& status) {
+  const int code = ExitCodeFor(status);
+  std::string msg(status.message());
+  if (size_ == 1) {
+    std::fprintf(stderr, "baton: error: %s\n", msg.c_str());
+    return code;
+  }
+  if (code == 2) {
+    if (rank_ == 0) std::fprintf(stderr, "baton: error: %s\n", msg.c_str());
+    return code;
+  }
+  std::fprintf(stderr, "baton[rank %d]: error: %s\n", rank_, msg.c_str());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  return code;
+}
+
+}  // namespace baton
