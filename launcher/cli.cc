@@ -14,6 +14,7 @@
 #include "launcher/config.h"
 #include "launcher/hf_commands.h"
 #include "launcher/mpi_session.h"
+#include "launcher/tokenizer_commands.h"
 #include "launcher/train.h"
 #include "parallel/mesh.h"
 #include "runtime/corpus.h"
@@ -25,7 +26,10 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  baton train --config FILE [--set section.key=value ...]\n"
-    "  baton data tokenize --input FILE... --output PREFIX\n"
+    "  baton data tokenize --input FILE... --output PREFIX [--tokenizer tokenizer.json]\n"
+    "  baton data train-tokenizer --input FILE... --vocab-size N --output tokenizer.json\n"
+    "      [--special-tokens A,B] [--min-frequency N]\n"
+    "  baton data encode --tokenizer T --input FILE... [--output FILE] [--pieces]\n"
     "  baton import --hf DIR --out CKPT\n"
     "  baton export --checkpoint CKPT --format hf --out DIR [--dtype f32|bf16]\n"
     "  baton parity-dump --checkpoint CKPT --tokens FILE --out FILE   (developer tool)\n";
@@ -50,7 +54,7 @@ std::vector<std::string> Values(const std::vector<std::string>& args, size_t* i)
 
 int RunDataTokenize(const std::vector<std::string>& args) {
   std::vector<std::string> inputs;
-  std::string output;
+  std::string output, tokenizer_path;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--input") {
       std::vector<std::string> v = Values(args, &i);
@@ -59,14 +63,19 @@ int RunDataTokenize(const std::vector<std::string>& args) {
       std::vector<std::string> v = Values(args, &i);
       if (v.size() != 1) return Usage("--output takes one PREFIX");
       output = v[0];
+    } else if (args[i] == "--tokenizer") {
+      std::vector<std::string> v = Values(args, &i);
+      if (v.size() != 1) return Usage("--tokenizer takes one tokenizer.json (or 'byte')");
+      tokenizer_path = v[0];
     } else {
       return Usage(absl::StrCat("unknown flag '", args[i], "' for 'data tokenize'"));
     }
   }
   if (inputs.empty()) return Usage("data tokenize: --input FILE... is required");
   if (output.empty()) return Usage("data tokenize: --output PREFIX is required");
-  ByteTokenizer tokenizer;
-  absl::StatusOr<TokenizeStats> stats = TokenizeFiles(inputs, tokenizer, output);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = TokenizerFromFlag(tokenizer_path);
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  absl::StatusOr<TokenizeStats> stats = TokenizeFiles(inputs, **tokenizer, output);
   if (!stats.ok()) return Fail(stats.status());
   std::printf("tokenized %lld files: %lld documents, %lld bytes -> %lld tokens in %s.bin/.idx\n",
               static_cast<long long>(stats->files), static_cast<long long>(stats->documents),
@@ -135,8 +144,11 @@ int RunCli(int argc, char** argv) {
     return s.ok() ? 0 : Fail(s);
   }
   if (cmd == "data") {
-    if (rest.empty() || rest[0] != "tokenize") return Usage("data: expected 'tokenize'");
-    return RunDataTokenize(std::vector<std::string>(rest.begin() + 1, rest.end()));
+    const std::vector<std::string> sub = rest.empty() ? rest : std::vector<std::string>(rest.begin() + 1, rest.end());
+    if (!rest.empty() && rest[0] == "tokenize") return RunDataTokenize(sub);
+    if (!rest.empty() && rest[0] == "train-tokenizer") return RunTrainTokenizer(sub);
+    if (!rest.empty() && rest[0] == "encode") return RunEncode(sub);
+    return Usage("data: expected 'tokenize', 'train-tokenizer' or 'encode'");
   }
   return Usage(absl::StrCat("unknown command '", cmd, "'"));
 }
