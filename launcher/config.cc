@@ -211,6 +211,7 @@ std::vector<Field> Fields(JobConfig& c) {
       StringField("data", "path", &c.data.path),
       FloatField("data", "val_fraction", &c.data.val_fraction),
       StringListField("data", "corpus", &c.data.corpus),
+      StringField("data", "tokenizer", &c.data.tokenizer),
 
       IntField("train", "steps", &c.train.steps),
       IntField("train", "seed", &c.train.seed),

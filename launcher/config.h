@@ -24,7 +24,8 @@ namespace baton {
 struct DataConfig {
   std::string path;               // dataset prefix (PREFIX.bin + PREFIX.idx); "" = none given
   double val_fraction = 0.01;     // fraction of documents held out for validation, in [0, 1); 0 = no val split
-  std::vector<std::string> corpus;  // files/globs tokenized into `path` when it does not exist yet; empty = off
+  std::vector<std::string> corpus;  // files/folders tokenized into `path` when it does not exist yet; empty = off
+  std::string tokenizer = "byte";   // "byte" (256 bytes + BOS + EOS) or a tokenizer.json; used with corpus and by export
   bool operator==(const DataConfig&) const = default;
 };
 

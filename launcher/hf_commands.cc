@@ -18,6 +18,9 @@
 #include "checkpoints/safetensors.h"
 #include "kernels/check.h"
 #include "launcher/config.h"
+#include "nlohmann/json.hpp"
+#include "runtime/bpe_tokenizer.h"
+#include "runtime/bpe_trainer.h"
 #include "runtime/model.h"
 
 namespace baton {
@@ -56,6 +59,41 @@ absl::StatusOr<std::string> ReadText(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// Writes `text` to `path` through a temporary name, so a failed export never
+// leaves a half-written file under the final name.
+absl::Status WriteTextAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) return absl::InternalError(absl::StrCat("writing ", tmp, " failed"));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return absl::InternalError(absl::StrCat("renaming ", tmp, " to ", path, " failed"));
+  }
+  return absl::OkStatus();
+}
+
+// tokenizer.json + tokenizer_config.json beside the weights, so that
+// AutoTokenizer.from_pretrained(DIR) encodes text the way the model was
+// trained: "byte" becomes a merge-free byte-level BPE (id b = byte b,
+// BOS 256, EOS 257); a tokenizer.json path is checked, then copied.
+absl::Status WriteTokenizerFiles(const std::string& dir, std::string json, int64_t vocab_size,
+                                 int64_t max_length) {
+  BATON_ASSIGN_OR_RETURN(std::unique_ptr<BpeTokenizer> tok, BpeTokenizer::FromJson(json));
+  if (tok->vocab_size() > vocab_size) {
+    return Bad("export: the tokenizer has ", tok->vocab_size(), " ids but model.vocab_size=", vocab_size);
+  }
+  nlohmann::json config = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                           {"model_max_length", max_length},
+                           {"clean_up_tokenization_spaces", false}};
+  if (tok->bos_id() >= 0) config["bos_token"] = tok->TokenString(tok->bos_id());
+  if (tok->eos_id() >= 0) config["eos_token"] = tok->TokenString(tok->eos_id());
+  BATON_RETURN_IF_ERROR(WriteTextAtomically(dir + "/tokenizer.json", json));
+  return WriteTextAtomically(dir + "/tokenizer_config.json", config.dump(2) + "\n");
+}
+
 // The job config stored in a checkpoint, and an f32 model holding its params.
 struct LoadedCheckpoint {
   CheckpointData data;
@@ -84,7 +122,8 @@ absl::StatusOr<LoadedCheckpoint> LoadModelCheckpoint(const std::string& path) {
 
 constexpr char kImportUsage[] = "baton import --hf DIR --out CKPT";
 constexpr char kExportUsage[] =
-    "baton export --checkpoint CKPT --format hf --out DIR [--dtype f32|bf16] [--max-shard-bytes N]";
+    "baton export --checkpoint CKPT --format hf --out DIR [--dtype f32|bf16] [--max-shard-bytes N]"
+    " [--tokenizer tokenizer.json]";
 constexpr char kParityUsage[] = "baton parity-dump --checkpoint CKPT --tokens FILE --out FILE";
 
 }  // namespace
@@ -109,6 +148,10 @@ absl::Status RunImportCommand(const std::vector<std::string>& args) {
   data.attrs["config"] = job.source_text;
   data.attrs["hf_config"] = config_text;
   data.attrs["imported_from"] = dir;
+  // Keep the model's tokenizer with it, so export can hand it back.
+  if (absl::StatusOr<std::string> tok = ReadText(dir + "/tokenizer.json"); tok.ok()) {
+    data.attrs["tokenizer_json"] = *tok;
+  }
   BATON_RETURN_IF_ERROR(WriteCheckpoint(out, data));
   std::printf("imported %s (%s, %d layers, %lld parameters) -> %s\n", dir.c_str(), hf.architecture.c_str(),
               hf.model.layers, static_cast<long long>(model.NumParameters()), out.c_str());
@@ -117,7 +160,7 @@ absl::Status RunImportCommand(const std::vector<std::string>& args) {
 
 absl::Status RunExportCommand(const std::vector<std::string>& args) {
   BATON_ASSIGN_OR_RETURN(auto flags, ParseFlags(args, {"--checkpoint", "--format", "--out", "--dtype",
-                                                       "--max-shard-bytes"},
+                                                       "--max-shard-bytes", "--tokenizer"},
                                                 "export", kExportUsage));
   BATON_RETURN_IF_ERROR(Require(flags, {"--checkpoint", "--format", "--out"}, "export", kExportUsage));
   if (flags["--format"] != "hf") return Bad("export: --format ", flags["--format"], " is not supported (expected hf)");
@@ -145,6 +188,22 @@ absl::Status RunExportCommand(const std::vector<std::string>& args) {
     if (hf.eos_token_id) options.eos_token_id = *hf.eos_token_id;
   }
   BATON_RETURN_IF_ERROR(WriteHfModel(out, loaded.model, options));
+  // The tokenizer: --tokenizer, else the one imported with the model, else data.tokenizer.
+  std::string tokenizer_json;
+  const std::string spec = flags.count("--tokenizer") ? flags["--tokenizer"] : loaded.job.data.tokenizer;
+  if (auto it = loaded.data.attrs.find("tokenizer_json"); it != loaded.data.attrs.end() && !flags.count("--tokenizer")) {
+    tokenizer_json = it->second;
+  } else if (spec != "byte") {
+    BATON_ASSIGN_OR_RETURN(tokenizer_json, ReadText(spec));
+  } else if (loaded.job.model.vocab_size == ByteTokenizer::kVocabSize) {
+    tokenizer_json = BpeModelToJson(ByteTokenizerModel());
+  }
+  if (tokenizer_json.empty()) {
+    std::printf("export: no tokenizer files written (the checkpoint names none; pass --tokenizer tokenizer.json)\n");
+  } else {
+    BATON_RETURN_IF_ERROR(WriteTokenizerFiles(out, tokenizer_json, loaded.job.model.vocab_size,
+                                              options.max_position_embeddings));
+  }
   std::printf("exported %s (step %lld, %s, %s) -> %s\n", ckpt.c_str(), static_cast<long long>(loaded.data.step),
               HfArchitectureFor(loaded.job.model), options.dtype.c_str(), out.c_str());
   return absl::OkStatus();

@@ -18,6 +18,8 @@
 #include "launcher/metrics.h"
 #include "launcher/progress.h"
 #include "nlohmann/json.hpp"
+#include "runtime/bpe_tokenizer.h"
+#include "runtime/corpus.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
@@ -189,7 +191,23 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   }
   if (comms != nullptr) BATON_RETURN_IF_ERROR(CheckSameConfig(config, *comms->world));
 
-  // ---- data
+  // ---- data (tokenized from data.corpus on first use; rank 0 writes, the others wait)
+  if (!config.data.corpus.empty() && !std::filesystem::exists(config.data.path + ".idx")) {
+    if (root) {
+      BATON_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(config.data.tokenizer));
+      if (tokenizer->vocab_size() > config.model.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat("data.tokenizer has ", tokenizer->vocab_size(),
+                                                       " ids but model.vocab_size=", config.model.vocab_size));
+      }
+      std::filesystem::path prefix(config.data.path);
+      if (prefix.has_parent_path()) std::filesystem::create_directories(prefix.parent_path());
+      BATON_ASSIGN_OR_RETURN(TokenizeStats stats, TokenizeFiles(config.data.corpus, *tokenizer, config.data.path));
+      std::printf("tokenized data.corpus: %lld documents, %lld bytes -> %lld tokens in %s.{bin,idx}\n",
+                  static_cast<long long>(stats.documents), static_cast<long long>(stats.bytes),
+                  static_cast<long long>(stats.tokens), config.data.path.c_str());
+    }
+    if (comms != nullptr) BATON_RETURN_IF_ERROR(comms->world->Barrier());
+  }
   BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(config.data.path));
   BATON_ASSIGN_OR_RETURN(Sampler sampler,
                          Sampler::Create(dataset, tc.seq_len, static_cast<uint64_t>(tc.seed),

@@ -4,6 +4,7 @@
 #include "runtime/bpe_trainer.h"
 
 #include <algorithm>
+#include <array>
 #include <numeric>
 
 #include "absl/status/status.h"
@@ -227,6 +228,15 @@ std::string BpeModelToJson(const BpeModel& model) {
                 {"vocab", vocab},
                 {"merges", merges}}}};
   return doc.dump(1) + "\n";
+}
+
+BpeModel ByteTokenizerModel() {
+  BpeModel model;
+  const std::array<std::string, 256>& alphabet = ByteLevelAlphabet();
+  model.vocab.assign(alphabet.begin(), alphabet.end());
+  model.special_tokens = {"<|begin_of_text|>", "<|end_of_text|>"};
+  for (const std::string& s : model.special_tokens) model.vocab.push_back(s);
+  return model;
 }
 
 }  // namespace baton

@@ -61,4 +61,9 @@ class BpeTrainer {
 // TemplateProcessing post-processor that prepends the first special (BOS).
 std::string BpeModelToJson(const BpeModel& model);
 
+// ByteTokenizer as a BpeModel: id b is byte b, no merges, BOS 256 and EOS
+// 257 as "<|begin_of_text|>" / "<|end_of_text|>". Its tokenizer.json lets HF
+// `tokenizers` encode text exactly as baton's byte-level models were trained.
+BpeModel ByteTokenizerModel();
+
 }  // namespace baton

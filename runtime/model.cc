@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/gpu.h"
 #include "runtime/ops.h"
 #include "runtime/rng.h"
 
@@ -26,6 +27,7 @@ struct Model::Buffers {
   Tensor logits;                        // (N, V); overwritten by dlogits in backward
   Tensor losses;                        // (N) per-token loss
   Tensor dresid[2];                     // (N, C) residual-stream gradient, ping-pong
+  Tensor tokens, targets;               // (N) i32 on the device: host batches land here
 };
 
 Model::Model(Model&&) noexcept = default;
@@ -47,15 +49,31 @@ void FillConstant(Tensor& t, double value) {
 
 // ---- parameters
 
-absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype) {
+absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Device device) {
   BATON_RETURN_IF_ERROR(config.Validate());
-  if (dtype != DType::kF32 && dtype != DType::kF64) {
+  if (device == Device::kCpu && dtype != DType::kF32 && dtype != DType::kF64) {
     return absl::InvalidArgumentError(
         absl::StrCat("model dtype must be f32 or f64 on the CPU backend, got ", DTypeName(dtype)));
+  }
+  if (device == Device::kCuda) {
+#ifndef BATON_HAVE_CUDA
+    return absl::FailedPreconditionError("model on cuda: this build has no CUDA backend");
+#endif
+    if (CudaDeviceCount() == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model on cuda: ", CudaDeviceSummary()));
+    }
+    if (dtype != DType::kBF16 && dtype != DType::kF32) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model compute dtype on cuda must be bf16 or f32, got ", DTypeName(dtype)));
+    }
   }
   Model m;
   m.config_ = config;
   m.dtype_ = dtype;
+  m.device_ = device;
+  m.param_dtype_ = device == Device::kCpu ? dtype : DType::kF32;
+  m.format_ = ActivationFormat::Cpu(dtype);
   const int64_t C = config.dim, V = config.vocab_size, F = config.ffn_dim;
   const int64_t HD = int64_t{config.heads} * config.head_dim();
   const int64_t KVD = int64_t{config.kv_heads} * config.head_dim();
@@ -83,22 +101,27 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype) {
   }
   m.final_norm_ = m.AddParam("final_norm", {C}, InitKind::kOnes, 0, false);
   if (!config.tie_embeddings) m.lm_head_ = m.AddParam("lm_head", {V, C}, InitKind::kNormal, std, true);
+  if (device == Device::kCuda) m.AllocateDeviceParams();
   return m;
 }
 
 int Model::AddParam(std::string name, const Shape& shape, InitKind init, float std, bool decay) {
   Param p;
   p.name = std::move(name);
-  p.value = Tensor::Zeros(shape, dtype_);
-  p.grad = Tensor::Zeros(shape, dtype_);
+  if (device_ == Device::kCpu) {  // CUDA: views of flat buffers, AllocateDeviceParams
+    p.value = Tensor::Zeros(shape, dtype_);
+    p.grad = Tensor::Zeros(shape, dtype_);
+  }
   p.decay = decay;
   params_.push_back(std::move(p));
   init_kind_.push_back(init);
   init_std_.push_back(std);
+  shapes_.push_back(shape);
   return static_cast<int>(params_.size()) - 1;
 }
 
 void Model::Init(uint64_t seed) {
+  if (device_ == Device::kCuda) return InitOnDevice(seed);
   for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = params_[i];
     switch (init_kind_[i]) {
@@ -123,12 +146,18 @@ int64_t Model::NumParameters() const {
 }
 
 void Model::ZeroGrad() {
+  if (flat_grads_.defined()) return flat_grads_.Zero();  // one memset, padding included
   for (Param& p : params_) p.grad.Zero();
+}
+
+const Tensor& Model::ComputeWeight(int i) const {
+  const Param& p = params_[i];
+  return p.compute.defined() ? p.compute : p.value;
 }
 
 LayerWeights Model::Weights(int layer, bool grads) const {
   const LayerIndex& li = layers_[layer];
-  auto t = [&](int idx) { return idx < 0 ? Tensor() : (grads ? params_[idx].grad : params_[idx].value); };
+  auto t = [&](int idx) { return idx < 0 ? Tensor() : (grads ? params_[idx].grad : ComputeWeight(idx)); };
   LayerWeights w;
   w.attn_norm = t(li.attn_norm);
   w.wq = t(li.wq);
@@ -147,17 +176,19 @@ LayerWeights Model::Weights(int layer, bool grads) const {
 
 Tensor& Model::LmHead(bool grad) {
   Param& p = params_[lm_head_ >= 0 ? lm_head_ : embed_];
-  return grad ? p.grad : p.value;
+  return grad ? p.grad : (p.compute.defined() ? p.compute : p.value);
 }
 
 // ---- buffers
+
+void Model::ReleaseActivations() { buffers_.reset(); }
 
 std::vector<int64_t> Model::ActivationBytesPerLayer(const RecomputeConfig& rc, int64_t batch,
                                                     int64_t seq) const {
   const LayerDims d = LayerDims::From(config_, batch, seq);
   std::vector<int64_t> bytes;
   for (int l = 0; l < config_.layers; ++l) {
-    bytes.push_back(KeptActivationBytes(d, dtype_, LayerModeOf(rc, l)));
+    bytes.push_back(KeptActivationBytes(d, format_, LayerModeOf(rc, l)));
   }
   return bytes;
 }
@@ -169,22 +200,28 @@ void Model::EnsureBuffers(int64_t batch, int64_t seq, const std::vector<LayerMod
     b->seq = seq;
     b->dims = LayerDims::From(config_, batch, seq);
     const int64_t N = batch * seq, C = config_.dim, V = config_.vocab_size;
-    for (int l = 0; l <= config_.layers; ++l) b->resid.push_back(Tensor::Empty({N, C}, dtype_));
-    b->shared = AllocateSharedActivations(b->dims, dtype_);
-    b->scratch = AllocateLayerScratch(b->dims, dtype_);
-    b->lnf = Tensor::Empty({N, C}, dtype_);
-    b->rstdf = Tensor::Empty({N}, dtype_);
-    b->logits = Tensor::Empty({N, V}, dtype_);
-    b->losses = Tensor::Empty({N}, dtype_);
-    b->dresid[0] = Tensor::Empty({N, C}, dtype_);
-    b->dresid[1] = Tensor::Empty({N, C}, dtype_);
+    Allocator* alloc = format_.alloc != nullptr ? format_.alloc : DefaultCpuAllocator();
+    auto act = [&](const Shape& shape) { return Tensor::Empty(shape, dtype_, alloc); };
+    for (int l = 0; l <= config_.layers; ++l) b->resid.push_back(act({N, C}));
+    b->shared = AllocateSharedActivations(b->dims, format_);
+    b->scratch = AllocateLayerScratch(b->dims, format_);
+    b->lnf = act({N, C});
+    b->rstdf = Tensor::Empty({N}, format_.stat_dtype, alloc);
+    b->logits = act({N, V});
+    b->losses = Tensor::Empty({N}, format_.stat_dtype, alloc);
+    b->dresid[0] = act({N, C});
+    b->dresid[1] = act({N, C});
+    if (device_ != Device::kCpu) {
+      b->tokens = Tensor::Empty({batch, seq}, DType::kI32, alloc);
+      b->targets = Tensor::Empty({batch, seq}, DType::kI32, alloc);
+    }
     buffers_ = std::move(b);  // the old (B, T)'s buffers are freed here
   }
   Buffers& b = *buffers_;
   if (modes != nullptr && *modes != b.modes) {
     b.saved.clear();  // free the old layout before allocating the new one
     for (LayerMode mode : *modes) {
-      b.saved.push_back(AllocateLayerActivations(b.dims, dtype_, mode, b.shared));
+      b.saved.push_back(AllocateLayerActivations(b.dims, format_, mode, b.shared));
     }
     b.modes = *modes;
   }
@@ -204,7 +241,7 @@ void Model::CheckBatch(const Tensor& tokens, const Tensor* targets) const {
 
 void Model::ForwardLayers(const Tensor& tokens, bool training) {
   Buffers& b = *buffers_;
-  ops::Embedding(tokens.Reshape({b.dims.rows()}), params_[embed_].value, 0, b.resid[0]);
+  ops::Embedding(tokens.Reshape({b.dims.rows()}), ComputeWeight(embed_), 0, b.resid[0]);
   for (int l = 0; l < config_.layers; ++l) {
     LayerActivations& a = training ? b.saved[l] : b.shared;
     LayerForward(b.dims, Weights(l, false), b.resid[l], a, b.scratch, &b.resid[l + 1]);
@@ -213,24 +250,25 @@ void Model::ForwardLayers(const Tensor& tokens, bool training) {
 
 void Model::ForwardHead() {
   Buffers& b = *buffers_;
-  ops::RmsNorm(b.resid[config_.layers], params_[final_norm_].value, config_.norm_eps, b.lnf, b.rstdf);
+  ops::RmsNorm(b.resid[config_.layers], ComputeWeight(final_norm_), config_.norm_eps, b.lnf, b.rstdf);
   ops::Linear(b.lnf, LmHead(false), nullptr, b.logits);
 }
 
 double Model::Loss(const Tensor& tokens, const Tensor& targets) {
   CheckBatch(tokens, &targets);
   EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
-  ForwardLayers(tokens, /*training=*/false);
-  ForwardHead();
   Buffers& b = *buffers_;
-  ops::SoftmaxCrossEntropy(b.logits, targets.Reshape({b.dims.rows()}), b.losses, nullptr, 1.0f);
+  ForwardLayers(OnDevice(tokens, b.tokens), /*training=*/false);
+  ForwardHead();
+  ops::SoftmaxCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses,
+                           nullptr, 1.0f);
   return ops::Sum(b.losses);
 }
 
 Tensor Model::Logits(const Tensor& tokens) {
   CheckBatch(tokens, nullptr);
   EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
-  ForwardLayers(tokens, /*training=*/false);
+  ForwardLayers(OnDevice(tokens, buffers_->tokens), /*training=*/false);
   ForwardHead();
   return buffers_->logits.Clone();
 }
@@ -244,20 +282,20 @@ double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, doubl
   for (int l = 0; l < config_.layers; ++l) modes.push_back(LayerModeOf(rc, l));
   EnsureBuffers(tokens.dim(0), tokens.dim(1), &modes);
   Buffers& b = *buffers_;
-  const Tensor tok = tokens.Reshape({b.dims.rows()});  // (N) i32
+  const Tensor tokens_here = OnDevice(tokens, b.tokens);
+  const Tensor tok = tokens_here.Reshape({b.dims.rows()});  // (N) i32
 
-  ForwardLayers(tokens, /*training=*/true);
+  ForwardLayers(tokens_here, /*training=*/true);
   ForwardHead();
   // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
-  ops::SoftmaxCrossEntropy(b.logits, targets.Reshape({b.dims.rows()}), b.losses, &b.logits,
-                           static_cast<float>(grad_scale));
+  ops::SoftmaxCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}),
+                           b.losses, &b.logits, static_cast<float>(grad_scale));
   const double loss = ops::Sum(b.losses);
 
   // Head: logits = final_norm(resid[L]) · lm_headᵀ. Tied: lm_head's grad is embed's.
-  Param& final_norm = params_[final_norm_];
   ops::LinearBackward(b.logits, b.lnf, LmHead(false), &b.scratch.dln, &LmHead(true), nullptr);
-  ops::RmsNormBackward(b.scratch.dln, b.resid[config_.layers], final_norm.value, b.rstdf,
-                       b.dresid[0], final_norm.grad);
+  ops::RmsNormBackward(b.scratch.dln, b.resid[config_.layers], ComputeWeight(final_norm_), b.rstdf,
+                       b.dresid[0], params_[final_norm_].grad);
   int cur = 0;  // dresid[cur] holds d loss / d resid[l + 1]
   for (int l = config_.layers - 1; l >= 0; --l) {
     const LayerWeights w = Weights(l, false);

@@ -4,9 +4,15 @@
 // named parameters (HF-like names and (out, in) shapes), their gradients
 // and the activation buffers, which are allocated once per (B, T, recompute
 // layout) and reused every step.
+// On CUDA (mixed precision) the parameters are fp32 master weights with
+// fp32 gradients, each in one flat device buffer; with bf16 compute the
+// forward/backward read a bf16 copy (Param.compute) that the optimizer
+// refreshes after every step; activations are bf16, saved statistics and
+// losses f32.
 // Invariants: every recompute policy gives the same bits of loss and
 // gradient as "none" (same ops in the same order); grads accumulate across
-// ForwardBackward calls until ZeroGrad.
+// ForwardBackward calls until ZeroGrad; Init gives the same master weights
+// on every device.
 #pragma once
 
 #include <cstdint>
@@ -24,20 +30,33 @@ namespace baton {
 
 class Model {
  public:
-  // dtype: kF32 (training) or kF64 (gradient checks). Grads start at zero;
-  // values are uninitialised until Init or a checkpoint load.
-  static absl::StatusOr<Model> Create(const ModelConfig& config, DType dtype);
+  // On the CPU, dtype is that of everything: kF32 (training) or kF64
+  // (gradient checks). On CUDA it is the compute dtype, kBF16 (mixed
+  // precision) or kF32 (parity checks); params and grads are f32 there.
+  // Grads start at zero; values are zero until Init or a checkpoint load.
+  // CUDA without a GPU (or a build without CUDA) is FailedPrecondition.
+  static absl::StatusOr<Model> Create(const ModelConfig& config, DType dtype,
+                                      Device device = Device::kCpu);
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
   ~Model();
 
   // Counter-based init (runtime/rng.h), independent of any sharding:
   // weights N(0, init_std), wo and w_down N(0, init_std/sqrt(2·layers)),
-  // norm weights 1, biases 0.
+  // norm weights 1, biases 0. On CUDA: drawn on the host, then copied.
   void Init(uint64_t seed);
+  // Rewrites every Param.compute from Param.value (bf16 on CUDA); a no-op
+  // where there is no copy. Call after writing values other than through
+  // Init or AdamWOptimizer::Step (a checkpoint load, a test).
+  void RefreshComputeWeights();
 
   const ModelConfig& config() const { return config_; }
-  DType dtype() const { return dtype_; }
+  DType dtype() const { return dtype_; }              // compute dtype
+  DType param_dtype() const { return param_dtype_; }  // Param.value and .grad
+  Device device() const { return device_; }
+  // CUDA: every grad as one f32 vector (zero between params), for a
+  // one-pass ClipGradNorm; undefined on the CPU.
+  const Tensor& flat_grads() const { return flat_grads_; }
   // Order: embed, layers.0.* ... layers.{L-1}.*, final_norm, [lm_head].
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }
@@ -45,15 +64,21 @@ class Model {
   int64_t NumParameters() const;            // elements, tied embedding once
   void ZeroGrad();
 
-  // tokens, targets (B, T) i32; a target < 0 is ignored. Returns the SUM of
+  // tokens, targets (B, T) i32 on the host or the model's device; a target
+  // < 0 is ignored. On CUDA one stream sync per call (the loss). Returns the SUM of
   // the per-token losses and accumulates d(grad_scale · sum)/dθ into the
   // grads (the trainer passes 1 / tokens in the global batch).
   double ForwardBackward(const Tensor& tokens, const Tensor& targets, double grad_scale,
                          const RecomputeConfig& rc);
   // Forward only; the SUM of per-token losses. Grads untouched.
   double Loss(const Tensor& tokens, const Tensor& targets);
-  // Forward only; a fresh (B·T, V) tensor of logits (HF parity checks).
+  // Forward only; a fresh (B·T, V) tensor of logits on the model's device
+  // in its compute dtype (HF parity checks).
   Tensor Logits(const Tensor& tokens);
+
+  // Frees every activation buffer (they come back on the next call), e.g.
+  // to measure one recompute policy's memory without the previous one's.
+  void ReleaseActivations();
 
   // Bytes each layer keeps from its forward to its backward under rc,
   // counting its input (N, C) (what the trainer reports per policy).
@@ -80,12 +105,24 @@ class Model {
   // Final norm and lm head into buffers_->logits.
   void ForwardHead();
   void CheckBatch(const Tensor& tokens, const Tensor* targets) const;
+  // The forward/backward's view of param i: the compute copy, or the value.
+  const Tensor& ComputeWeight(int i) const;
+  // model_device.cc: flat value/grad/compute buffers for the params
+  // declared so far (CUDA), Init through the host, and the token upload.
+  void AllocateDeviceParams();
+  void InitOnDevice(uint64_t seed);
+  Tensor OnDevice(const Tensor& t, Tensor& staging) const;
 
   ModelConfig config_;
-  DType dtype_ = DType::kF32;
+  DType dtype_ = DType::kF32;        // compute
+  DType param_dtype_ = DType::kF32;  // master weights and grads
+  Device device_ = Device::kCpu;
+  ActivationFormat format_;          // activation buffers
+  Tensor flat_values_, flat_grads_, flat_compute_;  // CUDA: (padded total) each
   std::vector<Param> params_;
   std::vector<InitKind> init_kind_;  // per param
   std::vector<float> init_std_;      // per param, for kNormal
+  std::vector<Shape> shapes_;        // per param
   int embed_ = -1, final_norm_ = -1, lm_head_ = -1;  // lm_head_ = -1 when tied
   std::vector<LayerIndex> layers_;
   std::unique_ptr<Buffers> buffers_;

@@ -5,16 +5,59 @@
 #include <cmath>
 #include <numbers>
 
+#include "runtime/cuda_allocator.h"
 #include "runtime/ops.h"
+#ifdef BATON_HAVE_CUDA
+#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/stream.h"
+#include "runtime/ops_cuda.h"
+#endif
 
 namespace baton {
+
+namespace {
+
+Allocator* AllocatorFor(const Tensor& t) {
+  return t.device() == Device::kCuda ? DefaultCudaAllocator() : DefaultCpuAllocator();
+}
+
+#ifdef BATON_HAVE_CUDA
+// Multi-tensor AdamW over the params whose decay flag is `decay`, then the
+// refresh of their compute copies.
+void StepCuda(std::vector<Param>& params, std::vector<Tensor>& m, std::vector<Tensor>& v,
+              const OptimizerConfig& c, int64_t step, float lr) {
+  for (const bool decay : {true, false}) {
+    std::vector<cuda::AdamWTensor> list;
+    for (size_t i = 0; i < params.size(); ++i) {
+      Param& p = params[i];
+      if (p.decay != decay) continue;
+      BATON_CHECK_MSG(p.value.dtype() == DType::kF32 && p.grad.dtype() == DType::kF32 &&
+                          p.grad.device() == Device::kCuda && m[i].device() == Device::kCuda,
+                      (p.name + ": AdamW on CUDA needs f32 device params, grads and moments").c_str());
+      list.push_back({static_cast<float*>(p.value.raw()), static_cast<const float*>(p.grad.raw()),
+                      static_cast<float*>(m[i].raw()), static_cast<float*>(v[i].raw()),
+                      p.value.numel()});
+    }
+    if (list.empty()) continue;
+    const cuda::AdamWHyper h{lr, c.beta1, c.beta2, c.eps, decay ? c.weight_decay : 0.0f, step, 1.0f};
+    const absl::Status st =
+        cuda::AdamWMultiTensor(list.data(), static_cast<int>(list.size()), h, cuda::CurrentStream());
+    BATON_CHECK_MSG(st.ok(), st.ToString().c_str());
+  }
+  for (Param& p : params) {
+    if (p.compute.defined()) ops::cuda_impl::Convert(p.value, p.compute);
+  }
+}
+#endif
+
+}  // namespace
 
 void AdamWOptimizer::InitState(const std::vector<Param>& params) {
   m_.clear();
   v_.clear();
   for (const Param& p : params) {
-    m_.push_back(Tensor::Zeros(p.value.shape(), p.value.dtype()));
-    v_.push_back(Tensor::Zeros(p.value.shape(), p.value.dtype()));
+    m_.push_back(Tensor::Zeros(p.value.shape(), p.value.dtype(), AllocatorFor(p.value)));
+    v_.push_back(Tensor::Zeros(p.value.shape(), p.value.dtype(), AllocatorFor(p.value)));
   }
 }
 
@@ -22,6 +65,11 @@ void AdamWOptimizer::Step(std::vector<Param>& params, float lr) {
   if (m_.empty()) InitState(params);
   BATON_CHECK_MSG(m_.size() == params.size(), "optimizer state does not match the params");
   ++step_;
+#ifdef BATON_HAVE_CUDA
+  if (!params.empty() && params[0].value.device() == Device::kCuda) {
+    return StepCuda(params, m_, v_, config_, step_, lr);
+  }
+#endif
   for (size_t i = 0; i < params.size(); ++i) {
     const ops::AdamWParams hp{lr, config_.beta1, config_.beta2, config_.eps,
                               params[i].decay ? config_.weight_decay : 0.0f, step_};
@@ -36,6 +84,16 @@ double ClipGradNorm(std::vector<Param>& params, float max_norm) {
   if (max_norm > 0 && norm > max_norm) {
     const float scale = static_cast<float>(max_norm / norm);
     for (Param& p : params) ops::Scale(p.grad, scale);
+  }
+  return norm;
+}
+
+double ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads) {
+  if (!flat_grads.defined()) return ClipGradNorm(params, max_norm);
+  const double norm = std::sqrt(ops::SumSquares(flat_grads));
+  if (max_norm > 0 && norm > max_norm) {
+    Tensor all = flat_grads;  // a handle: scaling it scales every grad view
+    ops::Scale(all, static_cast<float>(max_norm / norm));
   }
   return norm;
 }

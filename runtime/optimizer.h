@@ -23,6 +23,8 @@ class AdamWOptimizer {
   void InitState(const std::vector<Param>& params);
   // One update of every param with lr; weight decay only where Param.decay.
   // Increments step() first, so the first update uses bias correction at 1.
+  // On CUDA: two multi-tensor launches (decay and no-decay), then every
+  // defined Param.compute is rewritten from the new value; no host sync.
   void Step(std::vector<Param>& params, float lr);
 
   int64_t step() const { return step_; }  // updates done so far
@@ -41,7 +43,12 @@ class AdamWOptimizer {
 // Global L2 norm of all grads, summed in double in params order (so the same
 // grads give the same bits). If max_norm > 0 and the norm exceeds it, every
 // grad is scaled by max_norm / norm. Returns the norm before clipping.
+// On CUDA each SumSquares syncs the stream: prefer the flat form there.
 double ClipGradNorm(std::vector<Param>& params, float max_norm);
+// The same with every grad read as one vector, flat_grads (zero wherever it
+// is not a grad; Model::flat_grads() on CUDA): one reduction, one sync,
+// one scale. The norm equals the per-param one up to summation order.
+double ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads);
 
 // Learning rate for 0-based `step` of `total_steps`: linear warmup
 // lr·(step+1)/warmup_steps for step < warmup_steps, then decay from lr to

@@ -2,7 +2,8 @@
 // (which owns and fills them), the optimizer (which updates them) and the
 // checkpoints (which store them under `name` at their full logical shape).
 // Invariant: grad has value's shape and dtype; grads accumulate (+=) across
-// micro-batches until ZeroGrad.
+// micro-batches until ZeroGrad; where `compute` is defined it holds value
+// rounded to its dtype whenever a forward runs (the optimizer refreshes it).
 #pragma once
 
 #include <string>
@@ -13,8 +14,9 @@ namespace baton {
 
 struct Param {
   std::string name;  // logical HF-like name: "layers.3.attn.wq"
-  Tensor value;
-  Tensor grad;
+  Tensor value;    // master weights: f32 (f64 in gradient checks)
+  Tensor grad;     // value's shape and dtype
+  Tensor compute;  // value in the compute dtype (bf16 on CUDA) or undefined: value is read
   bool decay = true;  // AdamW weight decay applies; false for norms and biases
 };
 

@@ -38,23 +38,25 @@ LayerMode LayerModeOf(const RecomputeConfig& rc, int layer) {
 
 namespace {
 
-// Every field but probs, with its shape and whether kSelective keeps it.
+// Every field but probs, with its shape, whether kSelective keeps it and
+// whether it is a saved statistic (stat_dtype).
 struct Field {
   Tensor LayerActivations::*member;
   Shape shape;
   bool selective_keeps;
+  bool stat = false;
 };
 
 std::vector<Field> Fields(const LayerDims& d) {
   const int64_t B = d.batch, T = d.seq, N = d.rows(), C = d.dim, H = d.heads, KV = d.kv_heads,
                 D = d.head_dim, F = d.ffn;
   return {
-      {&LayerActivations::ln1, {N, C}, true},        {&LayerActivations::rstd1, {N}, true},
-      {&LayerActivations::q, {B, T, H, D}, true},    {&LayerActivations::k, {B, T, KV, D}, true},
-      {&LayerActivations::v, {B, T, KV, D}, true},   {&LayerActivations::att, {B, T, H, D}, true},
-      {&LayerActivations::lse, {B, H, T}, true},     {&LayerActivations::h, {N, C}, true},
-      {&LayerActivations::ln2, {N, C}, true},        {&LayerActivations::rstd2, {N}, true},
-      {&LayerActivations::gate, {N, F}, true},       {&LayerActivations::up, {N, F}, true},
+      {&LayerActivations::ln1, {N, C}, true},          {&LayerActivations::rstd1, {N}, true, true},
+      {&LayerActivations::q, {B, T, H, D}, true},      {&LayerActivations::k, {B, T, KV, D}, true},
+      {&LayerActivations::v, {B, T, KV, D}, true},     {&LayerActivations::att, {B, T, H, D}, true},
+      {&LayerActivations::lse, {B, H, T}, true, true}, {&LayerActivations::h, {N, C}, true},
+      {&LayerActivations::ln2, {N, C}, true},          {&LayerActivations::rstd2, {N}, true, true},
+      {&LayerActivations::gate, {N, F}, true},         {&LayerActivations::up, {N, F}, true},
       {&LayerActivations::swi, {N, F}, false},
   };
 }
@@ -74,49 +76,63 @@ int64_t Numel(const Shape& s) {
 // A 2-D (rows, cols) view of a contiguous activation, for Linear.
 Tensor As2D(const Tensor& t, int64_t rows) { return t.Reshape({rows, t.numel() / rows}); }
 
+Allocator* AllocOf(const ActivationFormat& f) {
+  return f.alloc != nullptr ? f.alloc : DefaultCpuAllocator();
+}
+Tensor Make(const ActivationFormat& f, const Field& field) {
+  return Tensor::Empty(field.shape, field.stat ? f.stat_dtype : f.dtype, AllocOf(f));
+}
+
 }  // namespace
 
-LayerActivations AllocateSharedActivations(const LayerDims& d, DType dtype) {
+LayerActivations AllocateSharedActivations(const LayerDims& d, const ActivationFormat& f) {
   LayerActivations a;
-  for (const Field& f : Fields(d)) a.*f.member = Tensor::Empty(f.shape, dtype);
+  for (const Field& field : Fields(d)) a.*field.member = Make(f, field);
   return a;
 }
 
-LayerActivations AllocateLayerActivations(const LayerDims& d, DType dtype, LayerMode mode,
-                                          const LayerActivations& shared) {
+LayerActivations AllocateLayerActivations(const LayerDims& d, const ActivationFormat& f,
+                                          LayerMode mode, const LayerActivations& shared) {
   LayerActivations a;
-  for (const Field& f : Fields(d)) {
-    a.*f.member = Keeps(mode, f) ? Tensor::Empty(f.shape, dtype) : shared.*f.member;
+  for (const Field& field : Fields(d)) {
+    a.*field.member = Keeps(mode, field) ? Make(f, field) : shared.*field.member;
   }
-  if (mode == LayerMode::kKeepAll) a.probs = Tensor::Empty(ProbsShape(d), dtype);
+  if (mode == LayerMode::kKeepAll && f.store_probs) {
+    a.probs = Tensor::Empty(ProbsShape(d), f.dtype, AllocOf(f));
+  }
   return a;
 }
 
-LayerScratch AllocateLayerScratch(const LayerDims& d, DType dtype) {
+LayerScratch AllocateLayerScratch(const LayerDims& d, const ActivationFormat& f) {
   const int64_t B = d.batch, T = d.seq, N = d.rows(), C = d.dim, H = d.heads, KV = d.kv_heads,
                 D = d.head_dim, F = d.ffn;
+  Allocator* alloc = AllocOf(f);
+  auto make = [&](const Shape& shape) { return Tensor::Empty(shape, f.dtype, alloc); };
   LayerScratch s;
-  s.proj = Tensor::Empty({N, C}, dtype);
-  s.dh = Tensor::Empty({N, C}, dtype);
-  s.dln = Tensor::Empty({N, C}, dtype);
-  s.dtmp = Tensor::Empty({N, C}, dtype);
-  s.datt = Tensor::Empty({B, T, H, D}, dtype);
-  s.dq = Tensor::Empty({B, T, H, D}, dtype);
-  s.dk = Tensor::Empty({B, T, KV, D}, dtype);
-  s.dv = Tensor::Empty({B, T, KV, D}, dtype);
-  s.dgate = Tensor::Empty({N, F}, dtype);
-  s.dup = Tensor::Empty({N, F}, dtype);
-  s.dswi = Tensor::Empty({N, F}, dtype);
+  s.proj = make({N, C});
+  s.dh = make({N, C});
+  s.dln = make({N, C});
+  s.dtmp = make({N, C});
+  s.datt = make({B, T, H, D});
+  s.dq = make({B, T, H, D});
+  s.dk = make({B, T, KV, D});
+  s.dv = make({B, T, KV, D});
+  s.dgate = make({N, F});
+  s.dup = make({N, F});
+  s.dswi = make({N, F});
   return s;
 }
 
-int64_t KeptActivationBytes(const LayerDims& d, DType dtype, LayerMode mode) {
-  int64_t elems = d.rows() * d.dim;  // the layer input x
-  for (const Field& f : Fields(d)) {
-    if (Keeps(mode, f)) elems += Numel(f.shape);
+int64_t KeptActivationBytes(const LayerDims& d, const ActivationFormat& f, LayerMode mode) {
+  const int64_t elem = static_cast<int64_t>(DTypeSize(f.dtype));
+  int64_t bytes = d.rows() * d.dim * elem;  // the layer input x
+  for (const Field& field : Fields(d)) {
+    if (Keeps(mode, field)) {
+      bytes += Numel(field.shape) * static_cast<int64_t>(DTypeSize(field.stat ? f.stat_dtype : f.dtype));
+    }
   }
-  if (mode == LayerMode::kKeepAll) elems += Numel(ProbsShape(d));
-  return elems * static_cast<int64_t>(DTypeSize(dtype));
+  if (mode == LayerMode::kKeepAll && f.store_probs) bytes += Numel(ProbsShape(d)) * elem;
+  return bytes;
 }
 
 // ---- forward

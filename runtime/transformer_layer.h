@@ -75,7 +75,8 @@ struct LayerScratch {
   Tensor dgate, dup, dswi; // (N, F)
 };
 
-// kKeepAll: every activation incl. attention probabilities (policy "none").
+// kKeepAll: every activation incl. attention probabilities where the format
+// stores them (policy "none").
 // kSelective: drops probs and swi (cheap to rebuild), keeps GEMM outputs.
 // kRecompute: keeps nothing but the layer input; the forward is re-run.
 enum class LayerMode { kKeepAll, kSelective, kRecompute };
@@ -84,16 +85,44 @@ enum class LayerMode { kKeepAll, kSelective, kRecompute };
 // l % every_k == 0, kKeepAll elsewhere).
 LayerMode LayerModeOf(const RecomputeConfig& rc, int layer);
 
+// How a layer's buffers are made. The CPU backend uses one dtype for
+// everything and stores probabilities under kKeepAll; CUDA keeps the saved
+// statistics (rstd, lse) in f32 whatever the activation dtype and never
+// stores probabilities (its attention backward recomputes them).
+struct ActivationFormat {
+  DType dtype = DType::kF32;       // activations and their gradients
+  DType stat_dtype = DType::kF32;  // rstd1, rstd2, lse
+  Allocator* alloc = nullptr;      // null: DefaultCpuAllocator()
+  bool store_probs = true;         // kKeepAll keeps probs (B, H, T, T)
+
+  static ActivationFormat Cpu(DType dtype) { return {dtype, dtype, nullptr, true}; }
+};
+
 // Buffers shared by all layers for what their mode does not keep: every
 // field but probs (recompute never stores probabilities).
-LayerActivations AllocateSharedActivations(const LayerDims& d, DType dtype);
+LayerActivations AllocateSharedActivations(const LayerDims& d, const ActivationFormat& f);
 // Fresh buffers for the fields `mode` keeps; the others alias `shared`.
-LayerActivations AllocateLayerActivations(const LayerDims& d, DType dtype, LayerMode mode,
-                                          const LayerActivations& shared);
-LayerScratch AllocateLayerScratch(const LayerDims& d, DType dtype);
+LayerActivations AllocateLayerActivations(const LayerDims& d, const ActivationFormat& f,
+                                          LayerMode mode, const LayerActivations& shared);
+LayerScratch AllocateLayerScratch(const LayerDims& d, const ActivationFormat& f);
 // Bytes held from a layer's forward to its backward in `mode`, counting its
 // input x (N, C).
-int64_t KeptActivationBytes(const LayerDims& d, DType dtype, LayerMode mode);
+int64_t KeptActivationBytes(const LayerDims& d, const ActivationFormat& f, LayerMode mode);
+
+// The CPU forms: ActivationFormat::Cpu(dtype).
+inline LayerActivations AllocateSharedActivations(const LayerDims& d, DType dtype) {
+  return AllocateSharedActivations(d, ActivationFormat::Cpu(dtype));
+}
+inline LayerActivations AllocateLayerActivations(const LayerDims& d, DType dtype, LayerMode mode,
+                                                 const LayerActivations& shared) {
+  return AllocateLayerActivations(d, ActivationFormat::Cpu(dtype), mode, shared);
+}
+inline LayerScratch AllocateLayerScratch(const LayerDims& d, DType dtype) {
+  return AllocateLayerScratch(d, ActivationFormat::Cpu(dtype));
+}
+inline int64_t KeptActivationBytes(const LayerDims& d, DType dtype, LayerMode mode) {
+  return KeptActivationBytes(d, ActivationFormat::Cpu(dtype), mode);
+}
 
 // Fills `a` from x (N, C) and, if out is non-null, writes out (N, C).
 // Attention probabilities are stored iff a.probs is defined.

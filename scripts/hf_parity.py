@@ -199,7 +199,14 @@ def check_trained(ckpt, baton, work):
     run([baton, "parity-dump", "--checkpoint", ckpt, "--tokens", tokens, "--out", dump_path])
     with torch.no_grad():
         logits = model(input_ids=ids).logits.reshape(B * T, -1)
-    return rel_err(load_file(dump_path)["logits"], logits), type(model).__name__.replace("ForCausalLM", "")
+    # The exported tokenizer must encode as baton's byte tokenizer did in training: BOS, then bytes.
+    tok = transformers.AutoTokenizer.from_pretrained(out_dir)
+    text = "Fortune: the baton passes \u2014 caf\u00e9, \u65e5\u672c, 42\n\tdone."
+    want = [256] + list(text.encode("utf-8"))
+    got = tok(text)["input_ids"]
+    tok_ok = got == want and tok.decode(got, skip_special_tokens=True) == text
+    return (rel_err(load_file(dump_path)["logits"], logits), type(model).__name__.replace("ForCausalLM", ""),
+            tok_ok)
 
 
 def main():
@@ -243,10 +250,10 @@ def main():
                 print(f"{'':<15} gradients missing in baton: {r['missing']}, unexpected: {r['extra']}")
         if args.trained:
             try:
-                err, arch = check_trained(os.path.abspath(args.trained), baton, work)
-                ok = err <= F32_BUDGET
-                print(f"{'trained':<15} {arch:<6} export of {args.trained}: HF logits vs baton {err:.2e} "
-                      f"{'ok' if ok else 'FAIL'}")
+                err, arch, tok_ok = check_trained(os.path.abspath(args.trained), baton, work)
+                ok = err <= F32_BUDGET and tok_ok
+                print(f"{'trained':<15} {arch:<6} export of {args.trained}: HF logits vs baton {err:.2e}, "
+                      f"HF tokenizer ids {'= baton byte ids' if tok_ok else 'DIFFER'} {'ok' if ok else 'FAIL'}")
             except Exception as e:  # noqa: BLE001
                 ok = False
                 print(f"{'trained':<15} ERROR: {e}")

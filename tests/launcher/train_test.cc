@@ -207,6 +207,29 @@ TEST_F(TrainTest, MetricsHaveManifestAndPerStepKeys) {
   EXPECT_EQ(vals, 1);  // eval_every=5
 }
 
+// data.corpus: the first run tokenizes the corpus into data.path.
+TEST_F(TrainTest, TokenizesTheCorpusOnFirstUse) {
+  {
+    std::ofstream text(dir_ / "tales.txt");
+    for (int i = 0; i < 400; ++i) text << "Once upon a time, tale number " << i << " began.\n%\n";
+  }
+  const std::string prefix = (dir_ / "made" / "tales").string();
+  TrainSummary s;
+  ASSERT_TRUE(Train(Config("c", {"train.steps=2", "data.path=\"" + prefix + "\"",
+                                 "data.corpus=\"" + (dir_ / "tales.txt").string() + "\""}),
+                    &s)
+                  .ok());
+  auto ds = IndexedDataset::Open(prefix);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ(ds->num_documents(), 400);
+  // A tokenizer with more ids than the model is refused before any work.
+  absl::Status st = Train(Config("d", {"data.path=\"" + (dir_ / "other").string() + "\"",
+                                       "data.corpus=\"" + (dir_ / "tales.txt").string() + "\"",
+                                       "model.vocab_size=200"}),
+                          &s);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("model.vocab_size=200"));
+}
+
 TEST_F(TrainTest, MissingDatasetIsAClearError) {
   TrainSummary s;
   absl::Status st = Train(Config("x", {"data.path=\"/nonexistent/corpus\""}), &s);
@@ -242,7 +265,7 @@ TEST(CliTest, BadInputIsOneLineAndExitTwo) {
       {"train --config " + cfg + " --set model.kv_heads=3", "model.kv_heads"},
       {"train --config " + cfg + " --set recompute.policy=most", "recompute.policy"},
       {"train --config /nonexistent.toml", "/nonexistent.toml"},
-      {"train --config " + cfg + " --set data.path=/nonexistent/x", "/nonexistent/x"},
+      {"train --config " + cfg + " --set data.path=/nonexistent/x data.corpus=[]", "/nonexistent/x"},
       {"train", "--config"},
       {"frobnicate", "frobnicate"},
   };

@@ -1,0 +1,102 @@
+// The device half of Model (see model.h): on CUDA the params live in three
+// flat buffers with one layout (f32 master values, f32 grads, and the bf16
+// compute copy when compute is bf16), so ZeroGrad is one memset, the clip
+// norm one reduction and the weight refresh one conversion. Init draws the
+// weights on the host with the same counter-based RNG as the CPU model
+// (threaded over chunks: the value of element e depends only on e) and
+// copies them up, so CPU and CUDA models start from identical bits.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "runtime/cuda_allocator.h"
+#include "runtime/model.h"
+#include "runtime/ops.h"
+#include "runtime/rng.h"
+#ifdef BATON_HAVE_CUDA
+#include "runtime/ops_cuda.h"
+#endif
+
+namespace baton {
+namespace {
+
+// Offsets are multiples of 128 elements: 512 B for f32, 256 B for bf16,
+// enough for any vectorised kernel and cuBLASLt's alignment preferences.
+constexpr int64_t kAlignElems = 128;
+
+int64_t RoundUp(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+int64_t Numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t x : s) n *= x;
+  return n;
+}
+
+}  // namespace
+
+void Model::AllocateDeviceParams() {
+  BATON_CHECK(device_ == Device::kCuda);
+  Allocator* alloc = DefaultCudaAllocator();
+  format_ = ActivationFormat{dtype_, DType::kF32, alloc, /*store_probs=*/false};
+  std::vector<int64_t> offsets;
+  int64_t total = 0;
+  for (const Shape& s : shapes_) {
+    offsets.push_back(total);
+    total += RoundUp(Numel(s), kAlignElems);
+  }
+  // Zeros, padding included: the flat norm and conversions read the padding.
+  flat_values_ = Tensor::Zeros({total}, DType::kF32, alloc);
+  flat_grads_ = Tensor::Zeros({total}, DType::kF32, alloc);
+  if (dtype_ != DType::kF32) flat_compute_ = Tensor::Zeros({total}, dtype_, alloc);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const int64_t n = Numel(shapes_[i]);
+    params_[i].value = flat_values_.Slice(offsets[i], n).Reshape(shapes_[i]);
+    params_[i].grad = flat_grads_.Slice(offsets[i], n).Reshape(shapes_[i]);
+    if (flat_compute_.defined()) {
+      params_[i].compute = flat_compute_.Slice(offsets[i], n).Reshape(shapes_[i]);
+    }
+  }
+}
+
+void Model::InitOnDevice(uint64_t seed) {
+  // Chunks of a param are filled in parallel, then the param is copied up.
+  constexpr int64_t kChunk = int64_t{1} << 16;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Param& p = params_[i];
+    Tensor host = Tensor::Empty({p.value.numel()}, DType::kF32);
+    float* h = host.data<float>();
+    const int64_t n = host.numel();
+    switch (init_kind_[i]) {
+      case InitKind::kOnes: std::fill(h, h + n, 1.0f); break;
+      case InitKind::kZeros: std::fill(h, h + n, 0.0f); break;
+      case InitKind::kNormal: {
+        const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(dynamic)
+        for (int64_t c = 0; c < chunks; ++c) {
+          const int64_t start = c * kChunk;
+          Tensor view = host.Slice(start, std::min(kChunk, n - start));
+          FillNormal(view, seed, p.name, init_std_[i], start);
+        }
+        break;
+      }
+    }
+    p.value.CopyFrom(host.Reshape(p.value.shape()));  // synchronous: host may be freed
+  }
+  RefreshComputeWeights();
+}
+
+void Model::RefreshComputeWeights() {
+  if (!flat_compute_.defined()) return;
+#ifdef BATON_HAVE_CUDA
+  ops::cuda_impl::Convert(flat_values_, flat_compute_);
+#endif
+}
+
+Tensor Model::OnDevice(const Tensor& t, Tensor& staging) const {
+  if (t.device() == device_) return t;
+  BATON_CHECK_MSG(staging.defined() && staging.shape() == t.shape(), t.DebugString().c_str());
+  staging.CopyFrom(t);
+  return staging;
+}
+
+}  // namespace baton
