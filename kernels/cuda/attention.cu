@@ -1,11 +1,14 @@
-// Causal GQA attention kernels and launchers (see attention.h). A row of
-// d elements lives in one warp: lane l holds elements l, l+32, ... (kPer
-// registers), so every dot product is a register FMA and a warp sum.
+// Causal GQA attention launchers (see attention.h): bf16 with d 64 or 128
+// goes to FlashAttention-2 (flash_attention.cuh); everything else to the
+// plain kernels below, where a row of d elements lives in one warp: lane l
+// holds elements l, l+32, ... (kPer registers), so every dot product is a
+// register FMA and a warp sum.
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/flash_attention.cuh"
 
 namespace baton::cuda {
 namespace {
@@ -155,13 +158,41 @@ void CheckDims(const AttentionDims& s) {
   BATON_CHECK(s.b * s.h < 65536 && s.b * s.kv < 65536);
 }
 
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+flash::Params FlashParams(const AttentionDims& s) {
+  flash::Params p{};
+  p.b = static_cast<int>(s.b);
+  p.t = static_cast<int>(s.t);
+  p.h = static_cast<int>(s.h);
+  p.kv = static_cast<int>(s.kv);
+  p.scale = 1.0f / std::sqrt(static_cast<float>(s.d));
+  return p;
+}
+
 }  // namespace
+
+bool AttentionUsesFlash(Float t_el, const AttentionDims& dims) {
+  return t_el == Float::kBF16 && (dims.d == 64 || dims.d == 128) &&
+         dims.t < (int64_t{1} << 30);
+}
 
 absl::Status AttentionForward(Float t_el, const void* q, const void* k, const void* v,
                               const AttentionDims& dims, void* out, float* lse,
                               cudaStream_t stream) {
   CheckDims(dims);
   if (dims.b == 0 || dims.t == 0) return absl::OkStatus();
+  if (AttentionUsesFlash(t_el, dims) && Aligned16(q) && Aligned16(k) && Aligned16(v) &&
+      Aligned16(out)) {
+    flash::Params p = FlashParams(dims);
+    p.q = static_cast<const bf16*>(q);
+    p.k = static_cast<const bf16*>(k);
+    p.v = static_cast<const bf16*>(v);
+    p.o = static_cast<bf16*>(out);
+    p.lse = lse;
+    BATON_CHECK_CUDA(dims.d == 64 ? flash::Forward<64>(p, stream) : flash::Forward<128>(p, stream));
+    return absl::OkStatus();
+  }
   const float scale = 1.0f / std::sqrt(static_cast<float>(dims.d));
   const dim3 grid(static_cast<unsigned>(CeilDiv(dims.t, kWarps)),
                   static_cast<unsigned>(dims.b * dims.h));
@@ -184,6 +215,25 @@ absl::Status AttentionBackward(Float t_el, const void* dout, const void* q, cons
   const float scale = 1.0f / std::sqrt(static_cast<float>(dims.d));
   float* delta = nullptr;  // (b, h, t)
   BATON_CHECK_CUDA(cudaMallocAsync(&delta, sizeof(float) * dims.b * dims.h * dims.t, stream));
+  if (AttentionUsesFlash(t_el, dims) && Aligned16(dout) && Aligned16(q) && Aligned16(k) &&
+      Aligned16(v) && Aligned16(out) && Aligned16(dq) && Aligned16(dk) && Aligned16(dv)) {
+    flash::Params p = FlashParams(dims);
+    p.q = static_cast<const bf16*>(q);
+    p.k = static_cast<const bf16*>(k);
+    p.v = static_cast<const bf16*>(v);
+    p.out = static_cast<const bf16*>(out);
+    p.dout = static_cast<const bf16*>(dout);
+    p.lse = const_cast<float*>(lse);  // read only by backward
+    p.delta = delta;
+    p.dq = static_cast<bf16*>(dq);
+    p.dk = static_cast<bf16*>(dk);
+    p.dv = static_cast<bf16*>(dv);
+    const cudaError_t e =
+        dims.d == 64 ? flash::Backward<64>(p, stream) : flash::Backward<128>(p, stream);
+    BATON_CHECK_CUDA(cudaFreeAsync(delta, stream));
+    BATON_CHECK_CUDA(e);
+    return absl::OkStatus();
+  }
   DispatchFloat(t_el, [&](auto tag) {
     using T = decltype(tag);
     const dim3 grid_q(static_cast<unsigned>(CeilDiv(dims.t, kWarps)),

@@ -2,11 +2,13 @@
 // kernels/cpu/attention.h), scale 1/sqrt(d). q, out, dout, dq (b, t, h, d);
 // k, v, dk, dv (b, t, kv, d) in `t_el`; lse (b, h, t) f32. Query head hh
 // reads kv head hh / (h / kv).
-// This first version is plain and correct, not fast: one warp per query row
-// (forward: online softmax, saves lse; backward dq: P recomputed from lse)
-// and one warp per key row for dk/dv (summing over the query heads of its
-// group, no atomics, deterministic). d ≤ 256. FlashAttention-2 tiling with
-// tensor cores comes next (issue 6).
+// bf16 with d ∈ {64, 128} (16-byte aligned pointers) runs FlashAttention-2
+// on tensor cores (kernels/cuda/flash_attention.cuh): deterministic, no
+// atomics; backward takes a b·h·t f32 scratch from the stream's pool. f32
+// and other head dims (d ≤ 256) run the plain kernels here: one warp per
+// query row (forward: online softmax, saves lse; backward dq: P recomputed
+// from lse) and one warp per key row for dk/dv (summing over the query heads
+// of its group, deterministic).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -29,5 +31,8 @@ absl::Status AttentionBackward(Float t_el, const void* dout, const void* q, cons
                                const void* v, const void* out, const float* lse,
                                const AttentionDims& dims, void* dq, void* dk, void* dv,
                                cudaStream_t stream);
+// Whether these dims and dtype take the FlashAttention-2 path (pointers
+// aside); for tests and benchmarks.
+bool AttentionUsesFlash(Float t_el, const AttentionDims& dims);
 
 }  // namespace baton::cuda

@@ -22,6 +22,7 @@
 
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cpu/convert.h"
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
 #include "runtime/cuda_allocator.h"
 #include "runtime/ops_cuda.h"
@@ -237,8 +238,15 @@ TEST_P(CudaOps, AttentionForwardBackward) {
   const DType t = GetParam();
   std::mt19937_64 rng(8);
   struct Dims { int64_t b, t, h, kv, d; };
+  // bf16 with d 64/128 runs FlashAttention-2 (64-row tiles): odd t cover
+  // partial tiles, t = 1 a lone row, 989 many tiles; h/kv 1, 2, 3 and 4.
   for (Dims s : {Dims{1, 1, 1, 1, 8}, Dims{2, 19, 4, 2, 64}, Dims{1, 111, 6, 2, 128},
-                 Dims{1, 300, 4, 1, 64}}) {
+                 Dims{1, 300, 4, 1, 64}, Dims{1, 1, 2, 1, 64}, Dims{2, 1, 2, 2, 128},
+                 Dims{1, 19, 3, 1, 128}, Dims{2, 111, 4, 4, 64}, Dims{1, 989, 4, 2, 64},
+                 Dims{1, 989, 2, 1, 128}}) {
+    const bool flash = cuda::AttentionUsesFlash(t == DType::kBF16 ? cuda::Float::kBF16 : cuda::Float::kF32,
+                                                {s.b, s.t, s.h, s.kv, s.d});
+    EXPECT_EQ(flash, t == DType::kBF16 && (s.d == 64 || s.d == 128));
     Tensor q = Input({s.b, s.t, s.h, s.d}, t, rng), k = Input({s.b, s.t, s.kv, s.d}, t, rng),
            v = Input({s.b, s.t, s.kv, s.d}, t, rng), dout = Input(q.shape(), t, rng);
     Tensor out = Tensor::Empty(q.shape(), DType::kF32), lse = Tensor::Empty({s.b, s.h, s.t}, DType::kF32);
@@ -263,6 +271,13 @@ TEST_P(CudaOps, AttentionForwardBackward) {
     ASSERT_TRUE(AllClose(ToHost(dqd), dq, tol, "dq")) << where;
     ASSERT_TRUE(AllClose(ToHost(dkd), dk, tol, "dk")) << where;
     ASSERT_TRUE(AllClose(ToHost(dvd), dv, tol, "dv")) << where;
+    // Deterministic: a second backward gives the same bits.
+    Tensor dq2 = dqd.Clone(), dk2 = dkd.Clone(), dv2 = dvd.Clone();
+    ops::AttentionBackward(ToDevice(dout, t), qd, kd, vd, ToDevice(out_in, t), ToDevice(lse, DType::kF32),
+                           nullptr, dq2, dk2, dv2);
+    EXPECT_TRUE(AllClose(ToHost(dq2), ToHost(dqd), {1e-30, 0}, "dq rerun")) << where;
+    EXPECT_TRUE(AllClose(ToHost(dk2), ToHost(dkd), {1e-30, 0}, "dk rerun")) << where;
+    EXPECT_TRUE(AllClose(ToHost(dv2), ToHost(dvd), {1e-30, 0}, "dv rerun")) << where;
   }
 }
 
