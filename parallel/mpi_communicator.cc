@@ -82,6 +82,7 @@ class MpiRequest final : public CommRequest {
   absl::Status Wait() override {
     if (req_ == MPI_REQUEST_NULL) return absl::OkStatus();
     MPI_Status status;
+    status.MPI_ERROR = MPI_SUCCESS;  // MPI_Wait leaves it as it was: never read stack garbage
     int code = MPI_Wait(&req_, &status);
     req_ = MPI_REQUEST_NULL;
     absl::Status st = FromMpi(code, "MPI_Wait", __FILE__, __LINE__);
