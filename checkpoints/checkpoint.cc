@@ -314,9 +314,8 @@ absl::Status CopyInto(const CheckpointData& data, const std::string& name, Tenso
     return bad("shape ", ShapeString(src->tensor.shape()), " != expected ", ShapeString(dst.shape()));
   if (src->tensor.dtype() != dst.dtype())
     return bad("dtype ", DTypeName(src->tensor.dtype()), " != expected ", DTypeName(dst.dtype()));
-  if (dst.device() != Device::kCpu || !dst.is_contiguous())
-    return bad("destination ", dst.DebugString(), " must be a contiguous CPU tensor");
-  dst.CopyFrom(src->tensor);
+  if (!dst.is_contiguous()) return bad("destination ", dst.DebugString(), " must be contiguous");
+  dst.CopyFrom(src->tensor);  // a device destination gets one host-to-device copy
   return absl::OkStatus();
 }
 

@@ -6,5 +6,6 @@
 namespace baton {
 int CudaDeviceCount() { return 0; }
 std::string CudaDeviceSummary() { return "built without CUDA"; }
+absl::Status SelectCudaDevice(int) { return absl::FailedPreconditionError("baton was built without CUDA"); }
 }  // namespace baton
 #endif

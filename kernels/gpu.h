@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "absl/status/status.h"
+
 namespace baton {
 
 // Number of CUDA devices this process can use; 0 when the build has no
@@ -12,5 +14,8 @@ namespace baton {
 int CudaDeviceCount();
 // One line for logs: "2 x NVIDIA H100 80GB HBM3" or why there is none.
 std::string CudaDeviceSummary();
+// Makes `ordinal` the current device of the calling thread (cudaSetDevice);
+// FailedPrecondition without CUDA or when the ordinal does not exist.
+absl::Status SelectCudaDevice(int ordinal);
 
 }  // namespace baton

@@ -221,6 +221,8 @@ std::vector<Field> Fields(JobConfig& c) {
       IntField("train", "eval_every", &c.train.eval_every),
       IntField("train", "eval_batches", &c.train.eval_batches),
       IntField("train", "log_every", &c.train.log_every),
+      StringField("train", "device", &c.train.device),
+      StringField("train", "precision", &c.train.precision),
       IntField("train", "exit_interval", &c.train.exit_interval),
       FloatField("train", "lr", &o.lr),
       FloatField("train", "min_lr", &o.min_lr),

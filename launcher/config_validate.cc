@@ -42,6 +42,12 @@ absl::Status ValidateTrain(const TrainConfig& t, const ParallelConfig& p) {
   BATON_RETURN_IF_ERROR(AtLeast("train.eval_batches", t.eval_batches, 1));
   BATON_RETURN_IF_ERROR(AtLeast("train.log_every", t.log_every, 1));
   BATON_RETURN_IF_ERROR(AtLeast("train.exit_interval", t.exit_interval, 0));
+  if (t.device != "auto" && t.device != "cpu" && t.device != "cuda") {
+    return Bad("train.device: expected one of auto|cpu|cuda, got \"", t.device, "\"");
+  }
+  if (t.precision != "bf16" && t.precision != "fp32") {
+    return Bad("train.precision: expected one of bf16|fp32, got \"", t.precision, "\"");
+  }
   const OptimizerConfig& o = t.optimizer;
   BATON_RETURN_IF_ERROR(NonNegative("train.lr", o.lr, /*strictly=*/true));
   BATON_RETURN_IF_ERROR(NonNegative("train.min_lr", o.min_lr, /*strictly=*/false));

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "checkpoints/checkpoint.h"
 #include "checkpoints/checkpoint_dir.h"
+#include "kernels/gpu.h"
 #include "launcher/metrics.h"
 #include "launcher/progress.h"
 #include "nlohmann/json.hpp"
@@ -61,6 +62,14 @@ std::string ActivationReport(const Model& model, const RecomputeConfig& chosen, 
                       "  (* = recompute.policy)");
 }
 
+// A host copy of a device tensor (checkpoints are written from host memory).
+Tensor OnHost(const Tensor& t) {
+  if (t.device() == Device::kCpu) return t;
+  Tensor h = Tensor::Empty(t.shape(), t.dtype());
+  h.CopyFrom(t);
+  return h;
+}
+
 absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, Model& model,
                             AdamWOptimizer& opt, const Sampler& sampler, std::string* path_out) {
   CheckpointData data;
@@ -68,9 +77,9 @@ absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, Model& model,
   std::vector<Param>& params = model.params();
   opt.InitState(params);  // no-op if the state exists
   for (size_t i = 0; i < params.size(); ++i) {
-    data.tensors.push_back({"params/" + params[i].name, params[i].value});
-    data.tensors.push_back({"adam/m/" + params[i].name, opt.m(i)});
-    data.tensors.push_back({"adam/v/" + params[i].name, opt.v(i)});
+    data.tensors.push_back({"params/" + params[i].name, OnHost(params[i].value)});
+    data.tensors.push_back({"adam/m/" + params[i].name, OnHost(opt.m(i))});
+    data.tensors.push_back({"adam/v/" + params[i].name, OnHost(opt.v(i))});
   }
   SamplerState s = sampler.state();
   data.attrs["config"] = config.source_text;
@@ -119,6 +128,7 @@ absl::Status LoadCheckpoint(const std::string& path, Model& model, AdamWOptimize
   BATON_ASSIGN_OR_RETURN(CheckpointData data, ReadCheckpoint(path));
   std::vector<Param>& params = model.params();
   for (Param& p : params) BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, p.value));
+  model.RefreshComputeWeights();  // the bf16 copies the GPU computes with
   auto sampler_json = data.attrs.find("sampler");
   auto opt_step = data.attrs.find("optimizer_step");
   *weights_only = sampler_json == data.attrs.end() || opt_step == data.attrs.end();
@@ -151,6 +161,26 @@ double ValidationLoss(Model& model, const Sampler& sampler, const JobConfig& con
     sum += model.Loss(tokens, targets);
   }
   return batches > 0 ? sum / static_cast<double>(batches * b * t) : -1;
+}
+
+// train.device: auto = the GPU when one is visible. A rank picks GPU
+// (local rank mod count), from Open MPI's or Slurm's local rank.
+absl::StatusOr<Device> ChooseDevice(const TrainConfig& tc) {
+  const int gpus = CudaDeviceCount();
+  if (tc.device == "cpu" || (tc.device == "auto" && gpus == 0)) return Device::kCpu;
+  if (gpus == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("train.device=cuda but this rank sees no GPU (", CudaDeviceSummary(), ")"));
+  }
+  int local_rank = 0;
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"}) {
+    if (const char* v = std::getenv(var)) {
+      local_rank = std::atoi(v);
+      break;
+    }
+  }
+  BATON_RETURN_IF_ERROR(SelectCudaDevice(local_rank % gpus));
+  return Device::kCuda;
 }
 
 // Every rank must run the same job: compare a hash of the effective config.
@@ -222,7 +252,13 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   (void)max_token;
 
   // ---- model and optimizer
-  BATON_ASSIGN_OR_RETURN(Model model, Model::Create(config.model, DType::kF32));
+  BATON_ASSIGN_OR_RETURN(const Device device, ChooseDevice(tc));
+  if (device == Device::kCuda && dp > 1) {
+    return absl::FailedPreconditionError(
+        "parallel.dp>1 with train.device=cuda needs the NCCL gradient path, not wired into baton train yet");
+  }
+  const DType compute = device == Device::kCuda && tc.precision == "bf16" ? DType::kBF16 : DType::kF32;
+  BATON_ASSIGN_OR_RETURN(Model model, Model::Create(config.model, compute, device));
   model.Init(static_cast<uint64_t>(tc.seed));
   AdamWOptimizer opt(tc.optimizer);
 
@@ -303,7 +339,9 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
       return absl::InternalError(absl::StrCat("loss is ", loss, " at step ", step + 1,
                                               " (try a lower train.lr)"));
     }
-    const double grad_norm = ClipGradNorm(model.params(), tc.optimizer.grad_clip);
+    const double grad_norm = device == Device::kCuda
+                                 ? ClipGradNorm(model.params(), tc.optimizer.grad_clip, model.flat_grads())
+                                 : ClipGradNorm(model.params(), tc.optimizer.grad_clip);
     const float lr = LearningRate(tc.optimizer, step, tc.steps);
     opt.Step(model.params(), lr);
     ++step;

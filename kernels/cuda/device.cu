@@ -30,4 +30,14 @@ std::string CudaDeviceSummary() {
   return std::to_string(n) + " x " + prop.name;
 }
 
+absl::Status SelectCudaDevice(int ordinal) {
+  cudaError_t e = cudaSetDevice(ordinal);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return absl::FailedPreconditionError(std::string("cudaSetDevice(") + std::to_string(ordinal) +
+                                         "): " + cudaGetErrorString(e));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace baton

@@ -264,6 +264,8 @@ TEST(CliTest, BadInputIsOneLineAndExitTwo) {
       {"train --config " + cfg + " --set train.steps=ten", "train.steps"},
       {"train --config " + cfg + " --set model.kv_heads=3", "model.kv_heads"},
       {"train --config " + cfg + " --set recompute.policy=most", "recompute.policy"},
+      {"train --config " + cfg + " --set train.device=tpu", "train.device"},
+      {"train --config " + cfg + " --set train.device=cuda", "train.device=cuda"},  // no GPU here
       {"train --config /nonexistent.toml", "/nonexistent.toml"},
       {"train --config " + cfg + " --set data.path=/nonexistent/x data.corpus=[]", "/nonexistent/x"},
       {"train", "--config"},
