@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -104,23 +105,83 @@ absl::Status NotSupported(std::string_view path, std::string_view key, const Jso
              "Llama/Qwen2 model has no such variant)");
 }
 
-// Rope theta from transformers 5's rope_parameters or 4's top-level keys.
-absl::StatusOr<double> RopeTheta(const Json& j, std::string_view path) {
-  if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
-    return NotSupported(path, "rope_scaling", *it);
+// A positive finite number in a rope dict; `where` names the dict in errors.
+absl::StatusOr<double> PositiveRopeKey(const Json& rp, const char* key, std::string_view where, std::string_view path) {
+  auto it = rp.find(key);
+  if (it == rp.end() || it->is_null()) return Bad(path, ": ", where, ".", key, " is missing");
+  if (!it->is_number() || !(it->get<double>() > 0) || !std::isfinite(it->get<double>())) {
+    return Bad(path, ": ", where, ".", key, " must be a positive number, got ", it->dump());
   }
-  auto rp = j.find("rope_parameters");
-  if (rp == j.end() || rp->is_null()) return NumberKey(j, "rope_theta", path, 10000.0);
-  if (!rp->is_object()) return Bad(path, ": rope_parameters must be an object, got ", rp->dump());
+  return it->get<double>();
+}
+
+// RoPE theta and scaling. transformers 4 writes rope_theta at the top level
+// and rope_scaling (null, or {"rope_type" or legacy "type", "factor", ...});
+// transformers 5 writes rope_parameters {"rope_type", "rope_theta", ...}
+// and, like it, we prefer rope_scaling when both are given
+// (PreTrainedConfig.convert_rope_params_to_dict). Types default, linear and
+// llama3 map exactly; any other type or key is refused by name.
+absl::StatusOr<RopeParams> ParseRope(const Json& j, std::string_view path, int64_t max_position_embeddings) {
+  RopeParams out;
+  BATON_ASSIGN_OR_RETURN(out.theta, NumberKey(j, "rope_theta", path, 10000.0));
+  std::string where = "rope_scaling";
+  auto rp = j.find(where);
+  if (rp == j.end() || rp->is_null()) {
+    where = "rope_parameters";
+    rp = j.find(where);
+    if (rp == j.end() || rp->is_null()) return out;
+  }
+  if (!rp->is_object()) return Bad(path, ": ", where, " must be an object, got ", rp->dump());
+  std::string type = "default", type_key = "rope_type";
+  for (const char* key : {"type", "rope_type"}) {  // rope_type wins, as in transformers
+    if (auto it = rp->find(key); it != rp->end() && !it->is_null()) {
+      if (!it->is_string()) return Bad(path, ": ", where, ".", key, " must be a string, got ", it->dump());
+      type = it->get<std::string>();
+      type_key = key;
+    }
+  }
+  std::set<std::string> allowed = {"type", "rope_type", "rope_theta"};
+  if (type == "linear") {
+    out.scaling.type = RopeScaling::Type::kLinear;
+    allowed.insert("factor");
+  } else if (type == "llama3") {
+    out.scaling.type = RopeScaling::Type::kLlama3;
+    allowed.insert({"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
+  } else if (type != "default") {
+    return Bad(path, ": ", where, ".", type_key, "=\"", type,
+               "\" is not supported yet (baton supports default, linear and llama3)");
+  }
   for (auto& [k, v] : rp->items()) {
-    if (k == "rope_theta") continue;
-    if (k == "rope_type" && v == "default") continue;
+    if (allowed.count(k)) continue;
     if (k == "partial_rotary_factor" && v.is_number() && v.get<double>() == 1.0) continue;
-    return NotSupported(path, absl::StrCat("rope_parameters.", k), v);
+    return NotSupported(path, absl::StrCat(where, ".", k), v);
   }
-  if (!rp->contains("rope_theta")) return NumberKey(j, "rope_theta", path, 10000.0);
-  BATON_ASSIGN_OR_RETURN(double theta, NumberKey(*rp, "rope_theta", path, 10000.0));
-  return theta;
+  if (rp->contains("rope_theta")) {
+    BATON_ASSIGN_OR_RETURN(out.theta, NumberKey(*rp, "rope_theta", path, 10000.0));
+  }
+  if (out.scaling.type == RopeScaling::Type::kNone) return out;
+  BATON_ASSIGN_OR_RETURN(out.scaling.factor, PositiveRopeKey(*rp, "factor", where, path));
+  if (out.scaling.type == RopeScaling::Type::kLinear) return out;
+  BATON_ASSIGN_OR_RETURN(out.scaling.low_freq_factor, PositiveRopeKey(*rp, "low_freq_factor", where, path));
+  BATON_ASSIGN_OR_RETURN(out.scaling.high_freq_factor, PositiveRopeKey(*rp, "high_freq_factor", where, path));
+  if (!(out.scaling.high_freq_factor > out.scaling.low_freq_factor)) {
+    return Bad(path, ": ", where, ".high_freq_factor=", out.scaling.high_freq_factor,
+               " must be greater than low_freq_factor=", out.scaling.low_freq_factor);
+  }
+  // transformers falls back to max_position_embeddings (standardize_rope_params).
+  const std::string orig_key = absl::StrCat(where, ".original_max_position_embeddings");
+  auto it = rp->find("original_max_position_embeddings");
+  if (it == rp->end() || it->is_null()) {
+    if (max_position_embeddings <= 0) {
+      return Bad(path, ": ", orig_key, " is missing (and no max_position_embeddings to fall back on)");
+    }
+    out.scaling.original_max_position = max_position_embeddings;
+  } else if (!it->is_number_integer() || it->get<int64_t>() < 1) {
+    return Bad(path, ": ", orig_key, " must be a positive integer, got ", it->dump());
+  } else {
+    out.scaling.original_max_position = it->get<int64_t>();
+  }
+  return out;
 }
 
 // The float closest to `f`, printed in as few digits as give it back (1e-06, not 9.99999997e-07).
@@ -270,7 +331,10 @@ absl::StatusOr<HfConfig> ParseHfConfig(std::string_view json_text, std::string_v
   m.kv_heads = static_cast<int>(kv_heads);
   m.ffn_dim = static_cast<int>(ffn);
   m.vocab_size = static_cast<int>(vocab);
-  BATON_ASSIGN_OR_RETURN(m.rope_theta, RopeTheta(j, path));
+  BATON_ASSIGN_OR_RETURN(out.max_position_embeddings, IntKey(j, "max_position_embeddings", path, 0));
+  BATON_ASSIGN_OR_RETURN(RopeParams rope, ParseRope(j, path, out.max_position_embeddings));
+  m.rope_theta = rope.theta;
+  m.rope_scaling = rope.scaling;
   BATON_ASSIGN_OR_RETURN(double eps, NumberKey(j, "rms_norm_eps", path, 1e-6));
   m.norm_eps = static_cast<float>(eps);
   BATON_ASSIGN_OR_RETURN(m.tie_embeddings, BoolKey(j, "tie_word_embeddings", path, false));
@@ -286,7 +350,6 @@ absl::StatusOr<HfConfig> ParseHfConfig(std::string_view json_text, std::string_v
     // Qwen2's q/k/v biases are not attention_bias; Llama's would add an o_proj bias.
     if (on) return NotSupported(path, key, true);
   }
-  BATON_ASSIGN_OR_RETURN(out.max_position_embeddings, IntKey(j, "max_position_embeddings", path, 0));
   for (auto [key, dst] : {std::pair{"bos_token_id", &out.bos_token_id}, {"eos_token_id", &out.eos_token_id}}) {
     auto it = j.find(key);
     if (it != j.end() && it->is_number_integer()) *dst = it->get<int64_t>();
@@ -324,6 +387,17 @@ std::string HfConfigJson(const ModelConfig& m, int64_t max_position_embeddings, 
       {"use_cache", true},
       {"torch_dtype", std::string(torch_dtype)},
   };
+  // transformers 4 spelling, which 5 also reads (and vLLM, llama.cpp's converter).
+  const RopeScaling& rs = m.rope_scaling;
+  if (rs.type == RopeScaling::Type::kLinear) {
+    j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rs.factor}};
+  } else if (rs.type == RopeScaling::Type::kLlama3) {
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", rs.factor},
+                         {"low_freq_factor", rs.low_freq_factor},
+                         {"high_freq_factor", rs.high_freq_factor},
+                         {"original_max_position_embeddings", rs.original_max_position}};
+  }
   if (qwen2) {
     j["use_sliding_window"] = false;
   } else {

@@ -6,9 +6,9 @@
 // built on it. Invariants: the mapping is 1:1 with no transposition or
 // permutation (our RoPE is HF's rotate_half layout; q/k rows keep their
 // order), every tensor is checked against the shape Model::Create gives,
-// and anything we cannot represent exactly (rope scaling, o_proj/MLP bias,
-// sliding windows, head_dim != hidden/heads) is refused with one line naming
-// the file and key, never silently approximated.
+// and anything we cannot represent exactly (rope scaling other than linear
+// and llama3, o_proj/MLP bias, sliding windows, head_dim != hidden/heads) is
+// refused with one line naming the file and key, never silently approximated.
 #pragma once
 
 #include <cstdint>
@@ -37,7 +37,11 @@ struct HfConfig {
 // Parses config.json text; `path` only names it in errors. Defaults as HF's
 // config classes: num_key_value_heads = num_attention_heads, rope_theta =
 // 10000, rms_norm_eps = 1e-6, tie_word_embeddings = false. Reads rope_theta
-// from the top level (transformers 4) or rope_parameters (transformers 5).
+// from the top level (transformers 4) or rope_parameters (transformers 5),
+// and RoPE scaling of type default, linear or llama3 from rope_scaling (4)
+// or rope_parameters (5); llama3 without original_max_position_embeddings
+// takes max_position_embeddings, as transformers does. Other types (yarn,
+// dynamic, longrope, ...) are refused with the type named.
 // Qwen2 has q/k/v biases; Llama has none (attention_bias = true would also
 // put a bias on o_proj, which baton's model lacks: refused).
 absl::StatusOr<HfConfig> ParseHfConfig(std::string_view json_text, std::string_view path);
@@ -46,7 +50,8 @@ absl::StatusOr<HfConfig> ParseHfConfig(std::string_view json_text, std::string_v
 const char* HfArchitectureFor(const ModelConfig& m);
 
 // config.json for `m` (keys sorted, 2-space indent): architectures,
-// model_type, sizes, rope_theta, rms_norm_eps, tie_word_embeddings, and the
+// model_type, sizes, rope_theta, rope_scaling (transformers 4 spelling,
+// only when m has scaling), rms_norm_eps, tie_word_embeddings, and the
 // given max_position_embeddings, token ids and torch_dtype ("float32" or
 // "bfloat16").
 std::string HfConfigJson(const ModelConfig& m, int64_t max_position_embeddings, int64_t bos_token_id,

@@ -17,6 +17,7 @@
 #include "launcher/tokenizer_commands.h"
 #include "launcher/train.h"
 #include "parallel/mesh.h"
+#include "parallel/ucx_p2p.h"
 #include "runtime/corpus.h"
 #include "runtime/tokenizer.h"
 
@@ -110,12 +111,17 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     const ParallelConfig& p = config->parallel;
     absl::StatusOr<Mesh> mesh = Mesh::Create({p.dp, p.pp, p.tp}, mpi.size(), mpi.rank());
     if (!mesh.ok()) return mpi.Fail(mesh.status());
-    absl::StatusOr<MeshComms> c = CreateMpiMeshComms(*mesh);
+    // parallel.p2p picks the pipeline transport; every collective stays on MPI.
+    absl::StatusOr<MeshComms> c = p.p2p == P2pTransport::kUcx ? CreateMeshCommsWithUcxPipeline(*mesh)
+                                                              : CreateMpiMeshComms(*mesh);
     if (!c.ok()) return mpi.Fail(c.status());
     comms = std::move(*c);
   }
   TrainSummary summary;
   absl::Status s = Train(*config, &summary, mpi.size() > 1 ? &comms : nullptr);
+  if (s.ok()) {
+    if (auto* ucx = dynamic_cast<UcxP2pCommunicator*>(comms.pp.get())) s = ucx->ucx().Close();
+  }
   if (!s.ok()) return mpi.Fail(s);
   if (mpi.rank() != 0) return 0;
   std::printf("done: steps %lld-%lld in %.1f s, loss %.4f -> %.4f", static_cast<long long>(summary.first_step),

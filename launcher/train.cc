@@ -2,6 +2,9 @@
 // forward + backward (grads accumulate, scaled by 1/tokens of the global
 // batch so the loss is the mean over every token of the step), then clip,
 // schedule the learning rate, AdamW; then metrics, validation, checkpoint.
+// With parallel.pp > 1 the micro-batches go through a PipelineStage
+// (pipeline_stage.h) on the schedule instead, and checkpoints are gathered
+// to world rank 0 (one logical file, any layout loads it).
 #include "launcher/train.h"
 
 #include <chrono>
@@ -17,6 +20,7 @@
 #include "checkpoints/checkpoint_dir.h"
 #include "kernels/gpu.h"
 #include "launcher/metrics.h"
+#include "launcher/pipeline_stage.h"
 #include "launcher/progress.h"
 #include "nlohmann/json.hpp"
 #include "runtime/bpe_tokenizer.h"
@@ -70,21 +74,29 @@ Tensor OnHost(const Tensor& t) {
   return h;
 }
 
-absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, Model& model,
-                            AdamWOptimizer& opt, const Sampler& sampler, std::string* path_out) {
+// Every param with its Adam moments, as checkpoint tensors.
+std::vector<CheckpointTensor> ModelTensors(Model& model, AdamWOptimizer& opt) {
+  std::vector<CheckpointTensor> out;
+  std::vector<Param>& params = model.params();
+  // InitState resets the moments: only where none exist yet (no step ran).
+  if (opt.num_states() == 0) opt.InitState(params);
+  for (size_t i = 0; i < params.size(); ++i) {
+    out.push_back({"params/" + params[i].name, OnHost(params[i].value)});
+    out.push_back({"adam/m/" + params[i].name, OnHost(opt.m(i))});
+    out.push_back({"adam/v/" + params[i].name, OnHost(opt.v(i))});
+  }
+  return out;
+}
+
+absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, std::vector<CheckpointTensor> tensors,
+                            int64_t optimizer_step, const Sampler& sampler, std::string* path_out) {
   CheckpointData data;
   data.step = step;
-  std::vector<Param>& params = model.params();
-  opt.InitState(params);  // no-op if the state exists
-  for (size_t i = 0; i < params.size(); ++i) {
-    data.tensors.push_back({"params/" + params[i].name, OnHost(params[i].value)});
-    data.tensors.push_back({"adam/m/" + params[i].name, OnHost(opt.m(i))});
-    data.tensors.push_back({"adam/v/" + params[i].name, OnHost(opt.v(i))});
-  }
+  data.tensors = std::move(tensors);
   SamplerState s = sampler.state();
   data.attrs["config"] = config.source_text;
   data.attrs["sampler"] = nlohmann::json{{"epoch", s.epoch}, {"position", s.position}}.dump();
-  data.attrs["optimizer_step"] = std::to_string(opt.step());
+  data.attrs["optimizer_step"] = std::to_string(optimizer_step);
   data.attrs["git_revision"] = GitRevision();
   std::string path = CheckpointPath(config.checkpoint.dir, step);
   std::error_code ec;
@@ -98,8 +110,10 @@ absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, Model& model,
 
 // Sums gradients (and the loss) over the dp group in rank order: every
 // rank ends with the same bits, so clipping and AdamW stay in lockstep.
-absl::Status AllReduceGradsAndLoss(Communicator& dp, Model& model, double* loss_sum) {
-  for (Param& p : model.params()) BATON_RETURN_IF_ERROR(dp.AllReduceSum(p.grad));
+absl::Status AllReduceGradsAndLoss(Communicator& dp, const std::vector<Model*>& models, double* loss_sum) {
+  for (Model* m : models) {
+    for (Param& p : m->params()) BATON_RETURN_IF_ERROR(dp.AllReduceSum(p.grad));
+  }
   Tensor loss = Tensor::Empty({1}, DType::kF64);
   loss.data<double>()[0] = *loss_sum;
   BATON_RETURN_IF_ERROR(dp.AllReduceSum(loss));
@@ -123,12 +137,16 @@ absl::StatusOr<std::optional<std::string>> ResumePath(const CheckpointConfig& c)
 // Loads a checkpoint. A training checkpoint restores weights, Adam state,
 // step and data position (an exact resume); a weights-only one (from
 // `baton import`) restores the weights and starts a fresh run at step 0.
-absl::Status LoadCheckpoint(const std::string& path, Model& model, AdamWOptimizer& opt,
-                            Sampler& sampler, int64_t* step, bool* weights_only) {
+// Checkpoints are logical: each model (a pipeline part, or the whole
+// model) takes its params by name, whatever layout wrote the file.
+absl::Status LoadCheckpoint(const std::string& path, const std::vector<Model*>& models,
+                            const std::vector<AdamWOptimizer*>& opts, Sampler& sampler, int64_t* step,
+                            bool* weights_only) {
   BATON_ASSIGN_OR_RETURN(CheckpointData data, ReadCheckpoint(path));
-  std::vector<Param>& params = model.params();
-  for (Param& p : params) BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, p.value));
-  model.RefreshComputeWeights();  // the bf16 copies the GPU computes with
+  for (Model* model : models) {
+    for (Param& p : model->params()) BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, p.value));
+    model->RefreshComputeWeights();  // the bf16 copies the GPU computes with
+  }
   auto sampler_json = data.attrs.find("sampler");
   auto opt_step = data.attrs.find("optimizer_step");
   *weights_only = sampler_json == data.attrs.end() || opt_step == data.attrs.end();
@@ -136,17 +154,21 @@ absl::Status LoadCheckpoint(const std::string& path, Model& model, AdamWOptimize
     *step = 0;
     return absl::OkStatus();
   }
-  opt.InitState(params);
-  for (size_t i = 0; i < params.size(); ++i) {
-    BATON_RETURN_IF_ERROR(CopyInto(data, "adam/m/" + params[i].name, opt.m(i)));
-    BATON_RETURN_IF_ERROR(CopyInto(data, "adam/v/" + params[i].name, opt.v(i)));
+  for (size_t k = 0; k < models.size(); ++k) {
+    std::vector<Param>& params = models[k]->params();
+    AdamWOptimizer& opt = *opts[k];
+    opt.InitState(params);
+    for (size_t i = 0; i < params.size(); ++i) {
+      BATON_RETURN_IF_ERROR(CopyInto(data, "adam/m/" + params[i].name, opt.m(i)));
+      BATON_RETURN_IF_ERROR(CopyInto(data, "adam/v/" + params[i].name, opt.v(i)));
+    }
   }
   nlohmann::json s = nlohmann::json::parse(sampler_json->second, nullptr, /*allow_exceptions=*/false);
   if (!s.is_object() || !s.contains("epoch") || !s.contains("position")) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": corrupt sampler state"));
   }
   BATON_RETURN_IF_ERROR(sampler.Restore({s["epoch"].get<int64_t>(), s["position"].get<int64_t>()}));
-  opt.set_step(std::stoll(opt_step->second));
+  for (AdamWOptimizer* opt : opts) opt->set_step(std::stoll(opt_step->second));
   *step = data.step;
   return absl::OkStatus();
 }
@@ -212,12 +234,17 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   const bool root = world_rank == 0;
   const int dp = config.parallel.dp;
   const int dp_rank = comms != nullptr ? comms->dp->rank() : 0;
+  const int pp = config.parallel.pp;
   BATON_RETURN_IF_ERROR(ValidateMesh(config, world));
-  if (config.parallel.pp > 1 || config.parallel.tp > 1 || config.parallel.zero != 0) {
+  if (config.parallel.tp > 1 || config.parallel.zero != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "parallel.pp=", config.parallel.pp, ", parallel.tp=", config.parallel.tp, ", parallel.zero=",
-        config.parallel.zero, ": this build executes data parallelism only (pp=1, tp=1, zero=0); "
-        "pipeline schedules exist as data (docs/schedules.md) but have no executor yet"));
+        "parallel.tp=", config.parallel.tp, ", parallel.zero=", config.parallel.zero,
+        ": this build executes data and pipeline parallelism only (tp=1, zero=0)"));
+  }
+  if (pp > 1) BATON_RETURN_IF_ERROR(PipelineSpecOf(config).status());  // zb-h1 is refused here
+  if (pp > 1 && config.parallel.p2p == P2pTransport::kNccl) {
+    return absl::FailedPreconditionError(
+        "parallel.p2p=\"nccl\" needs CUDA pipeline stages, not wired into baton train yet; use \"mpi\" or \"ucx\"");
   }
   if (comms != nullptr) BATON_RETURN_IF_ERROR(CheckSameConfig(config, *comms->world));
 
@@ -257,16 +284,47 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
     return absl::FailedPreconditionError(
         "parallel.dp>1 with train.device=cuda needs the NCCL gradient path, not wired into baton train yet");
   }
+  if (device == Device::kCuda && pp > 1) {
+    return absl::FailedPreconditionError(
+        "parallel.pp>1 with train.device=cuda is not wired into baton train yet (use train.device=\"cpu\")");
+  }
   const DType compute = device == Device::kCuda && tc.precision == "bf16" ? DType::kBF16 : DType::kF32;
-  BATON_ASSIGN_OR_RETURN(Model model, Model::Create(config.model, compute, device));
-  model.Init(static_cast<uint64_t>(tc.seed));
-  AdamWOptimizer opt(tc.optimizer);
+  // pp = 1: one whole model; pp > 1: this stage's parts (`pipe`).
+  std::optional<Model> whole;
+  std::optional<AdamWOptimizer> whole_opt;
+  std::unique_ptr<TraceRecorder> trace;
+  std::unique_ptr<PipelineStage> pipe;
+  std::vector<Model*> models;
+  std::vector<AdamWOptimizer*> opts;
+  if (pp == 1) {
+    BATON_ASSIGN_OR_RETURN(Model m, Model::Create(config.model, compute, device));
+    m.Init(static_cast<uint64_t>(tc.seed));
+    whole.emplace(std::move(m));
+    whole_opt.emplace(tc.optimizer);
+    models = {&*whole};
+    opts = {&*whole_opt};
+  } else {
+    BATON_ASSIGN_OR_RETURN(Mesh mesh, Mesh::Create({dp, pp, config.parallel.tp}, world, world_rank));
+    if (!config.output.trace.empty()) trace = std::make_unique<TraceRecorder>(world_rank, TraceRowName(mesh));
+    BATON_ASSIGN_OR_RETURN(pipe, PipelineStage::Create(config, *comms->pp, trace.get()));
+    models = pipe->models();
+    opts = pipe->optimizers();
+  }
+  int64_t num_parameters = 0;
+  if (pipe == nullptr) {
+    num_parameters = whole->NumParameters();
+  } else {
+    Tensor n = Tensor::Empty({1}, DType::kF64);
+    n.data<double>()[0] = static_cast<double>(pipe->NumParameters());
+    BATON_RETURN_IF_ERROR(comms->pp->AllReduceSum(n));
+    num_parameters = static_cast<int64_t>(n.data<double>()[0]);
+  }
 
   int64_t step = 0;
   BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
   if (resume) {
     bool weights_only = false;
-    BATON_RETURN_IF_ERROR(LoadCheckpoint(*resume, model, opt, sampler, &step, &weights_only));
+    BATON_RETURN_IF_ERROR(LoadCheckpoint(*resume, models, opts, sampler, &step, &weights_only));
     if (root && weights_only) {
       std::printf("initialised weights from %s (no optimizer or data state: a new run from step 0)\n",
                   resume->c_str());
@@ -284,31 +342,39 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
                    {"git_revision", GitRevision()},
                    {"data_path", config.data.path},
                    {"data_bin_fnv1a64", data_hash},
-                   {"parameters", model.NumParameters()},
+                   {"parameters", num_parameters},
                    {"resumed_from", resume ? *resume : ""},
                    {"start_step", step}}}});
 
   const int64_t b = tc.micro_batch_size, t = tc.seq_len;
-  const int64_t micro_steps = tc.global_batch_size / (tc.micro_batch_size * dp);  // per rank
+  const int64_t micro_steps = config.microbatches();  // per dp replica
   const int64_t tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * t;
   if (root) {
   if (world > 1) {
-    std::printf("mesh: dp=%d pp=%d tp=%d over %d ranks (MPI)\n", dp, config.parallel.pp,
-                config.parallel.tp, world);
+    std::printf("mesh: dp=%d pp=%d tp=%d over %d ranks (MPI, p2p %s)\n", dp, config.parallel.pp,
+                config.parallel.tp, world, comms->pp->backend());
+  }
+  if (pipe != nullptr) {
+    std::printf("pipeline: %s; %s\n", ToString(pipe->spec()).c_str(), pipe->Describe().c_str());
   }
   std::printf("model: %lld parameters (%d layers, dim %d, %d heads, %d kv heads, ffn %d, vocab %d)\n",
-              static_cast<long long>(model.NumParameters()), config.model.layers, config.model.dim,
+              static_cast<long long>(num_parameters), config.model.layers, config.model.dim,
               config.model.heads, config.model.kv_heads, config.model.ffn_dim, config.model.vocab_size);
   std::printf("data: %s, %lld train / %lld val samples of %lld tokens; %lld micro-batches of %lld per step\n",
               config.data.path.c_str(), static_cast<long long>(sampler.num_train_samples()),
               static_cast<long long>(sampler.num_val_samples()), static_cast<long long>(t),
               static_cast<long long>(micro_steps), static_cast<long long>(b));
-  std::printf("%s\n", ActivationReport(model, config.recompute, b, t).c_str());
+  std::printf("%s\n", ActivationReport(*models[0], config.recompute, b, t).c_str());
   std::fflush(stdout);
   }
 
   Tensor tokens = Tensor::Empty({b, t}, DType::kI32);
   Tensor targets = Tensor::Empty({b, t}, DType::kI32);
+  std::vector<Tensor> mb_tokens, mb_targets;  // pipeline: every micro-batch of the step
+  for (int64_t m = 0; pipe != nullptr && m < micro_steps; ++m) {
+    mb_tokens.push_back(Tensor::Empty({b, t}, DType::kI32));
+    mb_targets.push_back(Tensor::Empty({b, t}, DType::kI32));
+  }
   // Under mpirun rank 0's stdout may be a pty, but it ends up in a job log: lines.
   Progress progress(tc.steps, tc.log_every,
                     config.output.progress == ProgressMode::kBar     ? Progress::Mode::kBar
@@ -322,28 +388,50 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   std::string last_checkpoint;
   while (step < stop) {
     const Clock::time_point t0 = Clock::now();
-    model.ZeroGrad();
+    for (Model* m : models) m->ZeroGrad();
     // Every rank draws the same global batch; dp rank r trains on its
     // contiguous share, micro-batch by micro-batch.
     const std::vector<int64_t> ids = sampler.NextSampleIds(tc.global_batch_size);
     const int64_t share = tc.global_batch_size / dp;
+    const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
     double loss_sum = 0;
-    for (int64_t m = 0; m < micro_steps; ++m) {
-      sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), tokens, targets);
-      loss_sum += model.ForwardBackward(tokens, targets, 1.0 / static_cast<double>(tokens_per_step),
-                                        config.recompute);
+    if (pipe == nullptr) {
+      for (int64_t m = 0; m < micro_steps; ++m) {
+        sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), tokens, targets);
+        loss_sum += whole->ForwardBackward(tokens, targets, grad_scale, config.recompute);
+      }
+    } else {
+      for (int64_t m = 0; m < micro_steps; ++m) {
+        sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), mb_tokens[m],
+                          mb_targets[m]);
+      }
+      if (trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
+        BATON_RETURN_IF_ERROR(trace->SyncOrigin(*comms->world));
+      }
+      if (trace != nullptr) trace->Clear();
+      BATON_ASSIGN_OR_RETURN(loss_sum, pipe->RunStep(mb_tokens, mb_targets, grad_scale, config.recompute));
+      BATON_RETURN_IF_ERROR(pipe->SumTiedEmbeddingGrads());
     }
-    if (dp > 1) BATON_RETURN_IF_ERROR(AllReduceGradsAndLoss(*comms->dp, model, &loss_sum));
+    if (dp > 1) BATON_RETURN_IF_ERROR(AllReduceGradsAndLoss(*comms->dp, models, &loss_sum));
     const double loss = loss_sum / static_cast<double>(tokens_per_step);
     if (!std::isfinite(loss)) {
       return absl::InternalError(absl::StrCat("loss is ", loss, " at step ", step + 1,
                                               " (try a lower train.lr)"));
     }
-    const double grad_norm = device == Device::kCuda
-                                 ? ClipGradNorm(model.params(), tc.optimizer.grad_clip, model.flat_grads())
-                                 : ClipGradNorm(model.params(), tc.optimizer.grad_clip);
+    double grad_norm = 0;
+    if (pipe != nullptr) {
+      BATON_ASSIGN_OR_RETURN(grad_norm, pipe->ClipGradNorm(tc.optimizer.grad_clip));
+    } else {
+      grad_norm = device == Device::kCuda
+                      ? ClipGradNorm(whole->params(), tc.optimizer.grad_clip, whole->flat_grads())
+                      : ClipGradNorm(whole->params(), tc.optimizer.grad_clip);
+    }
     const float lr = LearningRate(tc.optimizer, step, tc.steps);
-    opt.Step(model.params(), lr);
+    if (pipe != nullptr) {
+      pipe->OptimizerStep(lr);
+    } else {
+      whole_opt->Step(whole->params(), lr);
+    }
     ++step;
     const double dt = Seconds(t0, Clock::now());
     if (step > summary->first_step) {  // the first step pays for allocation
@@ -353,28 +441,46 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
     const double tok_s = tokens_per_step / dt;
     if (step == summary->first_step) summary->first_loss = loss;
     summary->last_loss = loss;
-    if (!root) continue;  // the rest is reporting and checkpointing
+
+    // Validation and the checkpoint gather need every stage of dp replica 0.
+    const bool last = step == stop;
+    const bool eval = (tc.eval_every > 0 && step % tc.eval_every == 0) || (last && tc.eval_every > 0);
+    const bool save = !config.checkpoint.dir.empty() &&
+                      ((config.checkpoint.every > 0 && step % config.checkpoint.every == 0) || last);
+    double val = -1;
+    std::vector<CheckpointTensor> ckpt;
+    if (pipe == nullptr) {
+      if (root && eval) val = ValidationLoss(*whole, sampler, config, tokens, targets);
+      if (root && save) ckpt = ModelTensors(*whole, *whole_opt);
+    } else if (dp_rank == 0) {
+      if (eval) {
+        BATON_ASSIGN_OR_RETURN(val, pipe->ValidationLoss(sampler, config));
+      }
+      if (save) {
+        BATON_ASSIGN_OR_RETURN(ckpt, pipe->GatherCheckpoint());
+      }
+    }
+    if (!root) continue;  // the rest is reporting and writing
     metrics.Write({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
                    {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}});
     progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s", loss, lr,
                                           grad_norm, HumanRate(tok_s)));
-
-    const bool last = step == stop;
-    if ((tc.eval_every > 0 && step % tc.eval_every == 0) || (last && tc.eval_every > 0)) {
-      double val = ValidationLoss(model, sampler, config, tokens, targets);
-      if (val >= 0) {
-        summary->last_val_loss = val;
-        metrics.Write({{"step", step}, {"val_loss", val}});
-        progress.Note(absl::StrFormat("step %lld  val_loss %.4f", static_cast<long long>(step), val));
-      }
+    if (val >= 0) {
+      summary->last_val_loss = val;
+      metrics.Write({{"step", step}, {"val_loss", val}});
+      progress.Note(absl::StrFormat("step %lld  val_loss %.4f", static_cast<long long>(step), val));
     }
-    if (!config.checkpoint.dir.empty() &&
-        ((config.checkpoint.every > 0 && step % config.checkpoint.every == 0) || last)) {
-      BATON_RETURN_IF_ERROR(SaveCheckpoint(config, step, model, opt, sampler, &last_checkpoint));
+    if (save) {
+      BATON_RETURN_IF_ERROR(SaveCheckpoint(config, step, std::move(ckpt), opts[0]->step(), sampler,
+                                           &last_checkpoint));
       progress.Note(absl::StrCat("step ", step, "  checkpoint ", last_checkpoint));
     }
   }
   if (root) progress.Finish();
+  if (trace != nullptr) {
+    BATON_RETURN_IF_ERROR(GatherChromeTrace(*comms->world, *trace, config.output.trace));
+    if (root) std::printf("trace: %s (the last step, one row per rank)\n", config.output.trace.c_str());
+  }
   summary->last_step = step;
   summary->tokens_per_s = timed_seconds > 0 ? timed_tokens / timed_seconds : 0;
   summary->seconds = Seconds(start, Clock::now());

@@ -30,6 +30,19 @@ struct Model::Buffers {
   Tensor tokens, targets;               // (N) i32 on the device: host batches land here
 };
 
+// One in-flight micro-batch of a part (PartForward → PartBackward). What no
+// layer keeps, the scratch and the gradient ping-pong live in buffers_.
+struct Model::Slot {
+  int64_t batch = 0, seq = 0;
+  std::vector<LayerMode> modes;         // layout of `saved`
+  std::vector<Tensor> resid;            // L_here+1 × (N, C): resid[0] the part's input
+  std::vector<LayerActivations> saved;  // per layer held here
+  Tensor lnf, rstdf;                    // head: (N, C), (N)
+  Tensor logits;                        // head: (N, V); dlogits after PartForward
+  Tensor losses;                        // head: (N)
+  Tensor tokens, targets;               // (B, T) i32 on the model's device
+};
+
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
@@ -49,8 +62,21 @@ void FillConstant(Tensor& t, double value) {
 
 // ---- parameters
 
-absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Device device) {
+bool Model::is_whole() const {
+  return slice_.first_layer == 0 && slice_.last_layer == config_.layers && slice_.embedding && slice_.head;
+}
+
+absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Device device,
+                                    ModelSlice slice) {
   BATON_RETURN_IF_ERROR(config.Validate());
+  if (slice.last_layer < 0) slice.last_layer = config.layers;
+  if (slice.first_layer < 0 || slice.first_layer > slice.last_layer || slice.last_layer > config.layers ||
+      (slice.first_layer == slice.last_layer && !slice.embedding && !slice.head)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model slice layers [", slice.first_layer, ", ", slice.last_layer, ") of model.layers=",
+        config.layers, slice.embedding ? " with embedding" : "", slice.head ? " with head" : "",
+        " is empty or out of range"));
+  }
   if (device == Device::kCpu && dtype != DType::kF32 && dtype != DType::kF64) {
     return absl::InvalidArgumentError(
         absl::StrCat("model dtype must be f32 or f64 on the CPU backend, got ", DTypeName(dtype)));
@@ -70,6 +96,8 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Devi
   }
   Model m;
   m.config_ = config;
+  m.slice_ = slice;
+  m.embedding_copy_ = slice.head && config.tie_embeddings && !slice.embedding;
   m.dtype_ = dtype;
   m.device_ = device;
   m.param_dtype_ = device == Device::kCpu ? dtype : DType::kF32;
@@ -79,8 +107,10 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Devi
   const int64_t KVD = int64_t{config.kv_heads} * config.head_dim();
   const float std = config.init_std;
   const float out_std = static_cast<float>(config.init_std / std::sqrt(2.0 * config.layers));
-  m.embed_ = m.AddParam("embed", {V, C}, InitKind::kNormal, std, true);
-  for (int l = 0; l < config.layers; ++l) {
+  if (slice.embedding || m.embedding_copy_) {
+    m.embed_ = m.AddParam("embed", {V, C}, InitKind::kNormal, std, true);
+  }
+  for (int l = slice.first_layer; l < slice.last_layer; ++l) {
     const std::string p = absl::StrCat("layers.", l, ".");
     LayerIndex li;
     li.attn_norm = m.AddParam(p + "attn_norm", {C}, InitKind::kOnes, 0, false);
@@ -99,8 +129,10 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Devi
     li.w_down = m.AddParam(p + "mlp.w_down", {C, F}, InitKind::kNormal, out_std, true);
     m.layers_.push_back(li);
   }
-  m.final_norm_ = m.AddParam("final_norm", {C}, InitKind::kOnes, 0, false);
-  if (!config.tie_embeddings) m.lm_head_ = m.AddParam("lm_head", {V, C}, InitKind::kNormal, std, true);
+  if (slice.head) {
+    m.final_norm_ = m.AddParam("final_norm", {C}, InitKind::kOnes, 0, false);
+    if (!config.tie_embeddings) m.lm_head_ = m.AddParam("lm_head", {V, C}, InitKind::kNormal, std, true);
+  }
   if (device == Device::kCuda) m.AllocateDeviceParams();
   return m;
 }
@@ -181,14 +213,17 @@ Tensor& Model::LmHead(bool grad) {
 
 // ---- buffers
 
-void Model::ReleaseActivations() { buffers_.reset(); }
+void Model::ReleaseActivations() {
+  slots_.clear();
+  buffers_.reset();
+}
 
 std::vector<int64_t> Model::ActivationBytesPerLayer(const RecomputeConfig& rc, int64_t batch,
                                                     int64_t seq) const {
   const LayerDims d = LayerDims::From(config_, batch, seq);
   std::vector<int64_t> bytes;
-  for (int l = 0; l < config_.layers; ++l) {
-    bytes.push_back(KeptActivationBytes(d, format_, LayerModeOf(rc, l)));
+  for (int l = 0; l < num_layers(); ++l) {
+    bytes.push_back(KeptActivationBytes(d, format_, LayerModeOf(rc, slice_.first_layer + l)));
   }
   return bytes;
 }
@@ -202,12 +237,12 @@ void Model::EnsureBuffers(int64_t batch, int64_t seq, const std::vector<LayerMod
     const int64_t N = batch * seq, C = config_.dim, V = config_.vocab_size;
     Allocator* alloc = format_.alloc != nullptr ? format_.alloc : DefaultCpuAllocator();
     auto act = [&](const Shape& shape) { return Tensor::Empty(shape, dtype_, alloc); };
-    for (int l = 0; l <= config_.layers; ++l) b->resid.push_back(act({N, C}));
+    for (int l = 0; l <= num_layers(); ++l) b->resid.push_back(act({N, C}));
     b->shared = AllocateSharedActivations(b->dims, format_);
     b->scratch = AllocateLayerScratch(b->dims, format_);
     b->lnf = act({N, C});
     b->rstdf = Tensor::Empty({N}, format_.stat_dtype, alloc);
-    b->logits = act({N, V});
+    if (slice_.head) b->logits = act({N, V});
     b->losses = Tensor::Empty({N}, format_.stat_dtype, alloc);
     b->dresid[0] = act({N, C});
     b->dresid[1] = act({N, C});
@@ -215,6 +250,7 @@ void Model::EnsureBuffers(int64_t batch, int64_t seq, const std::vector<LayerMod
       b->tokens = Tensor::Empty({batch, seq}, DType::kI32, alloc);
       b->targets = Tensor::Empty({batch, seq}, DType::kI32, alloc);
     }
+    slots_.clear();           // they alias the old shared set
     buffers_ = std::move(b);  // the old (B, T)'s buffers are freed here
   }
   Buffers& b = *buffers_;
@@ -242,7 +278,7 @@ void Model::CheckBatch(const Tensor& tokens, const Tensor* targets) const {
 void Model::ForwardLayers(const Tensor& tokens, bool training) {
   Buffers& b = *buffers_;
   ops::Embedding(tokens.Reshape({b.dims.rows()}), ComputeWeight(embed_), 0, b.resid[0]);
-  for (int l = 0; l < config_.layers; ++l) {
+  for (int l = 0; l < num_layers(); ++l) {
     LayerActivations& a = training ? b.saved[l] : b.shared;
     LayerForward(b.dims, Weights(l, false), b.resid[l], a, b.scratch, &b.resid[l + 1]);
   }
@@ -250,22 +286,17 @@ void Model::ForwardLayers(const Tensor& tokens, bool training) {
 
 void Model::ForwardHead() {
   Buffers& b = *buffers_;
-  ops::RmsNorm(b.resid[config_.layers], ComputeWeight(final_norm_), config_.norm_eps, b.lnf, b.rstdf);
+  ops::RmsNorm(b.resid[num_layers()], ComputeWeight(final_norm_), config_.norm_eps, b.lnf, b.rstdf);
   ops::Linear(b.lnf, LmHead(false), nullptr, b.logits);
 }
 
 double Model::Loss(const Tensor& tokens, const Tensor& targets) {
-  CheckBatch(tokens, &targets);
-  EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
-  Buffers& b = *buffers_;
-  ForwardLayers(OnDevice(tokens, b.tokens), /*training=*/false);
-  ForwardHead();
-  ops::SoftmaxCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses,
-                           nullptr, 1.0f);
-  return ops::Sum(b.losses);
+  BATON_CHECK_MSG(is_whole(), "Model::Loss needs the whole model; a slice uses PartLoss");
+  return PartLoss(tokens, targets, nullptr, nullptr);
 }
 
 Tensor Model::Logits(const Tensor& tokens) {
+  BATON_CHECK_MSG(is_whole(), "Model::Logits needs the whole model");
   CheckBatch(tokens, nullptr);
   EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
   ForwardLayers(OnDevice(tokens, buffers_->tokens), /*training=*/false);
@@ -277,6 +308,7 @@ Tensor Model::Logits(const Tensor& tokens) {
 
 double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, double grad_scale,
                               const RecomputeConfig& rc) {
+  BATON_CHECK_MSG(is_whole(), "Model::ForwardBackward needs the whole model; a slice uses PartForward");
   CheckBatch(tokens, &targets);
   std::vector<LayerMode> modes;
   for (int l = 0; l < config_.layers; ++l) modes.push_back(LayerModeOf(rc, l));
@@ -307,6 +339,127 @@ double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, doubl
   }
   ops::EmbeddingBackward(b.dresid[cur], tok, 0, params_[embed_].grad);
   return loss;
+}
+
+// ---- pipeline parts
+
+Model::Slot& Model::EnsureSlot(int slot, int64_t batch, int64_t seq, const std::vector<LayerMode>& modes) {
+  BATON_CHECK(slot >= 0 && buffers_ != nullptr);
+  if (static_cast<int>(slots_.size()) <= slot) slots_.resize(slot + 1);
+  std::unique_ptr<Slot>& s = slots_[slot];
+  if (s == nullptr || s->batch != batch || s->seq != seq) {
+    s = std::make_unique<Slot>();
+    s->batch = batch;
+    s->seq = seq;
+    const int64_t N = batch * seq, C = config_.dim, V = config_.vocab_size;
+    Allocator* alloc = format_.alloc != nullptr ? format_.alloc : DefaultCpuAllocator();
+    auto act = [&](const Shape& shape) { return Tensor::Empty(shape, dtype_, alloc); };
+    for (int l = 0; l <= num_layers(); ++l) s->resid.push_back(act({N, C}));
+    if (slice_.head) {
+      s->lnf = act({N, C});
+      s->rstdf = Tensor::Empty({N}, format_.stat_dtype, alloc);
+      s->logits = act({N, V});
+      s->losses = Tensor::Empty({N}, format_.stat_dtype, alloc);
+    }
+    s->tokens = Tensor::Empty({batch, seq}, DType::kI32, alloc);
+    s->targets = Tensor::Empty({batch, seq}, DType::kI32, alloc);
+  }
+  if (s->modes != modes) {
+    s->saved.clear();
+    for (LayerMode mode : modes) {
+      s->saved.push_back(AllocateLayerActivations(buffers_->dims, format_, mode, buffers_->shared));
+    }
+    s->modes = modes;
+  }
+  return *s;
+}
+
+double Model::PartForward(int slot, const Tensor& tokens, const Tensor& targets, const Tensor* input,
+                          Tensor* output, double grad_scale, const RecomputeConfig& rc) {
+  CheckBatch(tokens, &targets);
+  BATON_CHECK_MSG((input == nullptr) == slice_.embedding && (output == nullptr) == slice_.head,
+                  "PartForward: input is given exactly when the slice has no embedding, output when it has no head");
+  const int64_t B = tokens.dim(0), T = tokens.dim(1), N = B * T;
+  std::vector<LayerMode> modes;
+  for (int l = 0; l < num_layers(); ++l) modes.push_back(LayerModeOf(rc, slice_.first_layer + l));
+  EnsureBuffers(B, T, nullptr);
+  Slot& s = EnsureSlot(slot, B, T, modes);
+  Buffers& h = *buffers_;
+  if (slice_.embedding) {
+    s.tokens.CopyFrom(tokens);
+    ops::Embedding(s.tokens.Reshape({N}), ComputeWeight(embed_), 0, s.resid[0]);
+  } else {
+    s.resid[0].CopyFrom(*input);
+  }
+  for (int l = 0; l < num_layers(); ++l) {
+    LayerForward(h.dims, Weights(l, false), s.resid[l], s.saved[l], h.scratch, &s.resid[l + 1]);
+  }
+  if (!slice_.head) {
+    output->CopyFrom(s.resid[num_layers()]);
+    return 0;
+  }
+  ops::RmsNorm(s.resid[num_layers()], ComputeWeight(final_norm_), config_.norm_eps, s.lnf, s.rstdf);
+  ops::Linear(s.lnf, LmHead(false), nullptr, s.logits);
+  s.targets.CopyFrom(targets);
+  // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
+  ops::SoftmaxCrossEntropy(s.logits, s.targets.Reshape({N}), s.losses, &s.logits,
+                           static_cast<float>(grad_scale));
+  return ops::Sum(s.losses);
+}
+
+void Model::PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input) {
+  BATON_CHECK_MSG(slot >= 0 && slot < static_cast<int>(slots_.size()) && slots_[slot] != nullptr,
+                  "PartBackward of a slot without PartForward");
+  BATON_CHECK_MSG((grad_output == nullptr) == slice_.head && (grad_input == nullptr) == slice_.embedding,
+                  "PartBackward: grad_output is given exactly when the slice has no head, grad_input when it has no embedding");
+  Slot& s = *slots_[slot];
+  Buffers& h = *buffers_;
+  const int L = num_layers();
+  if (slice_.head) {
+    // logits = final_norm(resid[L]) · lm_headᵀ. Tied: lm_head's grad is embed's.
+    ops::LinearBackward(s.logits, s.lnf, LmHead(false), &h.scratch.dln, &LmHead(true), nullptr);
+    ops::RmsNormBackward(h.scratch.dln, s.resid[L], ComputeWeight(final_norm_), s.rstdf, h.dresid[0],
+                         params_[final_norm_].grad);
+  } else {
+    h.dresid[0].CopyFrom(*grad_output);
+  }
+  int cur = 0;  // dresid[cur] holds d loss / d resid[l + 1]
+  for (int l = L - 1; l >= 0; --l) {
+    const LayerWeights w = Weights(l, false);
+    LayerWeights g = Weights(l, true);
+    LayerRecompute(h.dims, w, s.resid[l], s.saved[l], h.scratch, s.modes[l]);
+    LayerBackward(h.dims, w, g, s.resid[l], s.saved[l], h.dresid[cur], h.dresid[1 - cur], h.scratch);
+    cur = 1 - cur;
+  }
+  if (slice_.embedding) {
+    ops::EmbeddingBackward(h.dresid[cur], s.tokens.Reshape({h.dims.rows()}), 0, params_[embed_].grad);
+  } else {
+    grad_input->CopyFrom(h.dresid[cur]);
+  }
+}
+
+double Model::PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor* input, Tensor* output) {
+  CheckBatch(tokens, &targets);
+  BATON_CHECK_MSG((input == nullptr) == slice_.embedding && (output == nullptr) == slice_.head,
+                  "PartLoss: input is given exactly when the slice has no embedding, output when it has no head");
+  EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
+  Buffers& b = *buffers_;
+  if (slice_.embedding) {
+    ForwardLayers(OnDevice(tokens, b.tokens), /*training=*/false);
+  } else {
+    b.resid[0].CopyFrom(*input);
+    for (int l = 0; l < num_layers(); ++l) {
+      LayerForward(b.dims, Weights(l, false), b.resid[l], b.shared, b.scratch, &b.resid[l + 1]);
+    }
+  }
+  if (!slice_.head) {
+    output->CopyFrom(b.resid[num_layers()]);
+    return 0;
+  }
+  ForwardHead();
+  ops::SoftmaxCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses,
+                           nullptr, 1.0f);
+  return ops::Sum(b.losses);
 }
 
 }  // namespace baton

@@ -9,10 +9,15 @@
 // forward/backward read a bf16 copy (Param.compute) that the optimizer
 // refreshes after every step; activations are bf16, saved statistics and
 // losses f32.
+// Pipeline parallelism cuts the model into slices (ModelSlice): a Model
+// then holds only its layers (names stay global: "layers.5.attn.wq") and
+// runs one micro-batch at a time through PartForward/PartBackward, keeping
+// each in-flight micro-batch's activations in its own slot.
 // Invariants: every recompute policy gives the same bits of loss and
 // gradient as "none" (same ops in the same order); grads accumulate across
 // ForwardBackward calls until ZeroGrad; Init gives the same master weights
-// on every device.
+// on every device, and a slice holds exactly the weights of the whole
+// model's params of the same names.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +33,19 @@
 
 namespace baton {
 
+// Which part of the model an instance holds: layers [first_layer,
+// last_layer), and whether it holds the embedding (the first part) and the
+// final norm + lm head + loss (the last part). Default: the whole model.
+// A head part of a tied model without the embedding holds its own copy of
+// the table, named "embed" like the original (the trainer keeps the two
+// copies equal by summing their grads, as Megatron does).
+struct ModelSlice {
+  int first_layer = 0;
+  int last_layer = -1;  // exclusive; -1 = model.layers
+  bool embedding = true;
+  bool head = true;
+};
+
 class Model {
  public:
   // On the CPU, dtype is that of everything: kF32 (training) or kF64
@@ -35,8 +53,9 @@ class Model {
   // precision) or kF32 (parity checks); params and grads are f32 there.
   // Grads start at zero; values are zero until Init or a checkpoint load.
   // CUDA without a GPU (or a build without CUDA) is FailedPrecondition.
+  // A slice that is empty or out of range is InvalidArgument.
   static absl::StatusOr<Model> Create(const ModelConfig& config, DType dtype,
-                                      Device device = Device::kCpu);
+                                      Device device = Device::kCpu, ModelSlice slice = {});
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
   ~Model();
@@ -51,19 +70,25 @@ class Model {
   void RefreshComputeWeights();
 
   const ModelConfig& config() const { return config_; }
+  const ModelSlice& slice() const { return slice_; }  // last_layer resolved
+  bool is_whole() const;
+  // True on a head slice that holds its own copy of the tied embedding.
+  bool holds_embedding_copy() const { return embedding_copy_; }
   DType dtype() const { return dtype_; }              // compute dtype
   DType param_dtype() const { return param_dtype_; }  // Param.value and .grad
   Device device() const { return device_; }
   // CUDA: every grad as one f32 vector (zero between params), for a
   // one-pass ClipGradNorm; undefined on the CPU.
   const Tensor& flat_grads() const { return flat_grads_; }
-  // Order: embed, layers.0.* ... layers.{L-1}.*, final_norm, [lm_head].
+  // Order: embed, layers.0.* ... layers.{L-1}.*, final_norm, [lm_head]
+  // (a slice: those it holds, in the same order).
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }
   Param* FindParam(std::string_view name);  // null if there is none
   int64_t NumParameters() const;            // elements, tied embedding once
   void ZeroGrad();
 
+  // ForwardBackward, Loss and Logits need the whole model.
   // tokens, targets (B, T) i32 on the host or the model's device; a target
   // < 0 is ignored. On CUDA one stream sync per call (the loss). Returns the SUM of
   // the per-token losses and accumulates d(grad_scale · sum)/dθ into the
@@ -75,6 +100,24 @@ class Model {
   // Forward only; a fresh (B·T, V) tensor of logits on the model's device
   // in its compute dtype (HF parity checks).
   Tensor Logits(const Tensor& tokens);
+
+  // ---- pipeline parts (any slice, the whole model included)
+  // One micro-batch through this slice, its activations kept in `slot`
+  // (0, 1, ...; the caller hands out slots) until PartBackward(slot).
+  // tokens/targets (B, T) i32: always given (they fix B and T); tokens are
+  // read on the embedding part, targets on the head part. input (B·T, C):
+  // the previous part's output, null on the embedding part; output
+  // (B·T, C): written for the next part, null on the head part. Returns
+  // the SUM of per-token losses on the head part (0 elsewhere), where it
+  // keeps d(grad_scale · sum)/dlogits for the backward.
+  double PartForward(int slot, const Tensor& tokens, const Tensor& targets, const Tensor* input,
+                     Tensor* output, double grad_scale, const RecomputeConfig& rc);
+  // grad_output (B·T, C): d loss / d output, null on the head part;
+  // grad_input (B·T, C) written, null on the embedding part. Parameter
+  // grads accumulate. The slot is free again afterwards.
+  void PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input);
+  // Forward only (validation), through shared buffers; same conventions.
+  double PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor* input, Tensor* output);
 
   // Frees every activation buffer (they come back on the next call), e.g.
   // to measure one recompute policy's memory without the previous one's.
@@ -92,6 +135,7 @@ class Model {
   };
   enum class InitKind { kOnes, kZeros, kNormal };
   struct Buffers;  // activations of one (B, T); model.cc
+  struct Slot;     // one in-flight micro-batch of a part; model.cc
 
   Model() = default;
   int AddParam(std::string name, const Shape& shape, InitKind init, float std, bool decay);
@@ -102,6 +146,9 @@ class Model {
   // Embedding and all layers; layer l's activations go to its saved set
   // (training) or to the shared set (forward only). Leaves resid[L].
   void ForwardLayers(const Tensor& tokens, bool training);
+  // The slot, fitted to (B, T) and the layer modes; buffers_ must fit (B, T).
+  Slot& EnsureSlot(int slot, int64_t batch, int64_t seq, const std::vector<LayerMode>& modes);
+  int num_layers() const { return static_cast<int>(layers_.size()); }  // held here
   // Final norm and lm head into buffers_->logits.
   void ForwardHead();
   void CheckBatch(const Tensor& tokens, const Tensor* targets) const;
@@ -114,6 +161,8 @@ class Model {
   Tensor OnDevice(const Tensor& t, Tensor& staging) const;
 
   ModelConfig config_;
+  ModelSlice slice_;
+  bool embedding_copy_ = false;
   DType dtype_ = DType::kF32;        // compute
   DType param_dtype_ = DType::kF32;  // master weights and grads
   Device device_ = Device::kCpu;
@@ -126,6 +175,7 @@ class Model {
   int embed_ = -1, final_norm_ = -1, lm_head_ = -1;  // lm_head_ = -1 when tied
   std::vector<LayerIndex> layers_;
   std::unique_ptr<Buffers> buffers_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // alias buffers_->shared: cleared with it
 };
 
 }  // namespace baton

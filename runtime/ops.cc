@@ -150,22 +150,22 @@ void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const T
 // ---- RoPE
 
 namespace {
-void RopeImpl(const char* op, Tensor& x, double theta, bool inverse) {
+void RopeImpl(const char* op, Tensor& x, const RopeParams& p, bool inverse) {
 #ifdef BATON_HAVE_CUDA
-  if (x.device() == Device::kCuda) return cuda_impl::Rope(x, theta, inverse);
+  if (x.device() == Device::kCuda) return cuda_impl::Rope(x, p, inverse);
 #endif
   CheckFloat(op, "x", x);
   CheckRank(op, "x", x, 4);
   BATON_OP_CHECK(x.dim(3) % 2 == 0, op, ": head dim of x ", x.DebugString(), " is odd");
   DispatchFloat(op, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    cpu::RopeRotate<T>(x.data<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), theta, inverse);
+    cpu::RopeRotate<T>(x.data<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), p, inverse);
   });
 }
 }  // namespace
 
-void Rope(Tensor& x, double theta) { RopeImpl("Rope", x, theta, /*inverse=*/false); }
-void RopeBackward(Tensor& dx, double theta) { RopeImpl("RopeBackward", dx, theta, true); }
+void Rope(Tensor& x, const RopeParams& p) { RopeImpl("Rope", x, p, /*inverse=*/false); }
+void RopeBackward(Tensor& dx, const RopeParams& p) { RopeImpl("RopeBackward", dx, p, true); }
 
 // ---- Attention
 

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 
+#include "kernels/cpu/rope.h"
 #include "runtime/tensor.h"
 
 namespace baton::ops {
@@ -40,10 +41,15 @@ void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const T
                      Tensor& dx, Tensor& dw);
 
 // ---- Rotary position embedding, HF "rotate_half" layout: for head dim D,
-// element i pairs with i + D/2, angle = pos · theta^(-2i/D), pos = t (0..T-1).
-// x (B, T, H, D) rotated in place. Backward rotates the gradient by -angle.
-void Rope(Tensor& x, double theta);
-void RopeBackward(Tensor& dx, double theta);
+// element i pairs with i + D/2, angle = pos · inv_freq[i], pos = t (0..T-1),
+// inv_freq[i] = theta^(-2i/D) rescaled per p.scaling (none, linear, llama3;
+// RopeInverseFrequency in kernels/cpu/rope.h). x (B, T, H, D) rotated in
+// place. Backward rotates the gradient by -angle.
+void Rope(Tensor& x, const RopeParams& p);
+void RopeBackward(Tensor& dx, const RopeParams& p);
+// Unscaled RoPE with base theta.
+inline void Rope(Tensor& x, double theta) { Rope(x, RopeParams{theta, {}}); }
+inline void RopeBackward(Tensor& dx, double theta) { RopeBackward(dx, RopeParams{theta, {}}); }
 
 // ---- Causal grouped-query attention, scale 1/sqrt(D).
 // q (B, T, H, D); k, v (B, T, KV, D), H % KV == 0 (head h uses kv head h/(H/KV)).

@@ -157,12 +157,12 @@ void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const T
                                 cuda::CurrentStream()));
 }
 
-void Rope(Tensor& x, double theta, bool inverse) {
+void Rope(Tensor& x, const RopeParams& p, bool inverse) {
   const char* op = inverse ? "RopeBackward" : "Rope";
   CheckCudaFloat(op, "x", x);
   CheckRank(op, "x", x, 4);
   BATON_OP_CHECK(x.dim(3) % 2 == 0, op, ": head dim of x ", x.DebugString(), " is odd");
-  Ok(op, cuda::RopeRotate(Tag(x), x.raw(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), theta, inverse,
+  Ok(op, cuda::RopeRotate(Tag(x), x.raw(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), p, inverse,
                           cuda::CurrentStream()));
 }
 

@@ -25,7 +25,7 @@ void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* 
 void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd);
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
                      Tensor& dx, Tensor& dw);
-void Rope(Tensor& x, double theta, bool inverse);
+void Rope(Tensor& x, const RopeParams& p, bool inverse);
 void Attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, Tensor& lse,
                Tensor* probs);
 void AttentionBackward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,

@@ -16,7 +16,7 @@ LayerDims LayerDims::From(const ModelConfig& c, int64_t batch, int64_t seq) {
   d.kv_heads = c.kv_heads;
   d.head_dim = c.head_dim();
   d.ffn = c.ffn_dim;
-  d.rope_theta = c.rope_theta;
+  d.rope = c.rope();
   d.norm_eps = c.norm_eps;
   return d;
 }
@@ -146,8 +146,8 @@ void LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
   ops::Linear(a.ln1, w.wq, w.bq.defined() ? &w.bq : nullptr, q2);
   ops::Linear(a.ln1, w.wk, w.bk.defined() ? &w.bk : nullptr, k2);
   ops::Linear(a.ln1, w.wv, w.bv.defined() ? &w.bv : nullptr, v2);
-  ops::Rope(a.q, d.rope_theta);
-  ops::Rope(a.k, d.rope_theta);
+  ops::Rope(a.q, d.rope);
+  ops::Rope(a.k, d.rope);
   ops::Attention(a.q, a.k, a.v, a.att, a.lse, a.probs.defined() ? &a.probs : nullptr);
   ops::Linear(As2D(a.att, N), w.wo, nullptr, s.proj);
   ops::Add(x, s.proj, a.h);
@@ -188,8 +188,8 @@ void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, c
   ops::LinearBackward(s.dh, As2D(a.att, N), w.wo, &datt2, &g.wo, nullptr);
   ops::AttentionBackward(s.datt, a.q, a.k, a.v, a.att, a.lse,
                          a.probs.defined() ? &a.probs : nullptr, s.dq, s.dk, s.dv);
-  ops::RopeBackward(s.dq, d.rope_theta);
-  ops::RopeBackward(s.dk, d.rope_theta);
+  ops::RopeBackward(s.dq, d.rope);
+  ops::RopeBackward(s.dk, d.rope);
   ops::LinearBackward(As2D(s.dq, N), a.ln1, w.wq, &s.dln, &g.wq, g.bq.defined() ? &g.bq : nullptr);
   ops::LinearBackward(As2D(s.dk, N), a.ln1, w.wk, &s.dtmp, &g.wk, g.bk.defined() ? &g.bk : nullptr);
   ops::AddInPlace(s.dln, s.dtmp);

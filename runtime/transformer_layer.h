@@ -23,7 +23,7 @@ struct LayerDims {
   int64_t kv_heads = 0;        // KV
   int64_t head_dim = 0;        // D
   int64_t ffn = 0;             // F
-  double rope_theta = 10000.0;
+  RopeParams rope;             // theta and scaling: ModelConfig::rope()
   float norm_eps = 1e-5f;
   int64_t rows() const { return batch * seq; }  // N = B·T
 

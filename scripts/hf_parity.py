@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """HF parity check for baton's Llama/Qwen2 model (issue 4's parity bullet, issue 7's import/export).
 
-For three small random-initialised Hugging Face models, all fp32 on the CPU:
+For five small random-initialised Hugging Face models, all fp32 on the CPU:
   (a) llama_tied_gqa   LlamaForCausalLM, tied embeddings, GQA (heads 4, kv 2), rope_theta 10000
   (b) llama_untied     LlamaForCausalLM, untied, MHA, rope_theta 500000
   (c) qwen2_bias       Qwen2ForCausalLM, q/k/v biases, untied, GQA, saved in shards
+  (d) llama3_rope_scaling  LlamaForCausalLM with Llama 3.1's rope_scaling (llama3, factor 8,
+                       low/high_freq_factor 1/4) but original_max_position_embeddings 64, so that
+                       head_dim 16 has a frequency in each band (kept, blended, divided by 8)
+  (e) linear_rope_scaling  LlamaForCausalLM with rope_scaling linear, factor 4
 it saves the model with save_pretrained, runs `baton import` and `baton parity-dump`
 on random input_ids (B=2, T=16), and compares baton's logits, mean loss (labels =
 input_ids) and the gradient of every parameter with HF's (eager attention, loss.backward()).
@@ -12,7 +16,9 @@ Then it runs `baton export` (f32 and bf16) of the imported checkpoint and checks
 AutoModelForCausalLM.from_pretrained of the export gives HF's logits.
 
 Negative control: the same weights imported with rope_theta x1.1 must miss the f32
-budget, so the check can fail (and theta provably reaches baton's RoPE).
+budget, so the check can fail (and theta provably reaches baton's RoPE). For the
+scaled cases, a second control imports them with the scaling removed (rope_type
+"default"): it must miss the budget too, so the scaling provably reaches baton's RoPE.
 
 Error measure per tensor: max|baton - hf| / max|hf|. Budgets: 1e-4 for f32 (the
 issue's relative tolerance), 2e-2 for the bf16 export (a few bf16 ulps, 2^-8 each,
@@ -58,6 +64,13 @@ CASES = [
     ("llama_tied_gqa", LlamaConfig, dict(num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=True), None),
     ("llama_untied", LlamaConfig, dict(num_key_value_heads=4, rope_theta=500000.0, tie_word_embeddings=False), None),
     ("qwen2_bias", Qwen2Config, dict(num_key_value_heads=2, rope_theta=10000.0, tie_word_embeddings=False), "40KB"),
+    ("llama3_rope_scaling", LlamaConfig,
+     dict(num_key_value_heads=2, rope_theta=500000.0, tie_word_embeddings=False,
+          rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                            original_max_position_embeddings=64)), None),
+    ("linear_rope_scaling", LlamaConfig,
+     dict(num_key_value_heads=4, rope_theta=10000.0, tie_word_embeddings=True,
+          rope_scaling=dict(rope_type="linear", factor=4.0)), None),
 ]
 
 
@@ -80,10 +93,11 @@ def run(cmd):
 def make_config(cls, extra):
     kw = dict(COMMON, **extra)
     theta = kw.pop("rope_theta")
+    scaling = kw.pop("rope_scaling", None)
     try:  # transformers 5 keeps rope settings in rope_parameters
-        cfg = cls(**kw, rope_parameters={"rope_type": "default", "rope_theta": theta})
+        cfg = cls(**kw, rope_parameters=dict(scaling or {"rope_type": "default"}, rope_theta=theta))
     except TypeError:
-        cfg = cls(**kw, rope_theta=theta)
+        cfg = cls(**kw, rope_theta=theta, rope_scaling=scaling)
     if getattr(cfg, "rope_theta", theta) != theta and getattr(cfg, "rope_parameters", None) is None:
         cfg.rope_theta = theta
     cfg._attn_implementation = "eager"
@@ -161,29 +175,47 @@ def check_case(idx, name, cls, extra, shard, baton, work):
 
     # A checker that cannot fail proves nothing: the same weights imported with rope_theta
     # moved by 10% must miss the budget (and shows that theta reaches baton's RoPE).
-    bad_dir = os.path.join(work, name, "hf_bad_theta")
-    shutil.copytree(hf_dir, bad_dir)
-    with open(os.path.join(bad_dir, "config.json")) as f:
-        bad_cfg = json.load(f)
-    rp = bad_cfg.get("rope_parameters")
-    if isinstance(rp, dict) and "rope_theta" in rp:
-        rp["rope_theta"] *= 1.1
-    else:
-        bad_cfg["rope_theta"] = bad_cfg.get("rope_theta", 10000.0) * 1.1
-    with open(os.path.join(bad_dir, "config.json"), "w") as f:
-        json.dump(bad_cfg, f)
-    bad_ckpt = os.path.join(work, name, "bad_theta.h5")
-    bad_dump = os.path.join(work, name, "bad_dump.safetensors")
-    run([baton, "import", "--hf", bad_dir, "--out", bad_ckpt])
-    run([baton, "parity-dump", "--checkpoint", bad_ckpt, "--tokens", tokens, "--out", bad_dump])
-    control = rel_err(load_file(bad_dump)["logits"], logits)
+    def control_err(tag, edit):
+        bad_dir = os.path.join(work, name, f"hf_{tag}")
+        shutil.copytree(hf_dir, bad_dir)
+        with open(os.path.join(bad_dir, "config.json")) as f:
+            bad_cfg = json.load(f)
+        edit(bad_cfg)
+        with open(os.path.join(bad_dir, "config.json"), "w") as f:
+            json.dump(bad_cfg, f)
+        bad_ckpt = os.path.join(work, name, f"{tag}.h5")
+        bad_dump = os.path.join(work, name, f"{tag}_dump.safetensors")
+        run([baton, "import", "--hf", bad_dir, "--out", bad_ckpt])
+        run([baton, "parity-dump", "--checkpoint", bad_ckpt, "--tokens", tokens, "--out", bad_dump])
+        return rel_err(load_file(bad_dump)["logits"], logits)
+
+    def theta_x11(c):
+        rp = c.get("rope_parameters")
+        if isinstance(rp, dict) and "rope_theta" in rp:
+            rp["rope_theta"] *= 1.1
+        else:
+            c["rope_theta"] = c.get("rope_theta", 10000.0) * 1.1
+
+    def no_scaling(c):
+        theta = c.get("rope_theta") or (c.get("rope_parameters") or {}).get("rope_theta", 10000.0)
+        c.pop("rope_scaling", None)
+        c["rope_parameters"] = {"rope_type": "default", "rope_theta": theta}
+
+    control = control_err("bad_theta", theta_x11)
+    scaled = "rope_scaling" in extra
+    scaling_control = control_err("no_scaling", no_scaling) if scaled else None
+    exported_cfg = json.load(open(os.path.join(work, name, "export_f32", "config.json")))
+    if scaled and exported_cfg.get("rope_scaling", {}).get("rope_type") != extra["rope_scaling"]["rope_type"]:
+        raise RuntimeError(f"export config.json rope_scaling is {exported_cfg.get('rope_scaling')}")
 
     ok = (not missing and not extra_names and max(errs.values()) <= F32_BUDGET and weights_exact
-          and all(e <= b for e, b in export_errs.values()) and control > F32_BUDGET)
+          and all(e <= b for e, b in export_errs.values()) and control > F32_BUDGET
+          and (scaling_control is None or scaling_control > F32_BUDGET))
     return dict(name=name, arch=cls.__name__.replace("Config", ""), sharded=sharded, ntensors=len(errs),
                 logits=errs["logits"], loss=errs["loss"], grad=grad_worst, worst=worst, worst_err=errs[worst],
                 export_f32=export_errs["f32"][0], export_bf16=export_errs["bf16"][0], weights_exact=weights_exact,
-                missing=missing, extra=extra_names, control=control, hf_loss=loss.item(), baton_loss=dump["loss"].item(), ok=ok)
+                missing=missing, extra=extra_names, control=control, scaling_control=scaling_control,
+                rope_type=extra["rope_scaling"]["rope_type"] if scaled else None, hf_loss=loss.item(), baton_loss=dump["loss"].item(), ok=ok)
 
 
 def check_trained(ckpt, baton, work):
@@ -225,7 +257,7 @@ def main():
     work = args.workdir or tempfile.mkdtemp(prefix="hf_parity.")
     print(f"hf_parity: torch {torch.__version__}, transformers {transformers.__version__}, "
           f"B={B} T={T}, fp32 budget {F32_BUDGET:g}, bf16 export budget {BF16_BUDGET:g}")
-    hdr = (f"{'case':<15} {'arch':<6} {'shards':<6} {'tensors':>7} {'logits':>9} {'loss':>9} {'grads':>9} "
+    hdr = (f"{'case':<20} {'arch':<6} {'shards':<6} {'tensors':>7} {'logits':>9} {'loss':>9} {'grads':>9} "
            f"{'exp_f32':>9} {'exp_bf16':>9}  {'worst tensor':<44} status")
     print(hdr)
     print("-" * len(hdr))
@@ -236,27 +268,31 @@ def main():
                 r = check_case(i, name, cls, extra, shard, baton, work)
             except Exception as e:  # noqa: BLE001 - report and go on to the next case
                 failed += 1
-                print(f"{name:<15} ERROR: {e}")
+                print(f"{name:<20} ERROR: {e}")
                 continue
             failed += not r["ok"]
-            print(f"{r['name']:<15} {r['arch']:<6} {'yes' if r['sharded'] else 'no':<6} {r['ntensors']:>7} "
+            print(f"{r['name']:<20} {r['arch']:<6} {'yes' if r['sharded'] else 'no':<6} {r['ntensors']:>7} "
                   f"{r['logits']:>9.2e} {r['loss']:>9.2e} {r['grad']:>9.2e} {r['export_f32']:>9.2e} "
                   f"{r['export_bf16']:>9.2e}  {r['worst'] + ' ' + format(r['worst_err'], '.2e'):<44} "
                   f"{'ok' if r['ok'] else 'FAIL'}")
-            print(f"{'':<15} loss hf {r['hf_loss']:.7f} baton {r['baton_loss']:.7f}; f32 export weights "
+            print(f"{'':<20} loss hf {r['hf_loss']:.7f} baton {r['baton_loss']:.7f}; f32 export weights "
                   f"{'bit-identical' if r['weights_exact'] else 'DIFFER'}; control (rope_theta x1.1) logits "
                   f"{r['control']:.2e} {'> budget: ok' if r['control'] > F32_BUDGET else '<= budget: CHECKER BLIND'}")
+            if r["scaling_control"] is not None:
+                sc = r["scaling_control"]
+                print(f"{'':<20} rope_scaling {r['rope_type']} reaches baton: control (scaling removed) logits "
+                      f"{sc:.2e} {'> budget: ok' if sc > F32_BUDGET else '<= budget: CHECKER BLIND'}")
             if r["missing"] or r["extra"]:
-                print(f"{'':<15} gradients missing in baton: {r['missing']}, unexpected: {r['extra']}")
+                print(f"{'':<20} gradients missing in baton: {r['missing']}, unexpected: {r['extra']}")
         if args.trained:
             try:
                 err, arch, tok_ok = check_trained(os.path.abspath(args.trained), baton, work)
                 ok = err <= F32_BUDGET and tok_ok
-                print(f"{'trained':<15} {arch:<6} export of {args.trained}: HF logits vs baton {err:.2e}, "
+                print(f"{'trained':<20} {arch:<6} export of {args.trained}: HF logits vs baton {err:.2e}, "
                       f"HF tokenizer ids {'= baton byte ids' if tok_ok else 'DIFFER'} {'ok' if ok else 'FAIL'}")
             except Exception as e:  # noqa: BLE001
                 ok = False
-                print(f"{'trained':<15} ERROR: {e}")
+                print(f"{'trained':<20} ERROR: {e}")
             failed += not ok
     finally:
         if not args.workdir:

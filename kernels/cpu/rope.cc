@@ -1,5 +1,6 @@
 // Rotary embedding reference kernel (see rope.h). One cos/sin table of
-// (t, d/2) per call, then a pure elementwise pass threaded over (b, t).
+// (t, d/2) per call, from the d/2 inverse frequencies, then a pure
+// elementwise pass threaded over (b, t).
 #include "kernels/cpu/rope.h"
 
 #include <cmath>
@@ -7,15 +8,28 @@
 
 #include "kernels/check.h"
 
+namespace baton {
+
+const char* RopeScalingName(RopeScaling::Type t) {
+  switch (t) {
+    case RopeScaling::Type::kNone: return "none";
+    case RopeScaling::Type::kLinear: return "linear";
+    case RopeScaling::Type::kLlama3: return "llama3";
+  }
+  return "?";
+}
+
+}  // namespace baton
+
 namespace baton::cpu {
 
 template <typename T>
-void RopeRotate(T* x, int64_t b, int64_t t, int64_t h, int64_t d, double theta, bool inverse) {
+void RopeRotate(T* x, int64_t b, int64_t t, int64_t h, int64_t d, const RopeParams& params, bool inverse) {
   BATON_CHECK_MSG(d % 2 == 0, "rope: head dim must be even");
   const int64_t half = d / 2;
   std::vector<T> cos_t(t * half), sin_t(t * half);  // (t, d/2)
   for (int64_t i = 0; i < half; ++i) {
-    const double inv_freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(d));
+    const double inv_freq = RopeInverseFrequency(params, i, d);
     for (int64_t p = 0; p < t; ++p) {
       const double angle = static_cast<double>(p) * inv_freq;
       cos_t[p * half + i] = static_cast<T>(std::cos(angle));
@@ -42,7 +56,7 @@ void RopeRotate(T* x, int64_t b, int64_t t, int64_t h, int64_t d, double theta, 
   }
 }
 
-template void RopeRotate<float>(float*, int64_t, int64_t, int64_t, int64_t, double, bool);
-template void RopeRotate<double>(double*, int64_t, int64_t, int64_t, int64_t, double, bool);
+template void RopeRotate<float>(float*, int64_t, int64_t, int64_t, int64_t, const RopeParams&, bool);
+template void RopeRotate<double>(double*, int64_t, int64_t, int64_t, int64_t, const RopeParams&, bool);
 
 }  // namespace baton::cpu

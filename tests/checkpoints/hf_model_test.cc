@@ -229,8 +229,8 @@ TEST(HfConfigParse, Errors) {
        "d/config.json: architecture MistralForCausalLM is not supported (expected LlamaForCausalLM or "
        "Qwen2ForCausalLM)"},
       {with(R"("model_type": "gemma")"), "architecture model_type \"gemma\" is not supported"},
-      {with(R"("model_type": "llama", "rope_scaling": {"rope_type": "llama3", "factor": 8.0})"),
-       "d/config.json: rope_scaling={\"factor\":8.0,\"rope_type\":\"llama3\"} is not supported yet"},
+      {with(R"("model_type": "llama", "rope_scaling": {"type": "dynamic", "factor": 2.0})"),
+       "d/config.json: rope_scaling.type=\"dynamic\" is not supported yet (baton supports default, linear and llama3)"},
       {with(R"("model_type": "llama", "rope_parameters": {"rope_type": "yarn", "rope_theta": 10000.0})"),
        "rope_parameters.rope_type=\"yarn\" is not supported yet"},
       {with(R"("model_type": "llama", "head_dim": 16)"),

@@ -169,6 +169,33 @@ TEST_P(CudaOps, RopeForwardAndInverse) {
   }
 }
 
+// Llama 3.1's scaling with original_max_position 256, so that T = 989 and
+// D = 64/128 span all three llama3 bands, and linear scaling.
+TEST_P(CudaOps, RopeWithScalingForwardAndInverse) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(14);
+  RopeParams llama3{500000.0, {}};
+  llama3.scaling = {RopeScaling::Type::kLlama3, 8.0, 1.0, 4.0, 256};
+  RopeParams linear{10000.0, {}};
+  linear.scaling = {RopeScaling::Type::kLinear, 4.0, 1.0, 4.0, 8192};
+  for (const RopeParams& p : {llama3, linear}) {
+    for (Shape s : {Shape{1, 1, 1, 2}, Shape{2, 19, 3, 64}, Shape{1, 989, 2, 128}}) {
+      Tensor x = Input(s, t, rng);
+      Tensor xd = ToDevice(x, t);
+      ops::Rope(x, p);
+      ops::Rope(xd, p);
+      ASSERT_TRUE(AllClose(ToHost(xd), x, Tol(t), "Rope")) << ShapeString(s) << RopeScalingName(p.scaling.type);
+      Tensor g = Input(s, t, rng);
+      Tensor gd = ToDevice(g, t);
+      ops::RopeBackward(g, p);
+      ops::RopeBackward(gd, p);
+      ASSERT_TRUE(AllClose(ToHost(gd), g, Tol(t), "RopeBackward"))
+          << ShapeString(s) << RopeScalingName(p.scaling.type);
+    }
+  }
+}
+
 TEST_P(CudaOps, SwiGluForwardBackward) {
   REQUIRE_GPU();
   const DType t = GetParam();

@@ -169,6 +169,15 @@ TEST_F(TrainTest, WeightsOnlyCheckpointStartsANewRun) {
   EXPECT_EQ(Losses(dir_ / "tuned" / "metrics.jsonl", "loss").size(), 2u);
 }
 
+// Writing checkpoints must not disturb training (a bug once reset the Adam
+// moments at every checkpoint: resume tests cannot see that, both runs reset).
+TEST_F(TrainTest, CheckpointingDoesNotChangeTheRun) {
+  TrainSummary s;
+  ASSERT_TRUE(Train(Config("with", {"train.steps=9", "checkpoint.every=3"}), &s).ok());
+  ASSERT_TRUE(Train(Config("without", {"train.steps=9", "checkpoint.dir=\"\""}), &s).ok());
+  EXPECT_EQ(Losses(dir_ / "with" / "metrics.jsonl", "loss"), Losses(dir_ / "without" / "metrics.jsonl", "loss"));
+}
+
 TEST_F(TrainTest, RecomputePoliciesGiveTheSameLosses) {
   TrainSummary s;
   ASSERT_TRUE(Train(Config("none", {"train.steps=6", "checkpoint.dir=\"\""}), &s).ok());
