@@ -16,6 +16,7 @@
 #include "checkpoints/checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/launcher/mpi_train_fixture.h"
 #include "launcher/train.h"
 #include "nlohmann/json.hpp"
 #include "parallel/mesh.h"
@@ -27,46 +28,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int WorldRank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int WorldSize() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
+using ::baton::testing::WorldRank;
+using ::baton::testing::WorldSize;
 
-// Rank 0 writes a small byte-level corpus; every rank gets its directory.
-fs::path SharedDir() {
-  static fs::path dir;
-  if (!dir.empty()) return dir;
-  char buf[256] = {};
-  if (WorldRank() == 0) {
-    fs::path d = fs::temp_directory_path() / ("baton_dp_test_" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    ByteTokenizer tok;
-    auto w = IndexedDatasetWriter::Create((d / "corpus").string(), IndexDType::kUInt16);
-    uint64_t x = 99;
-    for (int doc = 0; doc < 200; ++doc) {
-      std::vector<int32_t> ids = {tok.bos_id()};
-      for (int i = 0; i < 40 + doc % 17; ++i) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids.push_back(static_cast<int32_t>("etaoin shrdlu cmfwyp"[(x >> 33) % 20]));
-      }
-      ids.push_back(tok.eos_id());
-      (void)w->AddSequence(ids);
-      w->EndDocument();
-    }
-    (void)w->Finish();
-    std::snprintf(buf, sizeof buf, "%s", d.c_str());
-  }
-  MPI_Bcast(buf, sizeof buf, MPI_CHAR, 0, MPI_COMM_WORLD);
-  dir = buf;
-  return dir;
-}
+fs::path SharedDir() { return ::baton::testing::SharedCorpusDir("dp_test", 99, 17); }
 
 JobConfig Config(const std::string& run, int dp, std::vector<std::string> extra) {
   const fs::path dir = SharedDir();
