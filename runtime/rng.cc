@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <numbers>
+#include <utility>
 
 namespace baton {
 
@@ -32,8 +33,11 @@ uint64_t Fnv1a64(std::string_view s) {
   return h;
 }
 
-double NormalAt(uint64_t seed, uint64_t name_hash, uint64_t index) {
-  const uint64_t block = index / 2;
+namespace {
+// Both normals of Philox block `block` (Box-Muller: cos, then sin): element
+// 2k is .first, 2k+1 is .second. NormalAt and the fills share this, so a
+// fill that takes both halves at once gives the same bits as one at a time.
+std::pair<double, double> NormalPair(uint64_t seed, uint64_t name_hash, uint64_t block) {
   const std::array<uint32_t, 4> out = Philox4x32_10(
       {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)},
@@ -45,7 +49,13 @@ double NormalAt(uint64_t seed, uint64_t name_hash, uint64_t index) {
   const double u2 = static_cast<double>(b) * 0x1.0p-53;
   const double r = std::sqrt(-2.0 * std::log(u1));
   const double angle = 2.0 * std::numbers::pi * u2;
-  return (index % 2 == 0) ? r * std::cos(angle) : r * std::sin(angle);
+  return {r * std::cos(angle), r * std::sin(angle)};
+}
+}  // namespace
+
+double NormalAt(uint64_t seed, uint64_t name_hash, uint64_t index) {
+  const std::pair<double, double> z = NormalPair(seed, name_hash, index / 2);
+  return index % 2 == 0 ? z.first : z.second;
 }
 
 namespace {
@@ -54,9 +64,18 @@ void Fill2D(T* out, int64_t rows, int64_t cols, uint64_t seed, uint64_t hash, do
             int64_t logical_cols, int64_t row0, int64_t col0) {
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t base = (row0 + r) * logical_cols + col0;
-    for (int64_t c = 0; c < cols; ++c) {
-      out[r * cols + c] = static_cast<T>(std * NormalAt(seed, hash, static_cast<uint64_t>(base + c)));
+    T* row = out + r * cols;
+    int64_t c = 0;
+    if (cols > 0 && base % 2 != 0) {  // an odd first element: the second half of its pair
+      row[c] = static_cast<T>(std * NormalAt(seed, hash, static_cast<uint64_t>(base)));
+      ++c;
     }
+    for (; c + 1 < cols; c += 2) {  // whole pairs: one Philox block, one log, for two values
+      const std::pair<double, double> z = NormalPair(seed, hash, static_cast<uint64_t>(base + c) / 2);
+      row[c] = static_cast<T>(std * z.first);
+      row[c + 1] = static_cast<T>(std * z.second);
+    }
+    if (c < cols) row[c] = static_cast<T>(std * NormalAt(seed, hash, static_cast<uint64_t>(base + c)));
   }
 }
 

@@ -81,3 +81,25 @@ TEST(FillNormal, MomentsOfStandardNormal) {
 
 }  // namespace
 }  // namespace baton
+
+namespace baton {
+namespace {
+
+// Fills take both normals of a Philox block at once; every offset parity and
+// length must still give exactly NormalAt's value per element.
+TEST(FillNormal, PairedFillEqualsElementwiseAtEveryOffsetAndLength) {
+  const uint64_t hash = Fnv1a64("layers.0.mlp.w_up");
+  for (int64_t offset = 0; offset < 6; ++offset) {
+    for (int64_t n = 1; n < 8; ++n) {
+      Tensor t = Tensor::Empty({n}, DType::kF64);
+      FillNormal(t, 42, "layers.0.mlp.w_up", 0.5f, offset);
+      for (int64_t i = 0; i < n; ++i) {
+        EXPECT_EQ(t.data<double>()[i], 0.5f * NormalAt(42, hash, static_cast<uint64_t>(offset + i)))
+            << "offset " << offset << " n " << n << " i " << i;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace baton
