@@ -275,8 +275,6 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
         " training samples of train.seq_len=", tc.seq_len, ", fewer than train.global_batch_size=",
         tc.global_batch_size));
   }
-  int max_token = config.model.vocab_size;
-  (void)max_token;
 
   // ---- model and optimizer
   BATON_ASSIGN_OR_RETURN(const Device device, ChooseDevice(tc));
