@@ -88,6 +88,37 @@ std::vector<CheckpointTensor> ModelTensors(Model& model, AdamWOptimizer& opt) {
   return out;
 }
 
+// ZeRO-1: after each rank updated its own params, their owners broadcast them.
+absl::Status BroadcastOwnedParams(Communicator& dp, Model& model) {
+  std::vector<Param>& params = model.params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    BATON_RETURN_IF_ERROR(dp.Broadcast(params[i].value, static_cast<int>(i % dp.size())));
+  }
+  model.RefreshComputeWeights();
+  return absl::OkStatus();
+}
+
+// ZeRO-1 checkpoint tensors (collective over dp): each moment comes from the
+// rank that owns it, so the file is the same logical checkpoint as without ZeRO.
+absl::StatusOr<std::vector<CheckpointTensor>> ZeroModelTensors(Model& model, AdamWOptimizer& opt,
+                                                               std::vector<Param>& owned, Communicator& dp) {
+  if (opt.num_states() == 0) opt.InitState(owned);
+  std::vector<CheckpointTensor> out;
+  std::vector<Param>& params = model.params();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int owner = static_cast<int>(i % dp.size());
+    const size_t j = i / dp.size();  // its index among the owner's params
+    Tensor m = owner == dp.rank() ? opt.m(j).Clone() : Tensor::Empty(params[i].value.shape(), DType::kF32);
+    Tensor v = owner == dp.rank() ? opt.v(j).Clone() : Tensor::Empty(params[i].value.shape(), DType::kF32);
+    BATON_RETURN_IF_ERROR(dp.Broadcast(m, owner));
+    BATON_RETURN_IF_ERROR(dp.Broadcast(v, owner));
+    out.push_back({"params/" + params[i].name, OnHost(params[i].value)});
+    out.push_back({"adam/m/" + params[i].name, m});
+    out.push_back({"adam/v/" + params[i].name, v});
+  }
+  return out;
+}
+
 absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, std::vector<CheckpointTensor> tensors,
                             int64_t optimizer_step, const Sampler& sampler, std::string* path_out) {
   CheckpointData data;
@@ -236,11 +267,13 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   const int dp_rank = comms != nullptr ? comms->dp->rank() : 0;
   const int pp = config.parallel.pp;
   BATON_RETURN_IF_ERROR(ValidateMesh(config, world));
-  if (config.parallel.tp > 1 || config.parallel.zero != 0) {
+  if (config.parallel.tp > 1 || (config.parallel.zero != 0 && pp > 1)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "parallel.tp=", config.parallel.tp, ", parallel.zero=", config.parallel.zero,
-        ": this build executes data and pipeline parallelism only (tp=1, zero=0)"));
+        "parallel.tp=", config.parallel.tp, ", parallel.zero=", config.parallel.zero, ", parallel.pp=", pp,
+        ": this build executes data and pipeline parallelism (tp=1) and ZeRO-1 only without a pipeline"));
   }
+  // ZeRO-1: dp rank r keeps Adam state for, and updates, params i with i % dp == r.
+  const bool zero1 = config.parallel.zero == 1 && dp > 1;
   if (pp > 1) BATON_RETURN_IF_ERROR(PipelineSpecOf(config).status());  // zb-h1 is refused here
   if (pp > 1 && config.parallel.p2p == P2pTransport::kNccl) {
     return absl::FailedPreconditionError(
@@ -308,6 +341,16 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
     models = pipe->models();
     opts = pipe->optimizers();
   }
+  std::vector<Param> owned;        // ZeRO-1: this rank's params (handles sharing storage)
+  std::vector<size_t> owned_index;  // their indices in whole->params()
+  if (zero1) {
+    for (size_t i = 0; i < whole->params().size(); ++i) {
+      if (static_cast<int>(i % dp) == dp_rank) {
+        owned.push_back(whole->params()[i]);
+        owned_index.push_back(i);
+      }
+    }
+  }
   int64_t num_parameters = 0;
   if (pipe == nullptr) {
     num_parameters = whole->NumParameters();
@@ -322,7 +365,17 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
   if (resume) {
     bool weights_only = false;
-    BATON_RETURN_IF_ERROR(LoadCheckpoint(*resume, models, opts, sampler, &step, &weights_only));
+    AdamWOptimizer full_opt(tc.optimizer);  // ZeRO-1 loads every moment once, keeps its own
+    BATON_RETURN_IF_ERROR(LoadCheckpoint(*resume, models, zero1 ? std::vector<AdamWOptimizer*>{&full_opt} : opts,
+                                         sampler, &step, &weights_only));
+    if (zero1 && !weights_only) {
+      whole_opt->InitState(owned);
+      for (size_t j = 0; j < owned.size(); ++j) {
+        whole_opt->m(j).CopyFrom(full_opt.m(owned_index[j]));
+        whole_opt->v(j).CopyFrom(full_opt.v(owned_index[j]));
+      }
+      whole_opt->set_step(full_opt.step());
+    }
     if (root && weights_only) {
       std::printf("initialised weights from %s (no optimizer or data state: a new run from step 0)\n",
                   resume->c_str());
@@ -428,7 +481,8 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
     if (pipe != nullptr) {
       pipe->OptimizerStep(lr);
     } else {
-      whole_opt->Step(whole->params(), lr);
+      whole_opt->Step(zero1 ? owned : whole->params(), lr);
+      if (zero1) BATON_RETURN_IF_ERROR(BroadcastOwnedParams(*comms->dp, *whole));
     }
     ++step;
     const double dt = Seconds(t0, Clock::now());
@@ -449,7 +503,12 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
     std::vector<CheckpointTensor> ckpt;
     if (pipe == nullptr) {
       if (root && eval) val = ValidationLoss(*whole, sampler, config, tokens, targets);
-      if (root && save) ckpt = ModelTensors(*whole, *whole_opt);
+      if (save && zero1) {  // collective: every rank lends its moments
+        BATON_ASSIGN_OR_RETURN(ckpt, ZeroModelTensors(*whole, *whole_opt, owned, *comms->dp));
+        if (!root) ckpt.clear();
+      } else if (root && save) {
+        ckpt = ModelTensors(*whole, *whole_opt);
+      }
     } else if (dp_rank == 0) {
       if (eval) {
         BATON_ASSIGN_OR_RETURN(val, pipe->ValidationLoss(sampler, config));
