@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "runtime/rng.h"
 
 namespace baton {
 
@@ -60,12 +61,10 @@ std::string GitRevision() {
 absl::StatusOr<std::string> HashFile(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
-  uint64_t h = 1469598103934665603ull;
-  std::vector<unsigned char> buf(1 << 20);
+  uint64_t h = kFnv1aOffset;
+  std::vector<char> buf(1 << 20);
   size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ buf[i]) * 1099511628211ull;
-  }
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) h = Fnv1a64(std::string_view(buf.data(), n), h);
   std::fclose(f);
   return absl::StrFormat("%016x", h);
 }

@@ -28,6 +28,7 @@
 #include "runtime/indexed_dataset.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
+#include "runtime/rng.h"
 #include "runtime/sampler.h"
 
 namespace baton {
@@ -238,8 +239,7 @@ absl::StatusOr<Device> ChooseDevice(const TrainConfig& tc) {
 
 // Every rank must run the same job: compare a hash of the effective config.
 absl::Status CheckSameConfig(const JobConfig& config, Communicator& world) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : config.source_text) h = (h ^ c) * 1099511628211ull;
+  const uint64_t h = Fnv1a64(config.source_text);
   Tensor mine = Tensor::Empty({2}, DType::kI32);
   mine.data<int32_t>()[0] = static_cast<int32_t>(h & 0xffffffffu);
   mine.data<int32_t>()[1] = static_cast<int32_t>(h >> 32);

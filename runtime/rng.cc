@@ -24,8 +24,7 @@ std::array<uint32_t, 4> Philox4x32_10(std::array<uint32_t, 4> ctr, std::array<ui
   return ctr;
 }
 
-uint64_t Fnv1a64(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV offset basis
+uint64_t Fnv1a64(std::string_view s, uint64_t h) {
   for (unsigned char c : s) {
     h ^= c;
     h *= 0x100000001b3ull;  // FNV prime

@@ -23,7 +23,9 @@ std::array<uint32_t, 4> Philox4x32_10(std::array<uint32_t, 4> counter, std::arra
 
 // FNV-1a, 64-bit: a hash of parameter names that never changes between
 // builds or platforms (std::hash gives no such promise).
-uint64_t Fnv1a64(std::string_view s);
+// `h` continues a running hash, so a long input can be hashed in pieces.
+inline constexpr uint64_t kFnv1aOffset = 0xcbf29ce484222325ull;
+uint64_t Fnv1a64(std::string_view s, uint64_t h = kFnv1aOffset);
 
 // The standard normal sample for logical element `index` of the stream
 // (seed, name_hash). Box–Muller on two 53-bit uniforms from one Philox
