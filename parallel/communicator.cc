@@ -18,6 +18,19 @@ absl::Status WaitAll(std::vector<CommRequestPtr>& requests) {
   return first;
 }
 
+namespace {
+class DoneRequest final : public CommRequest {
+ public:
+  absl::Status Wait() override { return absl::OkStatus(); }
+  bool Test() override { return true; }
+};
+}  // namespace
+
+absl::StatusOr<CommRequestPtr> Communicator::IAllReduceSum(Tensor& t) {
+  BATON_RETURN_IF_ERROR(AllReduceSum(t));
+  return CommRequestPtr(new DoneRequest());
+}
+
 absl::Status Communicator::Send(const Tensor& t, int peer, int tag) {
   BATON_ASSIGN_OR_RETURN(CommRequestPtr req, ISend(t, peer, tag));
   return req->Wait();

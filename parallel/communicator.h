@@ -32,6 +32,10 @@ class CommRequest {
  public:
   virtual ~CommRequest() = default;
   virtual absl::Status Wait() = 0;
+  // Advances the transfer without blocking; true once it is complete (Wait
+  // then returns at once). Errors surface in Wait. Host backends only make
+  // progress inside MPI/UCX calls, so callers poll this between compute.
+  virtual bool Test() { return false; }
 };
 using CommRequestPtr = std::unique_ptr<CommRequest>;
 
@@ -52,6 +56,12 @@ class Communicator {
   virtual absl::Status AllGather(const Tensor& in, Tensor& out) = 0;             // in [m, ...], out [size·m, ...]
   virtual absl::Status Broadcast(Tensor& t, int root) = 0;
   virtual absl::Status Barrier() = 0;
+  // AllReduceSum started without blocking: `t` must stay alive and untouched
+  // until the request is waited for; the result has the same bits as
+  // AllReduceSum's. Lets data parallelism overlap the gradient sum of early
+  // buckets with the backward of later layers. Default: the blocking call,
+  // returning a request that is already complete.
+  virtual absl::StatusOr<CommRequestPtr> IAllReduceSum(Tensor& t);
 
   // Point-to-point (any dtype). tag in [0, 2^15): MPI guarantees no more.
   // A message matches only a receive with the same peer and tag; messages

@@ -79,6 +79,13 @@ class MpiRequest final : public CommRequest {
     MPI_Wait(&req_, MPI_STATUS_IGNORE);
   }
 
+  bool Test() override {
+    if (req_ == MPI_REQUEST_NULL) return true;
+    int done = 0;  // get_status drives progress but leaves the request (and its status) to Wait
+    MPI_Request_get_status(req_, &done, MPI_STATUS_IGNORE);
+    return done != 0;
+  }
+
   absl::Status Wait() override {
     if (req_ == MPI_REQUEST_NULL) return absl::OkStatus();
     MPI_Status status;
@@ -155,6 +162,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name)
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  if (gather_comm_ != MPI_COMM_NULL && !MpiFinalized()) MPI_Comm_free(&gather_comm_);
   if (comm_ != MPI_COMM_NULL && !MpiFinalized()) MPI_Comm_free(&comm_);
 }
 
@@ -196,6 +204,128 @@ absl::Status MpiCommunicator::AllReduceSum(Tensor& t) {
                                         displs.data(), type, comm_),
                          "MPI_Allgatherv", __FILE__, __LINE__),
                  kOp);
+}
+
+// IAllReduceSum's two phases, as in AllReduceSum: an all-to-all sends
+// chunk j of every rank to rank j, which folds them in rank order; an
+// all-gather (on gather_comm_) hands the folded chunks back. The
+// communicator starts second phases in the order the requests began, so
+// every rank issues the same collectives in the same order on each comm.
+class MpiAllReduceRequest final : public CommRequest {
+ public:
+  MpiAllReduceRequest(MpiCommunicator& owner, Tensor t) : owner_(owner), t_(std::move(t)) {}
+  ~MpiAllReduceRequest() override {
+    if (!MpiFinalized()) (void)Wait();
+  }
+
+  absl::Status Start() {
+    const int n = owner_.size_, rank = owner_.rank_;
+    const int64_t numel = t_.numel();
+    counts_.resize(n);
+    displs_.resize(n);
+    for (int j = 0, at = 0; j < n; ++j) {
+      counts_[j] = static_cast<int>(numel / n + (j < numel % n ? 1 : 0));
+      displs_[j] = at;
+      at += counts_[j];
+    }
+    recv_counts_.assign(n, counts_[rank]);
+    recv_displs_.resize(n);
+    for (int j = 0; j < n; ++j) recv_displs_[j] = j * counts_[rank];
+    scratch_.resize(static_cast<size_t>(n) * counts_[rank] * DTypeSize(t_.dtype()));
+    const MPI_Datatype type = MpiDatatypeOf(t_.dtype());
+    status_ = Check(MPI_Ialltoallv(t_.raw(), counts_.data(), displs_.data(), type, scratch_.data(),
+                                   recv_counts_.data(), recv_displs_.data(), type, owner_.comm_, &req_),
+                    "MPI_Ialltoallv");
+    if (status_.ok()) owner_.started_.push_back(this);
+    return status_;
+  }
+
+  // Phase one done (or failed)? Polls or blocks.
+  bool FirstPhaseDone(bool block) {
+    if (!status_.ok() || req_ == MPI_REQUEST_NULL) return true;
+    int done = 1;
+    status_ = block ? Check(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait")
+                    : Check(MPI_Test(&req_, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    return !status_.ok() || done != 0;
+  }
+
+  // Folds this rank's chunk and starts the all-gather (the communicator calls it in order).
+  void StartSecondPhase() {
+    second_ = true;
+    if (!status_.ok()) return;
+    Fold(t_.dtype(), scratch_.data(), owner_.size_, counts_[owner_.rank_],
+         static_cast<char*>(t_.raw()) + displs_[owner_.rank_] * DTypeSize(t_.dtype()));
+    status_ = Check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, t_.raw(), counts_.data(),
+                                    displs_.data(), MpiDatatypeOf(t_.dtype()), owner_.gather_comm_, &req_),
+                    "MPI_Iallgatherv");
+  }
+
+  bool Test() override {
+    if (!second_) owner_.Advance(nullptr);
+    if (!second_) return !status_.ok();
+    if (!status_.ok() || req_ == MPI_REQUEST_NULL) return true;
+    int done = 0;
+    status_ = Check(MPI_Test(&req_, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    return !status_.ok() || done != 0;
+  }
+
+  absl::Status Wait() override {
+    if (!second_) owner_.Advance(this);
+    if (status_.ok() && req_ != MPI_REQUEST_NULL) {
+      status_ = Check(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait");
+    }
+    req_ = MPI_REQUEST_NULL;
+    return status_;
+  }
+
+ private:
+  absl::Status Check(int code, const char* call) {
+    absl::Status st = FromMpi(code, call, __FILE__, __LINE__);
+    if (st.ok()) return st;
+    return absl::Status(st.code(), absl::StrCat(owner_.name_, " iall_reduce_sum: ", st.message()));
+  }
+
+  MpiCommunicator& owner_;
+  Tensor t_;  // keeps the storage alive
+  bool second_ = false;
+  MPI_Request req_ = MPI_REQUEST_NULL;
+  std::vector<int> counts_, displs_, recv_counts_, recv_displs_;
+  std::vector<char> scratch_;
+  absl::Status status_;
+};
+
+absl::Status MpiCommunicator::EnsureGatherComm() {
+  if (gather_comm_ != MPI_COMM_NULL) return absl::OkStatus();
+  BATON_CHECK_MPI(MPI_Comm_dup(comm_, &gather_comm_));
+  BATON_CHECK_MPI(MPI_Comm_set_errhandler(gather_comm_, MPI_ERRORS_RETURN));
+  return absl::OkStatus();
+}
+
+void MpiCommunicator::Advance(MpiAllReduceRequest* until) {
+  size_t done = 0;
+  for (; done < started_.size(); ++done) {
+    MpiAllReduceRequest* r = started_[done];
+    const bool block = until != nullptr;
+    if (!r->FirstPhaseDone(block)) break;
+    r->StartSecondPhase();
+    if (r == until) {
+      ++done;
+      break;
+    }
+  }
+  started_.erase(started_.begin(), started_.begin() + static_cast<std::ptrdiff_t>(done));
+}
+
+absl::StatusOr<CommRequestPtr> MpiCommunicator::IAllReduceSum(Tensor& t) {
+  constexpr const char* kOp = "iall_reduce_sum";
+  BATON_RETURN_IF_ERROR(CheckCommTensor(kOp, t, Device::kCpu));
+  BATON_RETURN_IF_ERROR(CheckReduceDType(kOp, t));
+  BATON_RETURN_IF_ERROR(CheckCount(kOp, t.numel()));
+  if (size_ == 1) return Communicator::IAllReduceSum(t);
+  BATON_RETURN_IF_ERROR(Context(EnsureGatherComm(), kOp));
+  auto req = std::make_unique<MpiAllReduceRequest>(*this, t);
+  BATON_RETURN_IF_ERROR(req->Start());
+  return CommRequestPtr(std::move(req));
 }
 
 absl::Status MpiCommunicator::ReduceScatterSum(const Tensor& in, Tensor& out) {

@@ -28,6 +28,8 @@
 
 namespace baton {
 
+class MpiAllReduceRequest;
+
 class MpiCommunicator final : public Communicator {
  public:
   // Collective over `parent`: ranks with equal `color` form one group,
@@ -46,6 +48,7 @@ class MpiCommunicator final : public Communicator {
   const char* backend() const override { return "mpi"; }
 
   absl::Status AllReduceSum(Tensor& t) override;
+  absl::StatusOr<CommRequestPtr> IAllReduceSum(Tensor& t) override;
   absl::Status ReduceScatterSum(const Tensor& in, Tensor& out) override;
   absl::Status AllGather(const Tensor& in, Tensor& out) override;
   absl::Status Broadcast(Tensor& t, int root) override;
@@ -57,7 +60,17 @@ class MpiCommunicator final : public Communicator {
   MpiCommunicator(MPI_Comm comm, std::string name);
   absl::Status Context(absl::Status st, const char* op) const;  // "tp all_reduce_sum: ..."
 
+  friend class MpiAllReduceRequest;
+  // IAllReduceSum runs in two collectives (all-to-all, then all-gather);
+  // MPI needs every rank to start collectives on a communicator in one
+  // order, so the all-gathers run on their own duplicate (gather_comm_) and
+  // start strictly in the order the all-reduces were started (started_).
+  absl::Status EnsureGatherComm();
+  void Advance(MpiAllReduceRequest* until);  // until: block up to this one; null: only poll
+
   MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm gather_comm_ = MPI_COMM_NULL;
+  std::vector<MpiAllReduceRequest*> started_;  // first phase in flight, oldest first
   std::string name_;
   int rank_ = 0, size_ = 1;
   std::vector<char> scratch_;  // (size, chunk) received chunks; grows, never shrinks

@@ -88,6 +88,7 @@ class UcxP2pCommunicator final : public Communicator {
   UcxWorld& ucx() const { return *ucx_; }  // for Close() at shutdown
 
   absl::Status AllReduceSum(Tensor& t) override { return collectives_->AllReduceSum(t); }
+  absl::StatusOr<CommRequestPtr> IAllReduceSum(Tensor& t) override { return collectives_->IAllReduceSum(t); }
   absl::Status ReduceScatterSum(const Tensor& in, Tensor& out) override {
     return collectives_->ReduceScatterSum(in, out);
   }
