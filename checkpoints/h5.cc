@@ -1,7 +1,14 @@
 // HDF5 error conversion (see h5.h).
 #include "checkpoints/h5.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -38,6 +45,117 @@ absl::Status FromHdf5(int64_t code, const char* expr, const std::string& file, c
   if (code >= 0) return absl::OkStatus();
   return absl::InternalError(
       absl::StrCat(expr, " failed on ", file, ": ", InnermostHdf5Message(), " (", src, ":", line, ")"));
+}
+
+// ---- shared by the single-process and the distributed checkpoint files
+
+// ---- names and types
+
+// Tensor names become HDF5 paths: "adam/m/layers.3.attn.wq" is dataset
+// "layers.3.attn.wq" in group /adam/m (groups are created on the way).
+absl::Status CheckName(const std::string& name) {
+  size_t start = 0;
+  while (true) {
+    size_t slash = name.find('/', start);
+    std::string part = name.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (part.empty() || part == "." || part == "..")
+      return absl::InvalidArgumentError("empty, '.' or '..' component in the tensor name");
+    if (slash == std::string::npos) return absl::OkStatus();
+    start = slash + 1;
+  }
+}
+
+// The file type a dtype is stored as (little-endian, IEEE), or an error.
+absl::StatusOr<hid_t> FileType(DType t) {
+  switch (t) {
+    case DType::kF32: return H5T_IEEE_F32LE;
+    case DType::kF64: return H5T_IEEE_F64LE;
+    case DType::kI32: return H5T_STD_I32LE;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("dtype ", DTypeName(t), " is not supported (f32, f64, i32)"));
+  }
+}
+
+hid_t MemoryType(DType t) {
+  switch (t) {
+    case DType::kF32: return H5T_NATIVE_FLOAT;
+    case DType::kF64: return H5T_NATIVE_DOUBLE;
+    case DType::kI32: return H5T_NATIVE_INT32;
+    default: BATON_CHECK_MSG(false, DTypeName(t));
+  }
+  return H5I_INVALID_HID;
+}
+
+// The dtype of a stored dataset's type, or an error naming what it is.
+absl::StatusOr<DType> DTypeOfFileType(hid_t type) {
+  H5T_class_t cls = H5Tget_class(type);
+  size_t size = H5Tget_size(type);
+  if (cls == H5T_FLOAT && size == 4) return DType::kF32;
+  if (cls == H5T_FLOAT && size == 8) return DType::kF64;
+  if (cls == H5T_INTEGER && size == 4 && H5Tget_sign(type) == H5T_SGN_2) return DType::kI32;
+  return absl::InvalidArgumentError(absl::StrCat("unsupported HDF5 type (class ", static_cast<int>(cls),
+                                                 ", ", size, " bytes); expected f32, f64 or i32"));
+}
+
+H5Id Dataspace(const Shape& shape) {
+  if (shape.empty()) return H5Id(H5Screate(H5S_SCALAR), H5Sclose);
+  std::vector<hsize_t> dims(shape.begin(), shape.end());
+  return H5Id(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+}
+
+// ---- string attributes on the root group
+
+absl::Status WriteStringAttr(hid_t obj, const std::string& key, const std::string& value, const std::string& file) {
+  BATON_H5_ASSIGN(H5Id type, H5Tcopy(H5T_C_S1), H5Tclose, file);
+  BATON_CHECK_H5(H5Tset_size(type.get(), H5T_VARIABLE), file);
+  BATON_CHECK_H5(H5Tset_cset(type.get(), H5T_CSET_UTF8), file);
+  BATON_H5_ASSIGN(H5Id space, H5Screate(H5S_SCALAR), H5Sclose, file);
+  BATON_H5_ASSIGN(H5Id attr, H5Acreate2(obj, key.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                  H5Aclose, file);
+  const char* p = value.c_str();  // embedded NULs would truncate; attrs are text
+  BATON_CHECK_H5(H5Awrite(attr.get(), type.get(), &p), file);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadStringAttr(hid_t attr, const std::string& key, const std::string& file) {
+  BATON_H5_ASSIGN(H5Id ftype, H5Aget_type(attr), H5Tclose, file);
+  if (H5Tget_class(ftype.get()) != H5T_STRING)
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", file, ": attribute '", key, "' is not a string"));
+  BATON_H5_ASSIGN(H5Id space, H5Aget_space(attr), H5Sclose, file);
+  if (H5Sget_simple_extent_npoints(space.get()) != 1)
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", file, ": attribute '", key, "' is not one string"));
+  if (H5Tis_variable_str(ftype.get()) > 0) {
+    // Same cset as the file (UTF-8 to ASCII has no conversion path).
+    BATON_H5_ASSIGN(H5Id mtype, H5Tcopy(ftype.get()), H5Tclose, file);
+    char* p = nullptr;
+    BATON_CHECK_H5(H5Aread(attr, mtype.get(), &p), file);
+    std::string out = p ? p : "";
+    H5free_memory(p);
+    return out;
+  }
+  size_t size = H5Tget_size(ftype.get());  // fixed-length, maybe not NUL-terminated
+  std::string out(size, '\0');
+  BATON_CHECK_H5(H5Aread(attr, ftype.get(), out.data()), file);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+// ---- durability
+
+absl::Status FsyncPath(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
+  int r = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (r != 0) return absl::InternalError(absl::StrCat("fsync ", path, ": ", std::strerror(err)));
+  return absl::OkStatus();
+}
+
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 }  // namespace baton

@@ -12,6 +12,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "runtime/tensor.h"
 #include "kernels/check.h"
 
 namespace baton {
@@ -66,5 +68,20 @@ class H5Id {
   hid_t tmp = (expr);                                                              \
   BATON_RETURN_IF_ERROR(::baton::FromHdf5(tmp, text, (file), __FILE__, __LINE__)); \
   lhs(tmp, closer)
+
+// ---- pieces both checkpoint writers use (checkpoint.cc, dist_checkpoint.cc)
+
+// Tensor names become HDF5 paths ("adam/m/x" is dataset "x" in group /adam/m);
+// empty, "." and ".." components are refused.
+absl::Status CheckName(const std::string& name);
+absl::StatusOr<hid_t> FileType(DType t);  // f32/f64/i32 as little-endian file types
+hid_t MemoryType(DType t);
+absl::StatusOr<DType> DTypeOfFileType(hid_t type);
+H5Id Dataspace(const Shape& shape);
+// Variable-length UTF-8 string attributes.
+absl::Status WriteStringAttr(hid_t obj, const std::string& key, const std::string& value, const std::string& file);
+absl::StatusOr<std::string> ReadStringAttr(hid_t attr, const std::string& key, const std::string& file);
+absl::Status FsyncPath(const std::string& path, bool directory);
+std::string DirOf(const std::string& path);
 
 }  // namespace baton
