@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <cstdio>
@@ -145,6 +146,25 @@ Field StringField(const char* section, const char* key, std::string* p) {
           [p] { return QuoteToml(*p); }};
 }
 
+// An array of integers.
+Field IntListField(const char* section, const char* key, std::vector<int>* p) {
+  return {section, key,
+          [p](const toml::node& n, const std::string& name) -> absl::Status {
+            auto a = n.as_array();
+            if (!a) return Bad(name, ": expected an array of integers, got ", Describe(n));
+            std::vector<int> out;
+            for (size_t i = 0; i < a->size(); ++i) {
+              auto v = (*a)[i].as_integer();
+              if (!v || v->get() < INT_MIN || v->get() > INT_MAX)
+                return Bad(name, "[", i, "]: expected an integer, got ", Describe((*a)[i]));
+              out.push_back(static_cast<int>(v->get()));
+            }
+            *p = std::move(out);
+            return absl::OkStatus();
+          },
+          [p] { return absl::StrCat("[", absl::StrJoin(*p, ", "), "]"); }};
+}
+
 // An array of strings; a single string is a list of one (so --set works).
 Field StringListField(const char* section, const char* key, std::vector<std::string>* p) {
   return {section, key,
@@ -247,6 +267,9 @@ std::vector<Field> Fields(JobConfig& c) {
       IntField("parallel", "microbatches", &c.parallel.microbatches),
       EnumField("parallel", "p2p", &c.parallel.p2p, {"mpi", "ucx", "nccl"}),
       IntField("parallel", "zero", &c.parallel.zero),
+      BoolField("parallel", "sequence_parallel", &c.parallel.sequence_parallel),
+      IntListField("parallel", "layers_per_stage", &c.parallel.layers_per_stage),
+      FloatField("parallel", "bucket_mb", &c.parallel.bucket_mb),
 
       EnumField("recompute", "policy", &c.recompute.policy, {"none", "full", "selective", "every_k"}),
       IntField("recompute", "every_k", &c.recompute.every_k),

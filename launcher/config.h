@@ -62,6 +62,9 @@ struct ParallelConfig {
   int microbatches = 0;           // per step per replica; 0 = derived: global_batch_size / (micro_batch_size·dp)
   P2pTransport p2p = P2pTransport::kMpi;  // transport for activations between stages
   int zero = 0;                   // ZeRO stage: 0 = off, 1 = optimizer state sharded over dp
+  bool sequence_parallel = false; // with tp > 1: norms and residuals sharded along the tokens
+  double bucket_mb = 25;          // data-parallel gradient bucket size (MiB); 0 = one bucket
+  std::vector<int> layers_per_stage;  // layers of each model part (pp·virtual_stages entries); empty = balanced by cost
   bool operator==(const ParallelConfig&) const = default;
 };
 

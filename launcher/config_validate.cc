@@ -73,6 +73,7 @@ absl::Status ValidateParallel(const ParallelConfig& p) {
   BATON_RETURN_IF_ERROR(AtLeast("parallel.virtual_stages", p.virtual_stages, 1));
   BATON_RETURN_IF_ERROR(AtLeast("parallel.microbatches", p.microbatches, 0));
   if (p.zero != 0 && p.zero != 1) return Bad("parallel.zero=", p.zero, " must be 0 or 1");
+  if (!(p.bucket_mb >= 0)) return Bad("parallel.bucket_mb=", p.bucket_mb, " must be >= 0");
   bool interleaved = p.schedule == PipelineScheduleKind::kInterleaved;
   if (interleaved && p.virtual_stages < 2)
     return Bad("parallel.virtual_stages=", p.virtual_stages, " must be >= 2 with parallel.schedule=\"interleaved\"");
@@ -135,7 +136,22 @@ absl::Status ValidateMesh(const JobConfig& c, int world_size) {
       return Bad("parallel.tp=", p.tp, " does not divide ", w.name, "=", w.value, " (choose tp in ",
                  absl::StrJoin(Divisors(g), ", "), ")");
   }
+  const int64_t tokens = int64_t{c.train.micro_batch_size} * c.train.seq_len;
+  if (p.sequence_parallel && tokens % p.tp != 0)
+    return Bad("parallel.sequence_parallel: train.micro_batch_size=", c.train.micro_batch_size,
+               " × train.seq_len=", c.train.seq_len, " = ", tokens, " tokens do not split over parallel.tp=", p.tp);
   int64_t chunks = int64_t{p.pp} * p.virtual_stages;
+  if (!p.layers_per_stage.empty()) {
+    if (static_cast<int64_t>(p.layers_per_stage.size()) != chunks)
+      return Bad("parallel.layers_per_stage has ", p.layers_per_stage.size(), " entries, but parallel.pp=", p.pp,
+                 " × parallel.virtual_stages=", p.virtual_stages, " = ", chunks, " model parts");
+    int64_t sum = 0;
+    for (size_t i = 0; i < p.layers_per_stage.size(); ++i) {
+      if (p.layers_per_stage[i] < 1) return Bad("parallel.layers_per_stage[", i, "]=", p.layers_per_stage[i], " must be >= 1");
+      sum += p.layers_per_stage[i];
+    }
+    if (sum != m.layers) return Bad("parallel.layers_per_stage sums to ", sum, " layers, but model.layers=", m.layers);
+  }
   if (m.layers < chunks) {
     if (p.virtual_stages == 1) return Bad("model.layers=", m.layers, " is fewer than parallel.pp=", p.pp, " stages");
     return Bad("model.layers=", m.layers, " is fewer than parallel.pp=", p.pp, " × parallel.virtual_stages=",

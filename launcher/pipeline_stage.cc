@@ -1,6 +1,7 @@
 // A pipeline stage's model parts and their StageWork (see pipeline_stage.h).
 #include "launcher/pipeline_stage.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -15,24 +16,56 @@ namespace {
 // Tags outside the executor's [0, 2·m·parts) and the trace gather's kMaxCommTag.
 constexpr int kTiedGradTag = kMaxCommTag - 1;
 constexpr int kValidationTag = kMaxCommTag - 2;
-constexpr int kCheckpointTag = kMaxCommTag - 3;
-
-Tensor OnHost(const Tensor& t) {
-  if (t.device() == Device::kCpu) return t;
-  Tensor h = Tensor::Empty(t.shape(), t.dtype());
-  h.CopyFrom(t);
-  return h;
-}
 
 }  // namespace
 
-std::vector<ModelSlice> SplitLayers(int layers, int parts) {
+double LayerFlopsPerToken(const ModelConfig& m, int64_t seq) {
+  const double c = m.dim, d = m.dim / m.heads, h = m.heads, kv = m.kv_heads, f = m.ffn_dim;
+  const double gemm = 2 * (c * h * d + 2 * c * kv * d + h * d * c + 3 * c * f);
+  const double attention = 2 * h * d * static_cast<double>(seq);  // causal: half of 4·T·H·D
+  return gemm + attention;
+}
+
+double HeadFlopsPerToken(const ModelConfig& m) { return 2.0 * m.dim * m.vocab_size + 5.0 * m.vocab_size; }
+
+std::vector<ModelSlice> SplitLayers(const ModelConfig& model, int parts, int64_t seq,
+                                    const std::vector<int>& layers_per_part) {
+  const int layers = model.layers;
+  std::vector<int> count(parts, 0);
+  if (!layers_per_part.empty()) {
+    count = layers_per_part;
+  } else {
+    // Contiguous partition minimising the costliest part (min-max linear
+    // partition by dynamic programming; parts ≤ layers, tiny sizes).
+    const double layer = LayerFlopsPerToken(model, seq), head = HeadFlopsPerToken(model);
+    const double inf = 1e300;
+    // best[i][j]: least max cost putting layers [0, j) into parts [0, i).
+    std::vector<std::vector<double>> best(parts + 1, std::vector<double>(layers + 1, inf));
+    std::vector<std::vector<int>> cut(parts + 1, std::vector<int>(layers + 1, 0));
+    best[0][0] = 0;
+    for (int i = 1; i <= parts; ++i) {
+      for (int j = i; j <= layers - (parts - i); ++j) {
+        for (int k = i - 1; k < j; ++k) {  // part i-1 holds layers [k, j)
+          if (best[i - 1][k] >= inf) continue;
+          const double cost = (j - k) * layer + (i == parts ? head : 0);
+          const double worst = std::max(best[i - 1][k], cost);
+          if (worst < best[i][j] - 1e-9 * worst) {
+            best[i][j] = worst;
+            cut[i][j] = k;
+          }
+        }
+      }
+    }
+    for (int i = parts, j = layers; i > 0; --i) {
+      count[i - 1] = j - cut[i][j];
+      j = cut[i][j];
+    }
+  }
   std::vector<ModelSlice> out;
   int first = 0;
   for (int i = 0; i < parts; ++i) {
-    const int n = layers / parts + (i < layers % parts ? 1 : 0);
-    out.push_back({first, first + n, i == 0, i == parts - 1});
-    first += n;
+    out.push_back({first, first + count[i], i == 0, i == parts - 1});
+    first += count[i];
   }
   return out;
 }
@@ -64,7 +97,7 @@ PipelineStage::PipelineStage(const JobConfig& config, Communicator& pp, Schedule
 }
 
 absl::StatusOr<std::unique_ptr<PipelineStage>> PipelineStage::Create(const JobConfig& config, Communicator& pp,
-                                                                     TraceRecorder* trace) {
+                                                                     TraceRecorder* trace, TensorParallel tp) {
   BATON_ASSIGN_OR_RETURN(ScheduleSpec spec, PipelineSpecOf(config));
   if (pp.size() != spec.stages) {
     return absl::InvalidArgumentError(
@@ -72,13 +105,13 @@ absl::StatusOr<std::unique_ptr<PipelineStage>> PipelineStage::Create(const JobCo
   }
   BATON_ASSIGN_OR_RETURN(Schedule schedule, BuildSchedule(spec));
   std::unique_ptr<PipelineStage> s(new PipelineStage(config, pp, spec, std::move(schedule), trace));
-  s->slices_ = SplitLayers(config.model.layers, NumParts(spec));
+  s->tp_ = tp;
+  s->slices_ = SplitLayers(config.model, NumParts(spec), config.train.seq_len, config.parallel.layers_per_stage);
   for (int c = 0; c < spec.virtual_stages; ++c) {
     const ModelSlice& slice = s->slices_[ModelPart(spec, s->stage_, c)];
-    BATON_ASSIGN_OR_RETURN(Model m, Model::Create(config.model, DType::kF32, Device::kCpu, slice));
+    BATON_ASSIGN_OR_RETURN(Model m, Model::Create(config.model, DType::kF32, Device::kCpu, slice, tp));
     m.Init(static_cast<uint64_t>(config.train.seed));
     s->chunks_.push_back(std::move(m));
-    s->opts_.emplace_back(config.train.optimizer);
   }
   s->slot_of_.resize(spec.virtual_stages);
   s->free_slots_.resize(spec.virtual_stages);
@@ -94,19 +127,8 @@ std::vector<Model*> PipelineStage::models() {
   return out;
 }
 
-std::vector<AdamWOptimizer*> PipelineStage::optimizers() {
-  std::vector<AdamWOptimizer*> out;
-  for (AdamWOptimizer& o : opts_) out.push_back(&o);
-  return out;
-}
-
-int64_t PipelineStage::NumParameters() const {
-  int64_t n = 0;
-  for (const Model& m : chunks_) {
-    n += m.NumParameters();
-    if (m.holds_embedding_copy()) n -= int64_t{m.config().vocab_size} * m.config().dim;
-  }
-  return n;
+int64_t PipelineStage::Rows(int64_t batch, int64_t seq) const {
+  return tp_.sequence_parallel && tp_.size > 1 ? batch * seq / tp_.size : batch * seq;
 }
 
 std::string PipelineStage::Describe() const {
@@ -143,7 +165,7 @@ absl::StatusOr<double> PipelineStage::RunStep(const std::vector<Tensor>& tokens,
 
 Shape PipelineStage::InputShape(int mb, int /*chunk*/) {
   const Tensor& t = (*tokens_)[mb];
-  return {t.dim(0) * t.dim(1), int64_t{config_.model.dim}};
+  return {Rows(t.dim(0), t.dim(1)), int64_t{config_.model.dim}};
 }
 
 Shape PipelineStage::OutputShape(int mb, int chunk) { return InputShape(mb, chunk); }
@@ -191,40 +213,15 @@ absl::Status PipelineStage::SumTiedEmbeddingGrads() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> PipelineStage::ClipGradNorm(float max_norm) {
-  Tensor sum = Tensor::Empty({1}, DType::kF64);
-  double local = 0;
-  for (Model& m : chunks_) {
-    for (Param& p : m.params()) {
-      if (m.holds_embedding_copy() && p.name == "embed") continue;  // counted on stage 0
-      local += ops::SumSquares(p.grad);
-    }
-  }
-  sum.data<double>()[0] = local;
-  BATON_RETURN_IF_ERROR(pp_.AllReduceSum(sum));
-  const double norm = std::sqrt(sum.data<double>()[0]);
-  if (max_norm > 0 && norm > max_norm) {
-    const float scale = static_cast<float>(max_norm / norm);
-    for (Model& m : chunks_) {
-      for (Param& p : m.params()) ops::Scale(p.grad, scale);
-    }
-  }
-  return norm;
-}
-
-void PipelineStage::OptimizerStep(float lr) {
-  for (size_t c = 0; c < chunks_.size(); ++c) opts_[c].Step(chunks_[c].params(), lr);
-}
-
-// ---- validation and checkpoints
+// ---- validation
 
 absl::StatusOr<double> PipelineStage::ValidationLoss(const Sampler& sampler, const JobConfig& config) {
   const int64_t b = config.train.micro_batch_size, t = config.train.seq_len;
   const int64_t batches = std::min<int64_t>(config.train.eval_batches, sampler.num_val_samples() / b);
   Tensor tokens = Tensor::Empty({b, t}, DType::kI32);
   Tensor targets = Tensor::Empty({b, t}, DType::kI32);
-  Tensor act[2] = {Tensor::Empty({b * t, config.model.dim}, DType::kF32),
-                   Tensor::Empty({b * t, config.model.dim}, DType::kF32)};
+  Tensor act[2] = {Tensor::Empty({Rows(b, t), config.model.dim}, DType::kF32),
+                   Tensor::Empty({Rows(b, t), config.model.dim}, DType::kF32)};
   const int parts = NumParts(spec_);
   double sum = 0;
   for (int64_t i = 0; i < batches; ++i) {
@@ -248,47 +245,11 @@ absl::StatusOr<double> PipelineStage::ValidationLoss(const Sampler& sampler, con
       }
     }
   }
+  for (Model& m : chunks_) BATON_RETURN_IF_ERROR(m.comm_status());
   Tensor total = Tensor::Empty({1}, DType::kF64);
   total.data<double>()[0] = sum;
   BATON_RETURN_IF_ERROR(pp_.AllReduceSum(total));
   return batches > 0 ? total.data<double>()[0] / static_cast<double>(batches * b * t) : -1;
-}
-
-absl::StatusOr<std::vector<CheckpointTensor>> PipelineStage::GatherCheckpoint() {
-  std::vector<CheckpointTensor> out;
-  const char* kinds[3] = {"params/", "adam/m/", "adam/v/"};
-  for (int part = 0; part < NumParts(spec_); ++part) {
-    const PartLocation loc = LocatePart(spec_, part);
-    if (loc.stage == stage_) {
-      Model& m = chunks_[loc.chunk];
-      AdamWOptimizer& opt = opts_[loc.chunk];
-      std::vector<Param>& params = m.params();
-      if (opt.num_states() == 0) opt.InitState(params);  // InitState resets: only before any step
-      for (size_t i = 0; i < params.size(); ++i) {
-        if (m.holds_embedding_copy() && params[i].name == "embed") continue;  // stage 0 has it
-        const Tensor ts[3] = {params[i].value, opt.m(i), opt.v(i)};
-        for (int k = 0; k < 3; ++k) {
-          if (stage_ == 0) {
-            out.push_back({kinds[k] + params[i].name, OnHost(ts[k]).Clone()});
-          } else {
-            BATON_RETURN_IF_ERROR(pp_.Send(OnHost(ts[k]), 0, kCheckpointTag));
-          }
-        }
-      }
-    } else if (stage_ == 0) {
-      // Names and shapes from a CPU slice of that part; the values arrive in its order.
-      BATON_ASSIGN_OR_RETURN(Model shape_of, Model::Create(config_.model, DType::kF32, Device::kCpu, slices_[part]));
-      for (const Param& p : shape_of.params()) {
-        if (shape_of.holds_embedding_copy() && p.name == "embed") continue;
-        for (int k = 0; k < 3; ++k) {
-          Tensor t = Tensor::Empty(p.value.shape(), DType::kF32);
-          BATON_RETURN_IF_ERROR(pp_.Recv(t, loc.stage, kCheckpointTag));
-          out.push_back({kinds[k] + p.name, std::move(t)});
-        }
-      }
-    }
-  }
-  return out;
 }
 
 }  // namespace baton

@@ -1,9 +1,12 @@
 // One pipeline stage of `baton train` (parallel.pp > 1): the model parts
-// (chunks) this rank holds, each a Model slice (runtime/model.h) with its
-// own AdamW state, and the StageWork through which the PipelineExecutor
-// (parallel/pipeline_executor.h) runs them on the schedule. The driver
-// (train.cc) calls, per step: ZeroGrad, RunStep, SumTiedEmbeddingGrads, the
-// dp all-reduce over models(), ClipGradNorm, OptimizerStep.
+// (chunks) this rank holds, each a Model slice (runtime/model.h), and the
+// StageWork through which the PipelineExecutor (parallel/pipeline_executor.h)
+// runs them on the schedule. RankModel (rank_model.h) owns the optimizer
+// state and the step's other collectives; per step it calls RunStep, then
+// SumTiedEmbeddingGrads after the dp gradient sum.
+// Tensor parallelism lives inside each part: under sequence parallelism the
+// activations between parts are this tp rank's (B·T/tp, C) share of the
+// tokens, otherwise the full (B·T, C) (replicated over tp).
 // Layout: the model is cut into pp·virtual_stages parts (SplitLayers), part
 // c·pp + s on stage s as chunk c; embedding on part 0, head and loss on the
 // last part. With tied embeddings the last part holds its own copy of the
@@ -18,21 +21,28 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "checkpoints/checkpoint.h"
 #include "launcher/config.h"
 #include "parallel/communicator.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule.h"
 #include "parallel/trace.h"
 #include "runtime/model.h"
-#include "runtime/optimizer.h"
 #include "runtime/sampler.h"
+#include "runtime/tensor_parallel.h"
 
 namespace baton {
 
-// Part i of `parts`: layers split as evenly as possible (the first
-// layers % parts parts get one more), embedding on part 0, head on the last.
-std::vector<ModelSlice> SplitLayers(int layers, int parts);
+// Part i of `parts`: embedding on part 0, head on the last; layers either
+// as `layers_per_part` says, or split to balance the estimated cost of a
+// part (its layers' training flops, plus the lm head's and loss's on the
+// last part: with a large vocabulary the head weighs several layers, so the
+// last stage gets fewer), ties broken towards earlier parts.
+std::vector<ModelSlice> SplitLayers(const ModelConfig& model, int parts, int64_t seq,
+                                    const std::vector<int>& layers_per_part = {});
+// Forward flops per token of one decoder layer, and of the lm head + loss,
+// at sequence length seq (the balance's cost estimate).
+double LayerFlopsPerToken(const ModelConfig& model, int64_t seq);
+double HeadFlopsPerToken(const ModelConfig& model);
 
 // parallel.schedule etc. as a ScheduleSpec; zb-h1 is FailedPrecondition
 // (the model has no split backward yet).
@@ -41,18 +51,16 @@ absl::StatusOr<ScheduleSpec> PipelineSpecOf(const JobConfig& config);
 class PipelineStage final : public StageWork {
  public:
   // `pp` is this rank's pipeline group (size parallel.pp); it must outlive
-  // the stage. Builds and initialises (train.seed) this stage's parts on
-  // the CPU in f32 and builds the schedule (its errors: InvalidArgument).
-  // `trace` (may be null) receives the executor's events.
+  // the stage, as must tp.comm. Builds and initialises (train.seed) this
+  // stage's parts on the CPU in f32, tensor-parallel as `tp` says, and
+  // builds the schedule (its errors: InvalidArgument). `trace` (may be
+  // null) receives the executor's events.
   static absl::StatusOr<std::unique_ptr<PipelineStage>> Create(const JobConfig& config, Communicator& pp,
-                                                               TraceRecorder* trace);
+                                                               TraceRecorder* trace, TensorParallel tp = {});
 
   const ScheduleSpec& spec() const { return spec_; }
   int stage() const { return stage_; }
   std::vector<Model*> models();                // [chunk]
-  std::vector<AdamWOptimizer*> optimizers();   // [chunk]
-  // Parameters held here, not counting a tied embedding copy.
-  int64_t NumParameters() const;
   // "stage 0: part 0 (embedding, layers [0, 2)), part 2 (layers [4, 6))"
   std::string Describe() const;
 
@@ -66,19 +74,9 @@ class PipelineStage final : public StageWork {
   // Tied embeddings with pp > 1: the first and last stage add each other's
   // embedding grad (both get the same bits). A no-op elsewhere.
   absl::Status SumTiedEmbeddingGrads();
-  // Global norm over every stage (sum of squares all-reduced over pp, the
-  // embedding copy counted once), then every grad scaled as ClipGradNorm.
-  absl::StatusOr<double> ClipGradNorm(float max_norm);
-  void OptimizerStep(float lr);
-
   // Mean validation loss per token over train.eval_batches micro-batches,
   // forward only, part by part with blocking sends (every stage returns it).
   absl::StatusOr<double> ValidationLoss(const Sampler& sampler, const JobConfig& config);
-  // Collective over pp: every stage's params and Adam moments travel to
-  // stage 0, which returns them all ("params/NAME", "adam/m/NAME",
-  // "adam/v/NAME", full shapes); other stages return an empty list.
-  // A gather, as a first step before per-rank parallel HDF5 writes.
-  absl::StatusOr<std::vector<CheckpointTensor>> GatherCheckpoint();
 
   // ---- StageWork
   Shape InputShape(int mb, int chunk) override;
@@ -90,14 +88,16 @@ class PipelineStage final : public StageWork {
   PipelineStage(const JobConfig& config, Communicator& pp, ScheduleSpec spec, Schedule schedule,
                 TraceRecorder* trace);
   bool HoldsPart(int part) const;
+  // Rows of the activations between parts: B·T, or B·T/tp under sequence parallelism.
+  int64_t Rows(int64_t batch, int64_t seq) const;
 
   JobConfig config_;
   Communicator& pp_;
   ScheduleSpec spec_;
   int stage_;
   std::vector<ModelSlice> slices_;  // [part], every part's
+  TensorParallel tp_;
   std::vector<Model> chunks_;       // [chunk]
-  std::vector<AdamWOptimizer> opts_;
   std::unique_ptr<PipelineExecutor> executor_;
 
   // Per step: the micro-batches and the activation slot of each in-flight one.

@@ -1,10 +1,11 @@
-// The training loop (see train.h). One step: for each micro-batch, sample,
-// forward + backward (grads accumulate, scaled by 1/tokens of the global
-// batch so the loss is the mean over every token of the step), then clip,
-// schedule the learning rate, AdamW; then metrics, validation, checkpoint.
-// With parallel.pp > 1 the micro-batches go through a PipelineStage
-// (pipeline_stage.h) on the schedule instead, and checkpoints are gathered
-// to world rank 0 (one logical file, any layout loads it).
+// The training loop (see train.h). One step: sample the global batch, run
+// this replica's micro-batches through the rank's model share (RankModel:
+// forward + backward with grads scaled by 1/tokens of the global batch, so
+// the loss is the mean over every token of the step, then the dp/tp/pp
+// gradient collectives), clip, schedule the learning rate, AdamW; then
+// metrics, validation, checkpoint. Checkpoints are written by every rank
+// at once, each its own slices (parallel HDF5 under MPI): one logical file
+// that any layout loads.
 #include "launcher/train.h"
 
 #include <chrono>
@@ -13,14 +14,18 @@
 #include <filesystem>
 #include <optional>
 
+#include <mpi.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "checkpoints/checkpoint.h"
 #include "checkpoints/checkpoint_dir.h"
+#include "checkpoints/dist_checkpoint.h"
 #include "kernels/gpu.h"
 #include "launcher/metrics.h"
 #include "launcher/pipeline_stage.h"
+#include "launcher/rank_model.h"
 #include "launcher/progress.h"
 #include "nlohmann/json.hpp"
 #include "runtime/bpe_tokenizer.h"
@@ -67,90 +72,59 @@ std::string ActivationReport(const Model& model, const RecomputeConfig& chosen, 
                       "  (* = recompute.policy)");
 }
 
-// A host copy of a device tensor (checkpoints are written from host memory).
-Tensor OnHost(const Tensor& t) {
-  if (t.device() == Device::kCpu) return t;
-  Tensor h = Tensor::Empty(t.shape(), t.dtype());
-  h.CopyFrom(t);
-  return h;
-}
-
-// Every param with its Adam moments, as checkpoint tensors.
-std::vector<CheckpointTensor> ModelTensors(Model& model, AdamWOptimizer& opt) {
-  std::vector<CheckpointTensor> out;
-  std::vector<Param>& params = model.params();
-  // InitState resets the moments: only where none exist yet (no step ran).
-  if (opt.num_states() == 0) opt.InitState(params);
-  for (size_t i = 0; i < params.size(); ++i) {
-    out.push_back({"params/" + params[i].name, OnHost(params[i].value)});
-    out.push_back({"adam/m/" + params[i].name, OnHost(opt.m(i))});
-    out.push_back({"adam/v/" + params[i].name, OnHost(opt.v(i))});
-  }
-  return out;
-}
-
-// ZeRO-1: after each rank updated its own params, their owners broadcast them.
-absl::Status BroadcastOwnedParams(Communicator& dp, Model& model) {
-  std::vector<Param>& params = model.params();
-  for (size_t i = 0; i < params.size(); ++i) {
-    BATON_RETURN_IF_ERROR(dp.Broadcast(params[i].value, static_cast<int>(i % dp.size())));
-  }
-  model.RefreshComputeWeights();
-  return absl::OkStatus();
-}
-
-// ZeRO-1 checkpoint tensors (collective over dp): each moment comes from the
-// rank that owns it, so the file is the same logical checkpoint as without ZeRO.
-absl::StatusOr<std::vector<CheckpointTensor>> ZeroModelTensors(Model& model, AdamWOptimizer& opt,
-                                                               std::vector<Param>& owned, Communicator& dp) {
-  if (opt.num_states() == 0) opt.InitState(owned);
-  std::vector<CheckpointTensor> out;
-  std::vector<Param>& params = model.params();
-  for (size_t i = 0; i < params.size(); ++i) {
-    const int owner = static_cast<int>(i % dp.size());
-    const size_t j = i / dp.size();  // its index among the owner's params
-    Tensor m = owner == dp.rank() ? opt.m(j).Clone() : Tensor::Empty(params[i].value.shape(), DType::kF32);
-    Tensor v = owner == dp.rank() ? opt.v(j).Clone() : Tensor::Empty(params[i].value.shape(), DType::kF32);
-    BATON_RETURN_IF_ERROR(dp.Broadcast(m, owner));
-    BATON_RETURN_IF_ERROR(dp.Broadcast(v, owner));
-    out.push_back({"params/" + params[i].name, OnHost(params[i].value)});
-    out.push_back({"adam/m/" + params[i].name, m});
-    out.push_back({"adam/v/" + params[i].name, v});
-  }
-  return out;
-}
-
-absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, std::vector<CheckpointTensor> tensors,
-                            int64_t optimizer_step, const Sampler& sampler, std::string* path_out) {
-  CheckpointData data;
-  data.step = step;
-  data.tensors = std::move(tensors);
+// Checkpoint attributes besides the step.
+std::map<std::string, std::string> CheckpointAttrs(const JobConfig& config, const Sampler& sampler,
+                                                   int64_t optimizer_step) {
   SamplerState s = sampler.state();
-  data.attrs["config"] = config.source_text;
-  data.attrs["sampler"] = nlohmann::json{{"epoch", s.epoch}, {"position", s.position}}.dump();
-  data.attrs["optimizer_step"] = std::to_string(optimizer_step);
-  data.attrs["git_revision"] = GitRevision();
-  std::string path = CheckpointPath(config.checkpoint.dir, step);
-  std::error_code ec;
-  std::filesystem::create_directories(config.checkpoint.dir, ec);
-  BATON_RETURN_IF_ERROR(WriteCheckpoint(path, data));
-  BATON_RETURN_IF_ERROR(CommitLatest(config.checkpoint.dir, path));
-  BATON_RETURN_IF_ERROR(Prune(config.checkpoint.dir, config.checkpoint.keep));
+  return {{"config", config.source_text},
+          {"sampler", nlohmann::json{{"epoch", s.epoch}, {"position", s.position}}.dump()},
+          {"optimizer_step", std::to_string(optimizer_step)},
+          {"git_revision", GitRevision()}};
+}
+
+// Writes one checkpoint: collectively (every rank its slices) under MPI,
+// or the single-process writer. World rank 0 then commits `latest` and prunes.
+absl::Status SaveCheckpoint(const JobConfig& config, int64_t step, const std::vector<TensorShard>& shards,
+                            const std::map<std::string, std::string>& attrs, MPI_Comm world, bool root,
+                            std::string* path_out) {
+  const bool mpi = world != MPI_COMM_NULL;
+  const std::string path = CheckpointPath(config.checkpoint.dir, step);
+  if (root) {
+    std::error_code ec;
+    std::filesystem::create_directories(config.checkpoint.dir, ec);
+  }
+  if (mpi) {
+    BATON_RETURN_IF_ERROR(MPI_Barrier(world) == MPI_SUCCESS  // the directory exists
+                              ? absl::OkStatus()
+                              : absl::InternalError("MPI_Barrier before the checkpoint failed"));
+    BATON_RETURN_IF_ERROR(WriteShardedCheckpoint(world, path, step, shards, attrs));
+  } else {
+    CheckpointData data;
+    data.step = step;
+    data.attrs = attrs;
+    for (const TensorShard& s : shards) data.tensors.push_back({s.name, s.local});
+    BATON_RETURN_IF_ERROR(WriteCheckpoint(path, data));
+  }
+  if (root) {
+    BATON_RETURN_IF_ERROR(CommitLatest(config.checkpoint.dir, path));
+    BATON_RETURN_IF_ERROR(Prune(config.checkpoint.dir, config.checkpoint.keep));
+  }
   *path_out = path;
   return absl::OkStatus();
 }
 
-// Sums gradients (and the loss) over the dp group in rank order: every
-// rank ends with the same bits, so clipping and AdamW stay in lockstep.
-absl::Status AllReduceGradsAndLoss(Communicator& dp, const std::vector<Model*>& models, double* loss_sum) {
-  for (Model* m : models) {
-    for (Param& p : m->params()) BATON_RETURN_IF_ERROR(dp.AllReduceSum(p.grad));
-  }
-  Tensor loss = Tensor::Empty({1}, DType::kF64);
-  loss.data<double>()[0] = *loss_sum;
-  BATON_RETURN_IF_ERROR(dp.AllReduceSum(loss));
-  *loss_sum = loss.data<double>()[0];
-  return absl::OkStatus();
+// Reads `shards` from `path`: collectively under MPI, else through the
+// single-process reader (one process holds whole tensors).
+ShardReader CheckpointReader(const std::string& path, MPI_Comm world) {
+  return [path, world](std::vector<TensorShard>& shards, int64_t* step,
+                       std::map<std::string, std::string>* attrs) -> absl::Status {
+    if (world != MPI_COMM_NULL) return ReadShardedCheckpoint(world, path, shards, step, attrs);
+    BATON_ASSIGN_OR_RETURN(CheckpointData data, ReadCheckpoint(path));
+    for (TensorShard& s : shards) BATON_RETURN_IF_ERROR(CopyInto(data, s.name, s.local));
+    *step = data.step;
+    *attrs = data.attrs;
+    return absl::OkStatus();
+  };
 }
 
 // Which checkpoint to resume from, if any.
@@ -164,57 +138,6 @@ absl::StatusOr<std::optional<std::string>> ResumePath(const CheckpointConfig& c)
     return absl::NotFoundError(absl::StrCat("checkpoint.resume: ", c.resume, ": no such file"));
   }
   return std::optional<std::string>(c.resume);
-}
-
-// Loads a checkpoint. A training checkpoint restores weights, Adam state,
-// step and data position (an exact resume); a weights-only one (from
-// `baton import`) restores the weights and starts a fresh run at step 0.
-// Checkpoints are logical: each model (a pipeline part, or the whole
-// model) takes its params by name, whatever layout wrote the file.
-absl::Status LoadCheckpoint(const std::string& path, const std::vector<Model*>& models,
-                            const std::vector<AdamWOptimizer*>& opts, Sampler& sampler, int64_t* step,
-                            bool* weights_only) {
-  BATON_ASSIGN_OR_RETURN(CheckpointData data, ReadCheckpoint(path));
-  for (Model* model : models) {
-    for (Param& p : model->params()) BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, p.value));
-    model->RefreshComputeWeights();  // the bf16 copies the GPU computes with
-  }
-  auto sampler_json = data.attrs.find("sampler");
-  auto opt_step = data.attrs.find("optimizer_step");
-  *weights_only = sampler_json == data.attrs.end() || opt_step == data.attrs.end();
-  if (*weights_only) {
-    *step = 0;
-    return absl::OkStatus();
-  }
-  for (size_t k = 0; k < models.size(); ++k) {
-    std::vector<Param>& params = models[k]->params();
-    AdamWOptimizer& opt = *opts[k];
-    opt.InitState(params);
-    for (size_t i = 0; i < params.size(); ++i) {
-      BATON_RETURN_IF_ERROR(CopyInto(data, "adam/m/" + params[i].name, opt.m(i)));
-      BATON_RETURN_IF_ERROR(CopyInto(data, "adam/v/" + params[i].name, opt.v(i)));
-    }
-  }
-  nlohmann::json s = nlohmann::json::parse(sampler_json->second, nullptr, /*allow_exceptions=*/false);
-  if (!s.is_object() || !s.contains("epoch") || !s.contains("position")) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": corrupt sampler state"));
-  }
-  BATON_RETURN_IF_ERROR(sampler.Restore({s["epoch"].get<int64_t>(), s["position"].get<int64_t>()}));
-  for (AdamWOptimizer* opt : opts) opt->set_step(std::stoll(opt_step->second));
-  *step = data.step;
-  return absl::OkStatus();
-}
-
-double ValidationLoss(Model& model, const Sampler& sampler, const JobConfig& config, Tensor& tokens,
-                      Tensor& targets) {
-  const int64_t b = config.train.micro_batch_size, t = config.train.seq_len;
-  int64_t batches = std::min<int64_t>(config.train.eval_batches, sampler.num_val_samples() / b);
-  double sum = 0;
-  for (int64_t i = 0; i < batches; ++i) {
-    sampler.ValBatch(i, b, tokens, targets);
-    sum += model.Loss(tokens, targets);
-  }
-  return batches > 0 ? sum / static_cast<double>(batches * b * t) : -1;
 }
 
 // train.device: auto = the GPU when one is visible. A rank picks GPU
@@ -263,17 +186,16 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   const int world = comms != nullptr ? comms->world->size() : 1;
   const int world_rank = comms != nullptr ? comms->world->rank() : 0;
   const bool root = world_rank == 0;
+  MPI_Comm world_comm = MPI_COMM_NULL;  // collective checkpoint I/O
+  if (comms != nullptr) {
+    auto* w = dynamic_cast<MpiCommunicator*>(comms->world.get());
+    if (w == nullptr) return absl::InternalError("the world communicator is not an MPI communicator");
+    world_comm = w->comm();
+  }
   const int dp = config.parallel.dp;
   const int dp_rank = comms != nullptr ? comms->dp->rank() : 0;
   const int pp = config.parallel.pp;
   BATON_RETURN_IF_ERROR(ValidateMesh(config, world));
-  if (config.parallel.tp > 1 || (config.parallel.zero != 0 && pp > 1)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "parallel.tp=", config.parallel.tp, ", parallel.zero=", config.parallel.zero, ", parallel.pp=", pp,
-        ": this build executes data and pipeline parallelism (tp=1) and ZeRO-1 only without a pipeline"));
-  }
-  // ZeRO-1: dp rank r keeps Adam state for, and updates, params i with i % dp == r.
-  const bool zero1 = config.parallel.zero == 1 && dp > 1;
   if (pp > 1) BATON_RETURN_IF_ERROR(PipelineSpecOf(config).status());  // zb-h1 is refused here
   if (pp > 1 && config.parallel.p2p == P2pTransport::kNccl) {
     return absl::FailedPreconditionError(
@@ -309,74 +231,29 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
         tc.global_batch_size));
   }
 
-  // ---- model and optimizer
+  // ---- this rank's share of the model, and its optimizer state
   BATON_ASSIGN_OR_RETURN(const Device device, ChooseDevice(tc));
-  if (device == Device::kCuda && dp > 1) {
-    return absl::FailedPreconditionError(
-        "parallel.dp>1 with train.device=cuda needs the NCCL gradient path, not wired into baton train yet");
-  }
-  if (device == Device::kCuda && pp > 1) {
-    return absl::FailedPreconditionError(
-        "parallel.pp>1 with train.device=cuda is not wired into baton train yet (use train.device=\"cpu\")");
-  }
-  const DType compute = device == Device::kCuda && tc.precision == "bf16" ? DType::kBF16 : DType::kF32;
-  // pp = 1: one whole model; pp > 1: this stage's parts (`pipe`).
-  std::optional<Model> whole;
-  std::optional<AdamWOptimizer> whole_opt;
   std::unique_ptr<TraceRecorder> trace;
-  std::unique_ptr<PipelineStage> pipe;
-  std::vector<Model*> models;
-  std::vector<AdamWOptimizer*> opts;
-  if (pp == 1) {
-    BATON_ASSIGN_OR_RETURN(Model m, Model::Create(config.model, compute, device));
-    m.Init(static_cast<uint64_t>(tc.seed));
-    whole.emplace(std::move(m));
-    whole_opt.emplace(tc.optimizer);
-    models = {&*whole};
-    opts = {&*whole_opt};
-  } else {
+  if (pp > 1 && !config.output.trace.empty()) {
     BATON_ASSIGN_OR_RETURN(Mesh mesh, Mesh::Create({dp, pp, config.parallel.tp}, world, world_rank));
-    if (!config.output.trace.empty()) trace = std::make_unique<TraceRecorder>(world_rank, TraceRowName(mesh));
-    BATON_ASSIGN_OR_RETURN(pipe, PipelineStage::Create(config, *comms->pp, trace.get()));
-    models = pipe->models();
-    opts = pipe->optimizers();
+    trace = std::make_unique<TraceRecorder>(world_rank, TraceRowName(mesh));
   }
-  std::vector<Param> owned;        // ZeRO-1: this rank's params (handles sharing storage)
-  std::vector<size_t> owned_index;  // their indices in whole->params()
-  if (zero1) {
-    for (size_t i = 0; i < whole->params().size(); ++i) {
-      if (static_cast<int>(i % dp) == dp_rank) {
-        owned.push_back(whole->params()[i]);
-        owned_index.push_back(i);
-      }
-    }
-  }
-  int64_t num_parameters = 0;
-  if (pipe == nullptr) {
-    num_parameters = whole->NumParameters();
-  } else {
-    Tensor n = Tensor::Empty({1}, DType::kF64);
-    n.data<double>()[0] = static_cast<double>(pipe->NumParameters());
-    BATON_RETURN_IF_ERROR(comms->pp->AllReduceSum(n));
-    num_parameters = static_cast<int64_t>(n.data<double>()[0]);
-  }
+  BATON_ASSIGN_OR_RETURN(std::unique_ptr<RankModel> model, RankModel::Create(config, comms, device, trace.get()));
+  BATON_ASSIGN_OR_RETURN(const int64_t num_parameters, model->NumParameters());
 
   int64_t step = 0;
   BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
   if (resume) {
-    bool weights_only = false;
-    AdamWOptimizer full_opt(tc.optimizer);  // ZeRO-1 loads every moment once, keeps its own
-    BATON_RETURN_IF_ERROR(LoadCheckpoint(*resume, models, zero1 ? std::vector<AdamWOptimizer*>{&full_opt} : opts,
-                                         sampler, &step, &weights_only));
-    if (zero1 && !weights_only) {
-      whole_opt->InitState(owned);
-      for (size_t j = 0; j < owned.size(); ++j) {
-        whole_opt->m(j).CopyFrom(full_opt.m(owned_index[j]));
-        whole_opt->v(j).CopyFrom(full_opt.v(owned_index[j]));
+    BATON_ASSIGN_OR_RETURN(LoadedCheckpoint loaded, model->Load(CheckpointReader(*resume, world_comm)));
+    if (!loaded.weights_only) {
+      nlohmann::json s = nlohmann::json::parse(loaded.attrs["sampler"], nullptr, /*allow_exceptions=*/false);
+      if (!s.is_object() || !s.contains("epoch") || !s.contains("position")) {
+        return absl::InvalidArgumentError(absl::StrCat(*resume, ": corrupt sampler state"));
       }
-      whole_opt->set_step(full_opt.step());
+      BATON_RETURN_IF_ERROR(sampler.Restore({s["epoch"].get<int64_t>(), s["position"].get<int64_t>()}));
+      step = loaded.step;
     }
-    if (root && weights_only) {
+    if (root && loaded.weights_only) {
       std::printf("initialised weights from %s (no optimizer or data state: a new run from step 0)\n",
                   resume->c_str());
     } else if (root) {
@@ -401,28 +278,28 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   const int64_t micro_steps = config.microbatches();  // per dp replica
   const int64_t tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * t;
   if (root) {
-  if (world > 1) {
-    std::printf("mesh: dp=%d pp=%d tp=%d over %d ranks (MPI, p2p %s)\n", dp, config.parallel.pp,
-                config.parallel.tp, world, comms->pp->backend());
-  }
-  if (pipe != nullptr) {
-    std::printf("pipeline: %s; %s\n", ToString(pipe->spec()).c_str(), pipe->Describe().c_str());
-  }
-  std::printf("model: %lld parameters (%d layers, dim %d, %d heads, %d kv heads, ffn %d, vocab %d)\n",
-              static_cast<long long>(num_parameters), config.model.layers, config.model.dim,
-              config.model.heads, config.model.kv_heads, config.model.ffn_dim, config.model.vocab_size);
-  std::printf("data: %s, %lld train / %lld val samples of %lld tokens; %lld micro-batches of %lld per step\n",
-              config.data.path.c_str(), static_cast<long long>(sampler.num_train_samples()),
-              static_cast<long long>(sampler.num_val_samples()), static_cast<long long>(t),
-              static_cast<long long>(micro_steps), static_cast<long long>(b));
-  std::printf("%s\n", ActivationReport(*models[0], config.recompute, b, t).c_str());
-  std::fflush(stdout);
+    if (world > 1) {
+      std::printf("mesh: dp=%d pp=%d tp=%d%s over %d ranks (MPI, p2p %s%s)\n", dp, pp, config.parallel.tp,
+                  config.parallel.sequence_parallel && config.parallel.tp > 1 ? " +sp" : "", world,
+                  comms->pp->backend(), config.parallel.zero == 1 && dp > 1 ? ", ZeRO-1" : "");
+    }
+    if (model->pipeline() != nullptr) {
+      std::printf("pipeline: %s; %s\n", ToString(model->pipeline()->spec()).c_str(),
+                  model->pipeline()->Describe().c_str());
+    }
+    std::printf("model: %lld parameters (%d layers, dim %d, %d heads, %d kv heads, ffn %d, vocab %d)\n",
+                static_cast<long long>(num_parameters), config.model.layers, config.model.dim,
+                config.model.heads, config.model.kv_heads, config.model.ffn_dim, config.model.vocab_size);
+    std::printf("data: %s, %lld train / %lld val samples of %lld tokens; %lld micro-batches of %lld per step\n",
+                config.data.path.c_str(), static_cast<long long>(sampler.num_train_samples()),
+                static_cast<long long>(sampler.num_val_samples()), static_cast<long long>(t),
+                static_cast<long long>(micro_steps), static_cast<long long>(b));
+    std::printf("%s\n", ActivationReport(*model->models()[0], config.recompute, b, t).c_str());
+    std::fflush(stdout);
   }
 
-  Tensor tokens = Tensor::Empty({b, t}, DType::kI32);
-  Tensor targets = Tensor::Empty({b, t}, DType::kI32);
-  std::vector<Tensor> mb_tokens, mb_targets;  // pipeline: every micro-batch of the step
-  for (int64_t m = 0; pipe != nullptr && m < micro_steps; ++m) {
+  std::vector<Tensor> mb_tokens, mb_targets;  // this replica's micro-batches of the step
+  for (int64_t m = 0; m < micro_steps; ++m) {
     mb_tokens.push_back(Tensor::Empty({b, t}, DType::kI32));
     mb_targets.push_back(Tensor::Empty({b, t}, DType::kI32));
   }
@@ -439,51 +316,29 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   std::string last_checkpoint;
   while (step < stop) {
     const Clock::time_point t0 = Clock::now();
-    for (Model* m : models) m->ZeroGrad();
     // Every rank draws the same global batch; dp rank r trains on its
     // contiguous share, micro-batch by micro-batch.
     const std::vector<int64_t> ids = sampler.NextSampleIds(tc.global_batch_size);
     const int64_t share = tc.global_batch_size / dp;
-    const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
-    double loss_sum = 0;
-    if (pipe == nullptr) {
-      for (int64_t m = 0; m < micro_steps; ++m) {
-        sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), tokens, targets);
-        loss_sum += whole->ForwardBackward(tokens, targets, grad_scale, config.recompute);
-      }
-    } else {
-      for (int64_t m = 0; m < micro_steps; ++m) {
-        sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), mb_tokens[m],
-                          mb_targets[m]);
-      }
-      if (trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
-        BATON_RETURN_IF_ERROR(trace->SyncOrigin(*comms->world));
-      }
-      if (trace != nullptr) trace->Clear();
-      BATON_ASSIGN_OR_RETURN(loss_sum, pipe->RunStep(mb_tokens, mb_targets, grad_scale, config.recompute));
-      BATON_RETURN_IF_ERROR(pipe->SumTiedEmbeddingGrads());
+    for (int64_t m = 0; m < micro_steps; ++m) {
+      sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), mb_tokens[m],
+                        mb_targets[m]);
     }
-    if (dp > 1) BATON_RETURN_IF_ERROR(AllReduceGradsAndLoss(*comms->dp, models, &loss_sum));
+    if (trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
+      BATON_RETURN_IF_ERROR(trace->SyncOrigin(*comms->world));
+    }
+    if (trace != nullptr) trace->Clear();
+    const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
+    BATON_ASSIGN_OR_RETURN(const double loss_sum,
+                           model->ForwardBackward(mb_tokens, mb_targets, grad_scale, config.recompute));
     const double loss = loss_sum / static_cast<double>(tokens_per_step);
     if (!std::isfinite(loss)) {
       return absl::InternalError(absl::StrCat("loss is ", loss, " at step ", step + 1,
                                               " (try a lower train.lr)"));
     }
-    double grad_norm = 0;
-    if (pipe != nullptr) {
-      BATON_ASSIGN_OR_RETURN(grad_norm, pipe->ClipGradNorm(tc.optimizer.grad_clip));
-    } else {
-      grad_norm = device == Device::kCuda
-                      ? ClipGradNorm(whole->params(), tc.optimizer.grad_clip, whole->flat_grads())
-                      : ClipGradNorm(whole->params(), tc.optimizer.grad_clip);
-    }
+    BATON_ASSIGN_OR_RETURN(const double grad_norm, model->ClipGradNorm(tc.optimizer.grad_clip));
     const float lr = LearningRate(tc.optimizer, step, tc.steps);
-    if (pipe != nullptr) {
-      pipe->OptimizerStep(lr);
-    } else {
-      whole_opt->Step(zero1 ? owned : whole->params(), lr);
-      if (zero1) BATON_RETURN_IF_ERROR(BroadcastOwnedParams(*comms->dp, *whole));
-    }
+    BATON_RETURN_IF_ERROR(model->OptimizerStep(lr));
     ++step;
     const double dt = Seconds(t0, Clock::now());
     if (step > summary->first_step) {  // the first step pays for allocation
@@ -494,30 +349,20 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
     if (step == summary->first_step) summary->first_loss = loss;
     summary->last_loss = loss;
 
-    // Validation and the checkpoint gather need every stage of dp replica 0.
     const bool last = step == stop;
     const bool eval = (tc.eval_every > 0 && step % tc.eval_every == 0) || (last && tc.eval_every > 0);
     const bool save = !config.checkpoint.dir.empty() &&
                       ((config.checkpoint.every > 0 && step % config.checkpoint.every == 0) || last);
     double val = -1;
-    std::vector<CheckpointTensor> ckpt;
-    if (pipe == nullptr) {
-      if (root && eval) val = ValidationLoss(*whole, sampler, config, tokens, targets);
-      if (save && zero1) {  // collective: every rank lends its moments
-        BATON_ASSIGN_OR_RETURN(ckpt, ZeroModelTensors(*whole, *whole_opt, owned, *comms->dp));
-        if (!root) ckpt.clear();
-      } else if (root && save) {
-        ckpt = ModelTensors(*whole, *whole_opt);
-      }
-    } else if (dp_rank == 0) {
-      if (eval) {
-        BATON_ASSIGN_OR_RETURN(val, pipe->ValidationLoss(sampler, config));
-      }
-      if (save) {
-        BATON_ASSIGN_OR_RETURN(ckpt, pipe->GatherCheckpoint());
-      }
+    if (eval) {
+      BATON_ASSIGN_OR_RETURN(val, model->ValidationLoss(sampler));
     }
-    if (!root) continue;  // the rest is reporting and writing
+    if (save) {  // collective: every rank writes its slices
+      BATON_RETURN_IF_ERROR(SaveCheckpoint(config, step, model->CheckpointShards(),
+                                           CheckpointAttrs(config, sampler, model->optimizer_step()),
+                                           world_comm, root, &last_checkpoint));
+    }
+    if (!root) continue;  // the rest is reporting
     metrics.Write({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
                    {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}});
     progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s", loss, lr,
@@ -527,11 +372,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
       metrics.Write({{"step", step}, {"val_loss", val}});
       progress.Note(absl::StrFormat("step %lld  val_loss %.4f", static_cast<long long>(step), val));
     }
-    if (save) {
-      BATON_RETURN_IF_ERROR(SaveCheckpoint(config, step, std::move(ckpt), opts[0]->step(), sampler,
-                                           &last_checkpoint));
-      progress.Note(absl::StrCat("step ", step, "  checkpoint ", last_checkpoint));
-    }
+    if (save) progress.Note(absl::StrCat("step ", step, "  checkpoint ", last_checkpoint));
   }
   if (root) progress.Finish();
   if (trace != nullptr) {

@@ -17,16 +17,16 @@ namespace baton {
 struct Model::Buffers {
   int64_t batch = 0, seq = 0;
   LayerDims dims;
-  std::vector<Tensor> resid;            // L+1 × (N, C): resid[l] is layer l's input
+  std::vector<Tensor> resid;            // L+1 × (N_r, C): resid[l] is layer l's input
   LayerActivations shared;              // what no layer keeps; forward-only target
   LayerScratch scratch;
   std::vector<LayerMode> modes;         // layout of `saved`; empty before training
   std::vector<LayerActivations> saved;  // per layer, kept fields own their buffers
   Tensor lnf;                           // (N, C) final_norm(resid[L])
-  Tensor rstdf;                         // (N)
-  Tensor logits;                        // (N, V); overwritten by dlogits in backward
+  Tensor rstdf;                         // (N_r)
+  Tensor logits;                        // (N, V_local); overwritten by dlogits in backward
   Tensor losses;                        // (N) per-token loss
-  Tensor dresid[2];                     // (N, C) residual-stream gradient, ping-pong
+  Tensor dresid[2];                     // (N_r, C) residual-stream gradient, ping-pong
   Tensor tokens, targets;               // (N) i32 on the device: host batches land here
 };
 
@@ -35,10 +35,10 @@ struct Model::Buffers {
 struct Model::Slot {
   int64_t batch = 0, seq = 0;
   std::vector<LayerMode> modes;         // layout of `saved`
-  std::vector<Tensor> resid;            // L_here+1 × (N, C): resid[0] the part's input
+  std::vector<Tensor> resid;            // L_here+1 × (N_r, C): resid[0] the part's input
   std::vector<LayerActivations> saved;  // per layer held here
-  Tensor lnf, rstdf;                    // head: (N, C), (N)
-  Tensor logits;                        // head: (N, V); dlogits after PartForward
+  Tensor lnf, rstdf;                    // head: (N, C), (N_r)
+  Tensor logits;                        // head: (N, V_local); dlogits after PartForward
   Tensor losses;                        // head: (N)
   Tensor tokens, targets;               // (B, T) i32 on the model's device
 };
@@ -67,8 +67,21 @@ bool Model::is_whole() const {
 }
 
 absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Device device,
-                                    ModelSlice slice) {
+                                    ModelSlice slice, TensorParallel tp) {
   BATON_RETURN_IF_ERROR(config.Validate());
+  if (tp.size < 1 || tp.rank < 0 || tp.rank >= tp.size || (tp.size > 1 && tp.comm == nullptr)) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor parallelism: rank ", tp.rank, " of ", tp.size,
+                                                   tp.comm == nullptr ? " without collectives" : ""));
+  }
+  for (auto [name, value] : {std::pair<const char*, int>{"model.heads", config.heads}, {"model.kv_heads", config.kv_heads},
+                             {"model.ffn_dim", config.ffn_dim}, {"model.vocab_size", config.vocab_size}}) {
+    if (value % tp.size != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("parallel.tp=", tp.size, " does not divide ", name, "=", value));
+    }
+  }
+  if (tp.size > 1 && device != Device::kCpu) {
+    return absl::FailedPreconditionError("tensor parallelism runs on the CPU backend only in this build");
+  }
   if (slice.last_layer < 0) slice.last_layer = config.layers;
   if (slice.first_layer < 0 || slice.first_layer > slice.last_layer || slice.last_layer > config.layers ||
       (slice.first_layer == slice.last_layer && !slice.embedding && !slice.head)) {
@@ -97,6 +110,7 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Devi
   Model m;
   m.config_ = config;
   m.slice_ = slice;
+  m.tp_ = std::make_unique<TpOps>(tp);
   m.embedding_copy_ = slice.head && config.tie_embeddings && !slice.embedding;
   m.dtype_ = dtype;
   m.device_ = device;
@@ -107,39 +121,50 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Devi
   const int64_t KVD = int64_t{config.kv_heads} * config.head_dim();
   const float std = config.init_std;
   const float out_std = static_cast<float>(config.init_std / std::sqrt(2.0 * config.layers));
+  // Column-parallel (and vocab-parallel) weights split dim 0, row-parallel dim 1; norms whole.
+  const int whole = -1, col = tp.size > 1 ? 0 : -1, row = tp.size > 1 ? 1 : -1;
   if (slice.embedding || m.embedding_copy_) {
-    m.embed_ = m.AddParam("embed", {V, C}, InitKind::kNormal, std, true);
+    m.embed_ = m.AddParam("embed", {V, C}, col, InitKind::kNormal, std, true);
   }
   for (int l = slice.first_layer; l < slice.last_layer; ++l) {
     const std::string p = absl::StrCat("layers.", l, ".");
     LayerIndex li;
-    li.attn_norm = m.AddParam(p + "attn_norm", {C}, InitKind::kOnes, 0, false);
-    li.wq = m.AddParam(p + "attn.wq", {HD, C}, InitKind::kNormal, std, true);
-    li.wk = m.AddParam(p + "attn.wk", {KVD, C}, InitKind::kNormal, std, true);
-    li.wv = m.AddParam(p + "attn.wv", {KVD, C}, InitKind::kNormal, std, true);
+    li.attn_norm = m.AddParam(p + "attn_norm", {C}, whole, InitKind::kOnes, 0, false);
+    li.wq = m.AddParam(p + "attn.wq", {HD, C}, col, InitKind::kNormal, std, true);
+    li.wk = m.AddParam(p + "attn.wk", {KVD, C}, col, InitKind::kNormal, std, true);
+    li.wv = m.AddParam(p + "attn.wv", {KVD, C}, col, InitKind::kNormal, std, true);
     if (config.qkv_bias) {
-      li.bq = m.AddParam(p + "attn.bq", {HD}, InitKind::kZeros, 0, false);
-      li.bk = m.AddParam(p + "attn.bk", {KVD}, InitKind::kZeros, 0, false);
-      li.bv = m.AddParam(p + "attn.bv", {KVD}, InitKind::kZeros, 0, false);
+      li.bq = m.AddParam(p + "attn.bq", {HD}, col, InitKind::kZeros, 0, false);
+      li.bk = m.AddParam(p + "attn.bk", {KVD}, col, InitKind::kZeros, 0, false);
+      li.bv = m.AddParam(p + "attn.bv", {KVD}, col, InitKind::kZeros, 0, false);
     }
-    li.wo = m.AddParam(p + "attn.wo", {C, HD}, InitKind::kNormal, out_std, true);
-    li.mlp_norm = m.AddParam(p + "mlp_norm", {C}, InitKind::kOnes, 0, false);
-    li.w_gate = m.AddParam(p + "mlp.w_gate", {F, C}, InitKind::kNormal, std, true);
-    li.w_up = m.AddParam(p + "mlp.w_up", {F, C}, InitKind::kNormal, std, true);
-    li.w_down = m.AddParam(p + "mlp.w_down", {C, F}, InitKind::kNormal, out_std, true);
+    li.wo = m.AddParam(p + "attn.wo", {C, HD}, row, InitKind::kNormal, out_std, true);
+    li.mlp_norm = m.AddParam(p + "mlp_norm", {C}, whole, InitKind::kOnes, 0, false);
+    li.w_gate = m.AddParam(p + "mlp.w_gate", {F, C}, col, InitKind::kNormal, std, true);
+    li.w_up = m.AddParam(p + "mlp.w_up", {F, C}, col, InitKind::kNormal, std, true);
+    li.w_down = m.AddParam(p + "mlp.w_down", {C, F}, row, InitKind::kNormal, out_std, true);
     m.layers_.push_back(li);
   }
   if (slice.head) {
-    m.final_norm_ = m.AddParam("final_norm", {C}, InitKind::kOnes, 0, false);
-    if (!config.tie_embeddings) m.lm_head_ = m.AddParam("lm_head", {V, C}, InitKind::kNormal, std, true);
+    m.final_norm_ = m.AddParam("final_norm", {C}, whole, InitKind::kOnes, 0, false);
+    if (!config.tie_embeddings) m.lm_head_ = m.AddParam("lm_head", {V, C}, col, InitKind::kNormal, std, true);
   }
   if (device == Device::kCuda) m.AllocateDeviceParams();
   return m;
 }
 
-int Model::AddParam(std::string name, const Shape& shape, InitKind init, float std, bool decay) {
+int Model::AddParam(std::string name, const Shape& full, int shard_dim, InitKind init, float std, bool decay) {
   Param p;
   p.name = std::move(name);
+  p.full_shape = full;
+  Shape shape = full;
+  if (shard_dim >= 0) {
+    shape[shard_dim] = full[shard_dim] / tp_->size();
+    p.shard_dim = shard_dim;
+    p.shard_offset = shape[shard_dim] * tp_->rank();
+  }
+  // Sequence parallelism: a norm weight's grad covers only this rank's tokens.
+  p.tp_sum_grad = tp_->sp() && shard_dim < 0;
   if (device_ == Device::kCpu) {  // CUDA: views of flat buffers, AllocateDeviceParams
     p.value = Tensor::Zeros(shape, dtype_);
     p.grad = Tensor::Zeros(shape, dtype_);
@@ -159,7 +184,14 @@ void Model::Init(uint64_t seed) {
     switch (init_kind_[i]) {
       case InitKind::kOnes: FillConstant(p.value, 1.0); break;
       case InitKind::kZeros: p.value.Zero(); break;
-      case InitKind::kNormal: FillNormal(p.value, seed, p.name, init_std_[i]); break;
+      case InitKind::kNormal:
+        if (p.shard_dim < 0) {
+          FillNormal(p.value, seed, p.name, init_std_[i]);
+        } else {  // this rank's block of the logical (R, C) tensor
+          const int64_t row0 = p.shard_dim == 0 ? p.shard_offset : 0, col0 = p.shard_dim == 1 ? p.shard_offset : 0;
+          FillNormal2D(p.value, seed, p.name, init_std_[i], p.full_shape[1], row0, col0);
+        }
+        break;
     }
   }
 }
@@ -220,7 +252,7 @@ void Model::ReleaseActivations() {
 
 std::vector<int64_t> Model::ActivationBytesPerLayer(const RecomputeConfig& rc, int64_t batch,
                                                     int64_t seq) const {
-  const LayerDims d = LayerDims::From(config_, batch, seq);
+  const LayerDims d = LayerDims::From(config_, batch, seq, tp_.get());
   std::vector<int64_t> bytes;
   for (int l = 0; l < num_layers(); ++l) {
     bytes.push_back(KeptActivationBytes(d, format_, LayerModeOf(rc, slice_.first_layer + l)));
@@ -233,19 +265,19 @@ void Model::EnsureBuffers(int64_t batch, int64_t seq, const std::vector<LayerMod
     auto b = std::make_unique<Buffers>();
     b->batch = batch;
     b->seq = seq;
-    b->dims = LayerDims::From(config_, batch, seq);
-    const int64_t N = batch * seq, C = config_.dim, V = config_.vocab_size;
+    b->dims = LayerDims::From(config_, batch, seq, tp_.get());
+    const int64_t N = batch * seq, Nr = b->dims.resid_rows(), C = config_.dim, V = config_.vocab_size / tp_->size();
     Allocator* alloc = format_.alloc != nullptr ? format_.alloc : DefaultCpuAllocator();
     auto act = [&](const Shape& shape) { return Tensor::Empty(shape, dtype_, alloc); };
-    for (int l = 0; l <= num_layers(); ++l) b->resid.push_back(act({N, C}));
+    for (int l = 0; l <= num_layers(); ++l) b->resid.push_back(act({Nr, C}));
     b->shared = AllocateSharedActivations(b->dims, format_);
     b->scratch = AllocateLayerScratch(b->dims, format_);
     b->lnf = act({N, C});
-    b->rstdf = Tensor::Empty({N}, format_.stat_dtype, alloc);
+    b->rstdf = Tensor::Empty({Nr}, format_.stat_dtype, alloc);
     if (slice_.head) b->logits = act({N, V});
     b->losses = Tensor::Empty({N}, format_.stat_dtype, alloc);
-    b->dresid[0] = act({N, C});
-    b->dresid[1] = act({N, C});
+    b->dresid[0] = act({Nr, C});
+    b->dresid[1] = act({Nr, C});
     if (device_ != Device::kCpu) {
       b->tokens = Tensor::Empty({batch, seq}, DType::kI32, alloc);
       b->targets = Tensor::Empty({batch, seq}, DType::kI32, alloc);
@@ -275,9 +307,87 @@ void Model::CheckBatch(const Tensor& tokens, const Tensor* targets) const {
   }
 }
 
+void Model::EmbedForward(const Tensor& tokens, Tensor& resid0) {
+  Buffers& b = *buffers_;
+  if (!tp_->active()) return ops::Embedding(tokens, ComputeWeight(embed_), 0, resid0);
+  // Vocab-parallel: each rank fills the rows of its ids, the sum over tp has them all.
+  if (!tp_->sp()) {
+    ops::Embedding(tokens, ComputeWeight(embed_), vocab_start(), resid0);
+    return tp_->AllReduceSum(resid0);
+  }
+  ops::Embedding(tokens, ComputeWeight(embed_), vocab_start(), b.scratch.proj);
+  tp_->ReduceScatterSum(b.scratch.proj, resid0);
+}
+
+void Model::EmbedBackward(const Tensor& dresid, const Tensor& tokens) {
+  Buffers& b = *buffers_;
+  const Tensor* g = &dresid;
+  if (tp_->sp()) {
+    tp_->AllGather(dresid, b.scratch.dh_full);
+    g = &b.scratch.dh_full;
+  }
+  ops::EmbeddingBackward(*g, tokens, tp_->active() ? vocab_start() : 0, params_[embed_].grad);
+  Hook(embed_, embed_ + 1);
+}
+
+void Model::HookLayer(int l) const {
+  const LayerIndex& li = layers_[l];
+  Hook(li.attn_norm, li.w_down + 1);  // a layer's params are added together, attn_norm first, w_down last
+}
+
+void Model::HookHead() const {
+  Hook(final_norm_, static_cast<int>(params_.size()));  // final_norm [, lm_head]: the last params
+  if (embedding_copy_) Hook(embed_, embed_ + 1);       // the copy's grad is complete here
+}
+
+void Model::HeadForward(const Tensor& resid, Tensor& lnf, Tensor& rstdf, Tensor& logits) {
+  Buffers& b = *buffers_;
+  if (tp_->sp()) {
+    ops::RmsNorm(resid, ComputeWeight(final_norm_), config_.norm_eps, b.scratch.norm_r, rstdf);
+    tp_->AllGather(b.scratch.norm_r, lnf);
+  } else {
+    ops::RmsNorm(resid, ComputeWeight(final_norm_), config_.norm_eps, lnf, rstdf);
+  }
+  ops::Linear(lnf, LmHead(false), nullptr, logits);
+}
+
+double Model::HeadLoss(Tensor& logits, const Tensor& targets, Tensor& losses, bool grad, float grad_scale) {
+  if (!tp_->active()) {
+    ops::SoftmaxCrossEntropy(logits, targets, losses, grad ? &logits : nullptr, grad_scale);
+    return ops::Sum(losses);
+  }
+  // Vocab-parallel: only (N) per-row numbers cross the tp group.
+  const int64_t n = logits.dim(0);
+  Tensor max = Tensor::Empty({n}, logits.dtype()), sum = Tensor::Empty({n}, logits.dtype()),
+         target = Tensor::Empty({n}, logits.dtype());
+  ops::RowMax(logits, max);
+  tp_->AllReduceMax(max);
+  ops::RowSumExp(logits, max, sum);
+  tp_->AllReduceSum(sum);
+  ops::PickTargets(logits, targets, vocab_start(), target);
+  tp_->AllReduceSum(target);
+  ops::VocabParallelCrossEntropy(logits, targets, vocab_start(), max, sum, target, losses, grad ? &logits : nullptr,
+                                 grad_scale);
+  return ops::Sum(losses);
+}
+
+void Model::HeadBackward(const Tensor& dlogits, const Tensor& lnf, const Tensor& resid, const Tensor& rstdf,
+                         Tensor& dresid) {
+  LayerScratch& s = buffers_->scratch;
+  // logits = final_norm(resid) · lm_headᵀ. Tied: lm_head's grad is embed's.
+  ops::LinearBackward(dlogits, lnf, LmHead(false), &s.dln, &LmHead(true), nullptr);
+  if (tp_->sp()) {
+    tp_->ReduceScatterSum(s.dln, s.dln_r);
+  } else {
+    tp_->AllReduceSum(s.dln);
+  }
+  ops::RmsNormBackward(s.dln_r, resid, ComputeWeight(final_norm_), rstdf, dresid, params_[final_norm_].grad);
+  HookHead();
+}
+
 void Model::ForwardLayers(const Tensor& tokens, bool training) {
   Buffers& b = *buffers_;
-  ops::Embedding(tokens.Reshape({b.dims.rows()}), ComputeWeight(embed_), 0, b.resid[0]);
+  EmbedForward(tokens.Reshape({b.dims.rows()}), b.resid[0]);
   for (int l = 0; l < num_layers(); ++l) {
     LayerActivations& a = training ? b.saved[l] : b.shared;
     LayerForward(b.dims, Weights(l, false), b.resid[l], a, b.scratch, &b.resid[l + 1]);
@@ -286,8 +396,7 @@ void Model::ForwardLayers(const Tensor& tokens, bool training) {
 
 void Model::ForwardHead() {
   Buffers& b = *buffers_;
-  ops::RmsNorm(b.resid[num_layers()], ComputeWeight(final_norm_), config_.norm_eps, b.lnf, b.rstdf);
-  ops::Linear(b.lnf, LmHead(false), nullptr, b.logits);
+  HeadForward(b.resid[num_layers()], b.lnf, b.rstdf, b.logits);
 }
 
 double Model::Loss(const Tensor& tokens, const Tensor& targets) {
@@ -296,7 +405,7 @@ double Model::Loss(const Tensor& tokens, const Tensor& targets) {
 }
 
 Tensor Model::Logits(const Tensor& tokens) {
-  BATON_CHECK_MSG(is_whole(), "Model::Logits needs the whole model");
+  BATON_CHECK_MSG(is_whole() && !tp_->active(), "Model::Logits needs the whole model, without tensor parallelism");
   CheckBatch(tokens, nullptr);
   EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
   ForwardLayers(OnDevice(tokens, buffers_->tokens), /*training=*/false);
@@ -320,14 +429,10 @@ double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, doubl
   ForwardLayers(tokens_here, /*training=*/true);
   ForwardHead();
   // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
-  ops::SoftmaxCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}),
-                           b.losses, &b.logits, static_cast<float>(grad_scale));
-  const double loss = ops::Sum(b.losses);
+  const double loss = HeadLoss(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses,
+                               /*grad=*/true, static_cast<float>(grad_scale));
 
-  // Head: logits = final_norm(resid[L]) · lm_headᵀ. Tied: lm_head's grad is embed's.
-  ops::LinearBackward(b.logits, b.lnf, LmHead(false), &b.scratch.dln, &LmHead(true), nullptr);
-  ops::RmsNormBackward(b.scratch.dln, b.resid[config_.layers], ComputeWeight(final_norm_), b.rstdf,
-                       b.dresid[0], params_[final_norm_].grad);
+  HeadBackward(b.logits, b.lnf, b.resid[config_.layers], b.rstdf, b.dresid[0]);
   int cur = 0;  // dresid[cur] holds d loss / d resid[l + 1]
   for (int l = config_.layers - 1; l >= 0; --l) {
     const LayerWeights w = Weights(l, false);
@@ -335,9 +440,10 @@ double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, doubl
     LayerActivations& a = b.saved[l];
     LayerRecompute(b.dims, w, b.resid[l], a, b.scratch, b.modes[l]);
     LayerBackward(b.dims, w, g, b.resid[l], a, b.dresid[cur], b.dresid[1 - cur], b.scratch);
+    HookLayer(l);
     cur = 1 - cur;
   }
-  ops::EmbeddingBackward(b.dresid[cur], tok, 0, params_[embed_].grad);
+  EmbedBackward(b.dresid[cur], tok);
   return loss;
 }
 
@@ -351,13 +457,14 @@ Model::Slot& Model::EnsureSlot(int slot, int64_t batch, int64_t seq, const std::
     s = std::make_unique<Slot>();
     s->batch = batch;
     s->seq = seq;
-    const int64_t N = batch * seq, C = config_.dim, V = config_.vocab_size;
+    const int64_t N = batch * seq, Nr = buffers_->dims.resid_rows(), C = config_.dim,
+                  V = config_.vocab_size / tp_->size();
     Allocator* alloc = format_.alloc != nullptr ? format_.alloc : DefaultCpuAllocator();
     auto act = [&](const Shape& shape) { return Tensor::Empty(shape, dtype_, alloc); };
-    for (int l = 0; l <= num_layers(); ++l) s->resid.push_back(act({N, C}));
+    for (int l = 0; l <= num_layers(); ++l) s->resid.push_back(act({Nr, C}));
     if (slice_.head) {
       s->lnf = act({N, C});
-      s->rstdf = Tensor::Empty({N}, format_.stat_dtype, alloc);
+      s->rstdf = Tensor::Empty({Nr}, format_.stat_dtype, alloc);
       s->logits = act({N, V});
       s->losses = Tensor::Empty({N}, format_.stat_dtype, alloc);
     }
@@ -387,7 +494,7 @@ double Model::PartForward(int slot, const Tensor& tokens, const Tensor& targets,
   Buffers& h = *buffers_;
   if (slice_.embedding) {
     s.tokens.CopyFrom(tokens);
-    ops::Embedding(s.tokens.Reshape({N}), ComputeWeight(embed_), 0, s.resid[0]);
+    EmbedForward(s.tokens.Reshape({N}), s.resid[0]);
   } else {
     s.resid[0].CopyFrom(*input);
   }
@@ -398,13 +505,10 @@ double Model::PartForward(int slot, const Tensor& tokens, const Tensor& targets,
     output->CopyFrom(s.resid[num_layers()]);
     return 0;
   }
-  ops::RmsNorm(s.resid[num_layers()], ComputeWeight(final_norm_), config_.norm_eps, s.lnf, s.rstdf);
-  ops::Linear(s.lnf, LmHead(false), nullptr, s.logits);
+  HeadForward(s.resid[num_layers()], s.lnf, s.rstdf, s.logits);
   s.targets.CopyFrom(targets);
   // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
-  ops::SoftmaxCrossEntropy(s.logits, s.targets.Reshape({N}), s.losses, &s.logits,
-                           static_cast<float>(grad_scale));
-  return ops::Sum(s.losses);
+  return HeadLoss(s.logits, s.targets.Reshape({N}), s.losses, /*grad=*/true, static_cast<float>(grad_scale));
 }
 
 void Model::PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input) {
@@ -416,10 +520,7 @@ void Model::PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input
   Buffers& h = *buffers_;
   const int L = num_layers();
   if (slice_.head) {
-    // logits = final_norm(resid[L]) · lm_headᵀ. Tied: lm_head's grad is embed's.
-    ops::LinearBackward(s.logits, s.lnf, LmHead(false), &h.scratch.dln, &LmHead(true), nullptr);
-    ops::RmsNormBackward(h.scratch.dln, s.resid[L], ComputeWeight(final_norm_), s.rstdf, h.dresid[0],
-                         params_[final_norm_].grad);
+    HeadBackward(s.logits, s.lnf, s.resid[L], s.rstdf, h.dresid[0]);
   } else {
     h.dresid[0].CopyFrom(*grad_output);
   }
@@ -429,10 +530,11 @@ void Model::PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input
     LayerWeights g = Weights(l, true);
     LayerRecompute(h.dims, w, s.resid[l], s.saved[l], h.scratch, s.modes[l]);
     LayerBackward(h.dims, w, g, s.resid[l], s.saved[l], h.dresid[cur], h.dresid[1 - cur], h.scratch);
+    HookLayer(l);
     cur = 1 - cur;
   }
   if (slice_.embedding) {
-    ops::EmbeddingBackward(h.dresid[cur], s.tokens.Reshape({h.dims.rows()}), 0, params_[embed_].grad);
+    EmbedBackward(h.dresid[cur], s.tokens.Reshape({h.dims.rows()}));
   } else {
     grad_input->CopyFrom(h.dresid[cur]);
   }
@@ -457,9 +559,7 @@ double Model::PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor
     return 0;
   }
   ForwardHead();
-  ops::SoftmaxCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses,
-                           nullptr, 1.0f);
-  return ops::Sum(b.losses);
+  return HeadLoss(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses, /*grad=*/false, 1.0f);
 }
 
 }  // namespace baton

@@ -13,6 +13,15 @@
 // then holds only its layers (names stay global: "layers.5.attn.wq") and
 // runs one micro-batch at a time through PartForward/PartBackward, keeping
 // each in-flight micro-batch's activations in its own slot.
+// Tensor parallelism (TensorParallel, runtime/tensor_parallel.h; CPU):
+// each Param holds its tp slice (Param::full_shape/shard_dim/shard_offset),
+// q/k/v and gate/up column-parallel, wo and w_down row-parallel, the
+// embedding and lm head split over the vocabulary with a vocab-parallel
+// cross-entropy (no rank holds full-vocabulary logits); every tp rank
+// returns the same loss. Under sequence parallelism the part interface
+// (PartForward input/output, PartBackward grad_input/grad_output) carries
+// this rank's (B·T/tp, C) rows, contiguous block tp_rank; otherwise all
+// (B·T, C) rows, the same on every tp rank.
 // Invariants: every recompute policy gives the same bits of loss and
 // gradient as "none" (same ops in the same order); grads accumulate across
 // ForwardBackward calls until ZeroGrad; Init gives the same master weights
@@ -21,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -29,6 +39,7 @@
 #include "runtime/model_config.h"
 #include "runtime/param.h"
 #include "runtime/tensor.h"
+#include "runtime/tensor_parallel.h"
 #include "runtime/transformer_layer.h"
 
 namespace baton {
@@ -53,9 +64,12 @@ class Model {
   // precision) or kF32 (parity checks); params and grads are f32 there.
   // Grads start at zero; values are zero until Init or a checkpoint load.
   // CUDA without a GPU (or a build without CUDA) is FailedPrecondition.
-  // A slice that is empty or out of range is InvalidArgument.
+  // A slice that is empty or out of range is InvalidArgument, as is a tp
+  // size that does not divide heads, kv_heads, ffn_dim and vocab_size;
+  // tp > 1 on CUDA is FailedPrecondition.
   static absl::StatusOr<Model> Create(const ModelConfig& config, DType dtype,
-                                      Device device = Device::kCpu, ModelSlice slice = {});
+                                      Device device = Device::kCpu, ModelSlice slice = {},
+                                      TensorParallel tp = {});
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
   ~Model();
@@ -85,8 +99,19 @@ class Model {
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }
   Param* FindParam(std::string_view name);  // null if there is none
-  int64_t NumParameters() const;            // elements, tied embedding once
+  int64_t NumParameters() const;            // elements held here, tied embedding once
   void ZeroGrad();
+  const TensorParallel& tensor_parallel() const { return tp_->config(); }
+  // The first error of a tensor-parallel collective (OK at tp = 1); the
+  // trainer checks it after each step. After an error, collectives are skipped.
+  const absl::Status& comm_status() const { return tp_->status(); }
+
+  // Called during the backward each time params [first, end) (indices into
+  // params()) received one micro-batch's complete contribution: once for
+  // the head's params (final_norm, lm_head; and a head slice's embedding
+  // copy), once per layer (last to first), once for the embedding. Lets
+  // data parallelism start summing grads while the backward runs. Null: none.
+  void SetGradReadyHook(std::function<void(int first, int end)> hook) { hook_ = std::move(hook); }
 
   // ForwardBackward, Loss and Logits need the whole model.
   // tokens, targets (B, T) i32 on the host or the model's device; a target
@@ -98,7 +123,7 @@ class Model {
   // Forward only; the SUM of per-token losses. Grads untouched.
   double Loss(const Tensor& tokens, const Tensor& targets);
   // Forward only; a fresh (B·T, V) tensor of logits on the model's device
-  // in its compute dtype (HF parity checks).
+  // in its compute dtype (HF parity checks). Not with tensor parallelism.
   Tensor Logits(const Tensor& tokens);
 
   // ---- pipeline parts (any slice, the whole model included)
@@ -138,7 +163,24 @@ class Model {
   struct Slot;     // one in-flight micro-batch of a part; model.cc
 
   Model() = default;
-  int AddParam(std::string name, const Shape& shape, InitKind init, float std, bool decay);
+  // A param of logical shape `full`, split over tp along shard_dim (-1: whole).
+  int AddParam(std::string name, const Shape& full, int shard_dim, InitKind init, float std, bool decay);
+  // Head: final norm of the last residual (N_r, C) into lnf (N, C), logits
+  // (N, V_local); then the (vocab-parallel) cross-entropy, its gradient in
+  // place of the logits if dlogits; returns the loss sum.
+  void HeadForward(const Tensor& resid, Tensor& lnf, Tensor& rstdf, Tensor& logits);
+  double HeadLoss(Tensor& logits, const Tensor& targets, Tensor& losses, bool grad, float grad_scale);
+  // dlogits → d resid (N_r, C); accumulates lm_head and final_norm grads.
+  void HeadBackward(const Tensor& dlogits, const Tensor& lnf, const Tensor& resid, const Tensor& rstdf,
+                    Tensor& dresid);
+  void EmbedForward(const Tensor& tokens, Tensor& resid0);     // tokens (N) → (N_r, C)
+  void EmbedBackward(const Tensor& dresid, const Tensor& tokens);
+  void Hook(int first, int end) const {
+    if (hook_) hook_(first, end);
+  }
+  void HookLayer(int l) const;
+  void HookHead() const;
+  int64_t vocab_start() const { return int64_t{config_.vocab_size} / tp_->size() * tp_->rank(); }
   LayerWeights Weights(int layer, bool grads) const;
   Tensor& LmHead(bool grad);  // the embedding table when tied
   // Makes buffers_ fit (B, T) and, if modes is non-null, that per-layer layout.
@@ -162,6 +204,8 @@ class Model {
 
   ModelConfig config_;
   ModelSlice slice_;
+  std::unique_ptr<TpOps> tp_;  // heap: LayerDims in the buffers point at it
+  std::function<void(int, int)> hook_;
   bool embedding_copy_ = false;
   DType dtype_ = DType::kF32;        // compute
   DType param_dtype_ = DType::kF32;  // master weights and grads

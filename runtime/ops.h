@@ -84,6 +84,23 @@ void EmbeddingBackward(const Tensor& dout, const Tensor& tokens, int64_t vocab_s
 void SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, Tensor& losses,
                          Tensor* dlogits, float grad_scale);
 
+// ---- Vocab-parallel softmax cross-entropy (tensor parallelism; CPU).
+// logits (N, V_local) hold vocabulary ids [vocab_start, vocab_start + V_local)
+// of each row. The model reduces the per-row pieces over tp between calls:
+//   max = AllReduceMax(RowMax), sum = AllReduceSum(RowSumExp(max)),
+//   target = AllReduceSum(PickTargets); loss = log(sum) + max - target.
+void RowMax(const Tensor& logits, Tensor& max);                       // max (N)
+void RowSumExp(const Tensor& logits, const Tensor& max, Tensor& sum);  // Σ exp(x - max), (N)
+// target_logit (N) = logits[row, target - vocab_start] where the target is
+// in this shard, else 0.
+void PickTargets(const Tensor& logits, const Tensor& targets, int64_t vocab_start, Tensor& target_logit);
+// losses (N) = log(sum) + max - target_logit (0 where target < 0);
+// dlogits (N, V_local) = (exp(x - max)/sum - onehot) · grad_scale, 0 on
+// ignored rows (may alias logits; skipped if null).
+void VocabParallelCrossEntropy(const Tensor& logits, const Tensor& targets, int64_t vocab_start,
+                               const Tensor& max, const Tensor& sum, const Tensor& target_logit,
+                               Tensor& losses, Tensor* dlogits, float grad_scale);
+
 // ---- Elementwise and reductions
 void Add(const Tensor& a, const Tensor& b, Tensor& out);  // out may alias a or b
 void AddInPlace(Tensor& y, const Tensor& x);              // y += x

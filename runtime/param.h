@@ -18,6 +18,13 @@ struct Param {
   Tensor grad;     // value's shape and dtype
   Tensor compute;  // value in the compute dtype (bf16 on CUDA) or undefined: value is read
   bool decay = true;  // AdamW weight decay applies; false for norms and biases
+  // Tensor parallelism: the logical tensor and which slice of it this is.
+  Shape full_shape;          // logical shape (value's shape when not sharded)
+  int shard_dim = -1;        // -1: the whole tensor (replicated on every tp rank)
+  int64_t shard_offset = 0;  // start of this slice along shard_dim
+  // The grad is this tp rank's partial sum (sequence-parallel norm weights
+  // saw only its tokens): the trainer sums it over tp before the optimizer.
+  bool tp_sum_grad = false;
 };
 
 }  // namespace baton

@@ -7,15 +7,17 @@
 
 namespace baton {
 
-LayerDims LayerDims::From(const ModelConfig& c, int64_t batch, int64_t seq) {
+LayerDims LayerDims::From(const ModelConfig& c, int64_t batch, int64_t seq, TpOps* tp) {
+  const int n = tp != nullptr ? tp->size() : 1;
   LayerDims d;
   d.batch = batch;
   d.seq = seq;
   d.dim = c.dim;
-  d.heads = c.heads;
-  d.kv_heads = c.kv_heads;
+  d.heads = c.heads / n;
+  d.kv_heads = c.kv_heads / n;
   d.head_dim = c.head_dim();
-  d.ffn = c.ffn_dim;
+  d.ffn = c.ffn_dim / n;
+  d.tp = tp;
   d.rope = c.rope();
   d.norm_eps = c.norm_eps;
   return d;
@@ -49,13 +51,13 @@ struct Field {
 
 std::vector<Field> Fields(const LayerDims& d) {
   const int64_t B = d.batch, T = d.seq, N = d.rows(), C = d.dim, H = d.heads, KV = d.kv_heads,
-                D = d.head_dim, F = d.ffn;
+                D = d.head_dim, F = d.ffn, Nr = d.resid_rows();
   return {
-      {&LayerActivations::ln1, {N, C}, true},          {&LayerActivations::rstd1, {N}, true, true},
+      {&LayerActivations::ln1, {N, C}, true},          {&LayerActivations::rstd1, {Nr}, true, true},
       {&LayerActivations::q, {B, T, H, D}, true},      {&LayerActivations::k, {B, T, KV, D}, true},
       {&LayerActivations::v, {B, T, KV, D}, true},     {&LayerActivations::att, {B, T, H, D}, true},
-      {&LayerActivations::lse, {B, H, T}, true, true}, {&LayerActivations::h, {N, C}, true},
-      {&LayerActivations::ln2, {N, C}, true},          {&LayerActivations::rstd2, {N}, true, true},
+      {&LayerActivations::lse, {B, H, T}, true, true}, {&LayerActivations::h, {Nr, C}, true},
+      {&LayerActivations::ln2, {N, C}, true},          {&LayerActivations::rstd2, {Nr}, true, true},
       {&LayerActivations::gate, {N, F}, true},         {&LayerActivations::up, {N, F}, true},
       {&LayerActivations::swi, {N, F}, false},
   };
@@ -108,10 +110,16 @@ LayerScratch AllocateLayerScratch(const LayerDims& d, const ActivationFormat& f)
                 D = d.head_dim, F = d.ffn;
   Allocator* alloc = AllocOf(f);
   auto make = [&](const Shape& shape) { return Tensor::Empty(shape, f.dtype, alloc); };
+  const int64_t Nr = d.resid_rows();
   LayerScratch s;
   s.proj = make({N, C});
-  s.dh = make({N, C});
+  s.dh = make({Nr, C});
   s.dln = make({N, C});
+  const bool sp = d.sp();
+  s.proj_r = sp ? make({Nr, C}) : s.proj;
+  s.norm_r = sp ? make({Nr, C}) : Tensor();
+  s.dh_full = sp ? make({N, C}) : s.dh;
+  s.dln_r = sp ? make({Nr, C}) : s.dln;
   s.dtmp = make({N, C});
   s.datt = make({B, T, H, D});
   s.dq = make({B, T, H, D});
@@ -137,11 +145,45 @@ int64_t KeptActivationBytes(const LayerDims& d, const ActivationFormat& f, Layer
 
 // ---- forward
 
+namespace {
+
+// y = norm(x) on this rank's rows; under sequence parallelism into s.norm_r,
+// then gathered over tp into y (all N rows).
+void NormForGemm(const LayerDims& d, const Tensor& x, const Tensor& w, Tensor& y, Tensor& rstd, LayerScratch& s) {
+  if (!d.sp()) return ops::RmsNorm(x, w, d.norm_eps, y, rstd);
+  ops::RmsNorm(x, w, d.norm_eps, s.norm_r, rstd);
+  d.tp->AllGather(s.norm_r, y);
+}
+
+// A row-parallel GEMM's partial (N, C) output summed over tp: in place, or
+// reduce-scattered to this rank's rows (s.proj_r) under sequence parallelism.
+void SumRowParallel(const LayerDims& d, LayerScratch& s) {
+  if (d.tp == nullptr || !d.tp->active()) return;
+  if (d.sp()) return d.tp->ReduceScatterSum(s.proj, s.proj_r);
+  d.tp->AllReduceSum(s.proj);
+}
+
+// The same for a column-parallel GEMM's input gradient: s.dln → s.dln_r.
+void SumColumnParallelGrad(const LayerDims& d, LayerScratch& s) {
+  if (d.tp == nullptr || !d.tp->active()) return;
+  if (d.sp()) return d.tp->ReduceScatterSum(s.dln, s.dln_r);
+  d.tp->AllReduceSum(s.dln);
+}
+
+// An (N_r, C) gradient as the (N, C) one the GEMMs need.
+const Tensor& Gathered(const LayerDims& d, const Tensor& g, LayerScratch& s) {
+  if (!d.sp()) return g;
+  d.tp->AllGather(g, s.dh_full);
+  return s.dh_full;
+}
+
+}  // namespace
+
 void LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
                   LayerActivations& a, LayerScratch& s, Tensor* out) {
   const int64_t N = d.rows();
   // Attention branch.
-  ops::RmsNorm(x, w.attn_norm, d.norm_eps, a.ln1, a.rstd1);
+  NormForGemm(d, x, w.attn_norm, a.ln1, a.rstd1, s);
   Tensor q2 = As2D(a.q, N), k2 = As2D(a.k, N), v2 = As2D(a.v, N);  // (N, H·D), (N, KV·D)
   ops::Linear(a.ln1, w.wq, w.bq.defined() ? &w.bq : nullptr, q2);
   ops::Linear(a.ln1, w.wk, w.bk.defined() ? &w.bk : nullptr, k2);
@@ -150,15 +192,17 @@ void LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
   ops::Rope(a.k, d.rope);
   ops::Attention(a.q, a.k, a.v, a.att, a.lse, a.probs.defined() ? &a.probs : nullptr);
   ops::Linear(As2D(a.att, N), w.wo, nullptr, s.proj);
-  ops::Add(x, s.proj, a.h);
+  SumRowParallel(d, s);
+  ops::Add(x, s.proj_r, a.h);
   // MLP branch.
-  ops::RmsNorm(a.h, w.mlp_norm, d.norm_eps, a.ln2, a.rstd2);
+  NormForGemm(d, a.h, w.mlp_norm, a.ln2, a.rstd2, s);
   ops::Linear(a.ln2, w.w_gate, nullptr, a.gate);
   ops::Linear(a.ln2, w.w_up, nullptr, a.up);
   ops::SwiGlu(a.gate, a.up, a.swi);
   if (out == nullptr) return;  // recompute: w_down's output is not needed by the backward
   ops::Linear(a.swi, w.w_down, nullptr, s.proj);
-  ops::Add(a.h, s.proj, *out);
+  SumRowParallel(d, s);
+  ops::Add(a.h, s.proj_r, *out);
 }
 
 void LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
@@ -176,16 +220,17 @@ void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, c
                    const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s) {
   const int64_t N = d.rows();
   // MLP branch: out = h + w_down · swi.
-  ops::LinearBackward(dout, a.swi, w.w_down, &s.dswi, &g.w_down, nullptr);
+  ops::LinearBackward(Gathered(d, dout, s), a.swi, w.w_down, &s.dswi, &g.w_down, nullptr);
   ops::SwiGluBackward(s.dswi, a.gate, a.up, s.dgate, s.dup);
   ops::LinearBackward(s.dgate, a.ln2, w.w_gate, &s.dln, &g.w_gate, nullptr);
   ops::LinearBackward(s.dup, a.ln2, w.w_up, &s.dtmp, &g.w_up, nullptr);
   ops::AddInPlace(s.dln, s.dtmp);
-  ops::RmsNormBackward(s.dln, a.h, w.mlp_norm, a.rstd2, s.dh, g.mlp_norm);
+  SumColumnParallelGrad(d, s);
+  ops::RmsNormBackward(s.dln_r, a.h, w.mlp_norm, a.rstd2, s.dh, g.mlp_norm);
   ops::AddInPlace(s.dh, dout);  // residual
   // Attention branch: h = x + wo · att.
   Tensor datt2 = As2D(s.datt, N);
-  ops::LinearBackward(s.dh, As2D(a.att, N), w.wo, &datt2, &g.wo, nullptr);
+  ops::LinearBackward(Gathered(d, s.dh, s), As2D(a.att, N), w.wo, &datt2, &g.wo, nullptr);
   ops::AttentionBackward(s.datt, a.q, a.k, a.v, a.att, a.lse,
                          a.probs.defined() ? &a.probs : nullptr, s.dq, s.dk, s.dv);
   ops::RopeBackward(s.dq, d.rope);
@@ -195,7 +240,8 @@ void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, c
   ops::AddInPlace(s.dln, s.dtmp);
   ops::LinearBackward(As2D(s.dv, N), a.ln1, w.wv, &s.dtmp, &g.wv, g.bv.defined() ? &g.bv : nullptr);
   ops::AddInPlace(s.dln, s.dtmp);
-  ops::RmsNormBackward(s.dln, x, w.attn_norm, a.rstd1, dx, g.attn_norm);
+  SumColumnParallelGrad(d, s);
+  ops::RmsNormBackward(s.dln_r, x, w.attn_norm, a.rstd1, dx, g.attn_norm);
   ops::AddInPlace(dx, s.dh);  // residual
 }
 

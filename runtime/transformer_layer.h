@@ -13,21 +13,31 @@
 
 #include "runtime/model_config.h"
 #include "runtime/tensor.h"
+#include "runtime/tensor_parallel.h"
 
 namespace baton {
 
+// With tensor parallelism (tp, see runtime/tensor_parallel.h) H, KV and F
+// are this rank's share (heads/tp, kv_heads/tp, ffn/tp): q/k/v and
+// gate/up are column-parallel, wo and w_down row-parallel and followed by
+// a sum over tp. Under sequence parallelism the layer's input, output, h
+// and the norms' statistics hold this rank's N/tp rows of the tokens
+// (resid_rows()); ln1 and ln2 are gathered to all N rows for the GEMMs.
 struct LayerDims {
   int64_t batch = 0, seq = 0;  // B, T
   int64_t dim = 0;             // C
-  int64_t heads = 0;           // H
-  int64_t kv_heads = 0;        // KV
+  int64_t heads = 0;           // H (this rank's)
+  int64_t kv_heads = 0;        // KV (this rank's)
   int64_t head_dim = 0;        // D
-  int64_t ffn = 0;             // F
+  int64_t ffn = 0;             // F (this rank's)
   RopeParams rope;             // theta and scaling: ModelConfig::rope()
   float norm_eps = 1e-5f;
+  TpOps* tp = nullptr;         // null or inactive: no tensor parallelism
   int64_t rows() const { return batch * seq; }  // N = B·T
+  bool sp() const { return tp != nullptr && tp->sp(); }
+  int64_t resid_rows() const { return sp() ? rows() / tp->size() : rows(); }  // N_r
 
-  static LayerDims From(const ModelConfig& c, int64_t batch, int64_t seq);
+  static LayerDims From(const ModelConfig& c, int64_t batch, int64_t seq, TpOps* tp = nullptr);
 };
 
 // The block's parameters; one instance holds values, another their grads.
@@ -47,17 +57,17 @@ struct LayerWeights {
 // What the backward reads. The layer input x is not here: the model keeps
 // every layer's input (the residual stream) under every policy.
 struct LayerActivations {
-  Tensor ln1;    // (N, C) attn_norm(x)
-  Tensor rstd1;  // (N)
+  Tensor ln1;    // (N, C) attn_norm(x) (gathered over tp under sequence parallelism)
+  Tensor rstd1;  // (N_r)
   Tensor q;      // (B, T, H, D) after bias and RoPE
   Tensor k;      // (B, T, KV, D) after bias and RoPE
   Tensor v;      // (B, T, KV, D)
   Tensor att;    // (B, T, H, D) attention output, input of wo
   Tensor lse;    // (B, H, T) log-sum-exp per score row
   Tensor probs;  // (B, H, T, T) softmax, or undefined: AttentionBackward recomputes it
-  Tensor h;      // (N, C) x + attention branch
-  Tensor ln2;    // (N, C) mlp_norm(h)
-  Tensor rstd2;  // (N)
+  Tensor h;      // (N_r, C) x + attention branch
+  Tensor ln2;    // (N, C) mlp_norm(h) (gathered under sequence parallelism)
+  Tensor rstd2;  // (N_r)
   Tensor gate;   // (N, F) w_gate · ln2
   Tensor up;     // (N, F) w_up · ln2
   Tensor swi;    // (N, F) silu(gate) ⊙ up, input of w_down
@@ -65,8 +75,12 @@ struct LayerActivations {
 
 // Working buffers of any layer's forward and backward, reused layer to layer.
 struct LayerScratch {
-  Tensor proj;             // (N, C) wo or w_down output before the residual add
-  Tensor dh;               // (N, C) gradient w.r.t. h
+  Tensor proj;             // (N, C) wo or w_down output before the residual add (partial over tp)
+  Tensor proj_r;           // (N_r, C) proj summed over tp (aliases proj without sequence parallelism)
+  Tensor norm_r;           // (N_r, C) a norm's output before the all-gather (sequence parallelism only)
+  Tensor dh_full;          // (N, C) a gathered (N_r, C) gradient (aliases dh without sequence parallelism)
+  Tensor dln_r;            // (N_r, C) dln summed over tp (aliases dln without sequence parallelism)
+  Tensor dh;               // (N_r, C) gradient w.r.t. h
   Tensor dln;              // (N, C) gradient w.r.t. ln1 / ln2
   Tensor dtmp;             // (N, C) one projection's share of dln
   Tensor datt;             // (B, T, H, D)

@@ -1,0 +1,114 @@
+// What one rank holds of the model, and how it takes a training step in the
+// dp × pp × tp mesh. Its model chunks are the whole model (pp = 1) or its
+// pipeline stage's parts (launcher/pipeline_stage.h), each tensor-parallel
+// over the tp group; it owns their AdamW state (all of it, or under ZeRO-1
+// the params it owns: flat index k over its chunks' params, owner k mod dp).
+// A step runs the micro-batches, then the collectives that make every
+// layout apply the single-process update: gradient sums over dp (bucketed,
+// started from the models' grad-ready hooks so they overlap the backward;
+// on CUDA one NCCL all-reduce of the flat grads), the tied-embedding and
+// sequence-parallel norm sums, the global grad norm over tp × pp, and under
+// ZeRO-1 the owners' broadcast of updated params.
+// Checkpoints leave and enter as this rank's slices of logical tensors
+// (TensorShard): params written by dp replica 0 (replicated tensors by tp
+// rank 0 only, the tied embedding copy never), moments by their owner, so
+// every tensor is written exactly once and any layout reads any file.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "checkpoints/dist_checkpoint.h"
+#include "launcher/config.h"
+#include "launcher/pipeline_stage.h"
+#include "parallel/grad_sync.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/trace.h"
+#include "runtime/model.h"
+#include "runtime/optimizer.h"
+#include "runtime/sampler.h"
+#include "runtime/tensor_parallel.h"
+
+namespace baton {
+
+// Reads `shards` (their `local` tensors are the destinations) from one
+// checkpoint; returns its step and attributes. Collective over the world
+// under MPI.
+using ShardReader = std::function<absl::Status(std::vector<TensorShard>& shards, int64_t* step,
+                                               std::map<std::string, std::string>* attrs)>;
+
+struct LoadedCheckpoint {
+  bool weights_only = false;  // no optimizer or data state: a new run from step 0
+  int64_t step = 0;
+  std::map<std::string, std::string> attrs;
+};
+
+class RankModel {
+ public:
+  // comms null: one process. Builds this rank's chunks on `device`,
+  // initialises them (train.seed), makes the optimizers and, with dp > 1,
+  // the gradient sync. `trace` (may be null) records the pipeline's events.
+  static absl::StatusOr<std::unique_ptr<RankModel>> Create(const JobConfig& config, MeshComms* comms,
+                                                           Device device, TraceRecorder* trace);
+  ~RankModel();
+
+  const std::vector<Model*>& models() const { return models_; }
+  PipelineStage* pipeline() { return pipe_.get(); }  // null when pp = 1
+  // Logical parameters of the whole model (tied embedding once); collective over pp.
+  absl::StatusOr<int64_t> NumParameters();
+
+  // Zeroes the grads, runs this replica's micro-batches (tokens/targets
+  // [mb] (B, T) i32) and every gradient collective; returns the loss SUM
+  // over the global batch (the same bits on every rank).
+  absl::StatusOr<double> ForwardBackward(const std::vector<Tensor>& tokens, const std::vector<Tensor>& targets,
+                                         double grad_scale, const RecomputeConfig& rc);
+  // Global L2 norm of the logical gradient; scales every grad as ClipGradNorm.
+  absl::StatusOr<double> ClipGradNorm(float max_norm);
+  absl::Status OptimizerStep(float lr);
+  int64_t optimizer_step() const;
+
+  // Mean validation loss per token over train.eval_batches micro-batches,
+  // computed by dp replica 0 (every rank of it returns it); -1 elsewhere.
+  absl::StatusOr<double> ValidationLoss(const Sampler& sampler);
+
+  // The slices this rank writes (host tensors), see the file comment.
+  std::vector<TensorShard> CheckpointShards();
+  // Reads this rank's params through `read` and, unless the file is
+  // weights-only (no "sampler"/"optimizer_step" attributes), its Adam
+  // moments and step.
+  absl::StatusOr<LoadedCheckpoint> Load(const ShardReader& read);
+
+  // Buckets started during the backward in the last step / all buckets.
+  int buckets_started_early() const { return sync_ ? sync_->started_early() : 0; }
+  int num_buckets() const { return sync_ ? sync_->num_buckets() : 0; }
+
+ private:
+  RankModel() = default;
+  bool zero() const { return zero_; }
+  // Adam state index of chunk c's param i on this rank (-1: another rank owns it).
+  int StateIndex(int c, int i) const { return state_index_[c][i]; }
+  std::vector<Param>& OptParams(int c) { return zero_ ? owned_[c] : models_[c]->params(); }
+
+  JobConfig config_;
+  MeshComms* comms_ = nullptr;
+  Device device_ = Device::kCpu;
+  int dp_ = 1, dp_rank_ = 0, tp_rank_ = 0;
+  std::unique_ptr<TpCollectives> tp_coll_;
+  std::optional<Model> whole_;
+  std::unique_ptr<PipelineStage> pipe_;
+  std::vector<Model*> models_;
+  std::vector<AdamWOptimizer> opts_;          // [chunk]
+  bool zero_ = false;
+  std::vector<std::vector<Param>> owned_;     // ZeRO-1: [chunk] params this rank updates (shared handles)
+  std::vector<std::vector<int>> owner_;       // [chunk][param] dp rank that updates it
+  std::vector<std::vector<int>> state_index_; // [chunk][param]
+  std::unique_ptr<GradSync> sync_;            // CPU, dp > 1
+  std::unique_ptr<Communicator> nccl_dp_;     // CUDA, dp > 1
+};
+
+}  // namespace baton
