@@ -77,10 +77,7 @@ absl::StatusOr<ScheduleSpec> PipelineSpecOf(const JobConfig& config) {
     case PipelineScheduleKind::kGPipe: spec.kind = ScheduleKind::kGPipe; break;
     case PipelineScheduleKind::k1F1B: spec.kind = ScheduleKind::k1F1B; break;
     case PipelineScheduleKind::kInterleaved: spec.kind = ScheduleKind::kInterleaved1F1B; break;
-    case PipelineScheduleKind::kZbH1:
-      return absl::FailedPreconditionError(
-          "parallel.schedule=\"zb-h1\" needs a split backward (input and weight gradients apart), "
-          "which the model does not have yet; use \"gpipe\", \"1f1b\" or \"interleaved\"");
+    case PipelineScheduleKind::kZbH1: spec.kind = ScheduleKind::kZeroBubbleH1; break;
   }
   spec.stages = p.pp;
   spec.microbatches = config.microbatches();
@@ -189,6 +186,26 @@ absl::Status PipelineStage::Backward(int mb, int chunk, const Tensor* grad_outpu
     return absl::InternalError(absl::StrCat("backward of micro-batch ", mb, " chunk ", chunk, " before its forward"));
   }
   chunks_[chunk].PartBackward(it->second, grad_output, grad_input);
+  free_slots_[chunk].push_back(it->second);
+  slot_of_[chunk].erase(it);
+  return absl::OkStatus();
+}
+
+absl::Status PipelineStage::BackwardInput(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input) {
+  auto it = slot_of_[chunk].find(mb);
+  if (it == slot_of_[chunk].end()) {
+    return absl::InternalError(absl::StrCat("backward of micro-batch ", mb, " chunk ", chunk, " before its forward"));
+  }
+  chunks_[chunk].PartBackwardInput(it->second, grad_output, grad_input);
+  return absl::OkStatus();  // the slot stays until the weight half
+}
+
+absl::Status PipelineStage::BackwardWeight(int mb, int chunk) {
+  auto it = slot_of_[chunk].find(mb);
+  if (it == slot_of_[chunk].end()) {
+    return absl::InternalError(absl::StrCat("weight backward of micro-batch ", mb, " chunk ", chunk, " before its forward"));
+  }
+  chunks_[chunk].PartBackwardWeight(it->second);
   free_slots_[chunk].push_back(it->second);
   slot_of_[chunk].erase(it);
   return absl::OkStatus();

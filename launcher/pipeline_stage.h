@@ -44,8 +44,7 @@ std::vector<ModelSlice> SplitLayers(const ModelConfig& model, int parts, int64_t
 double LayerFlopsPerToken(const ModelConfig& model, int64_t seq);
 double HeadFlopsPerToken(const ModelConfig& model);
 
-// parallel.schedule etc. as a ScheduleSpec; zb-h1 is FailedPrecondition
-// (the model has no split backward yet).
+// parallel.schedule etc. as a ScheduleSpec.
 absl::StatusOr<ScheduleSpec> PipelineSpecOf(const JobConfig& config);
 
 class PipelineStage final : public StageWork {
@@ -83,6 +82,9 @@ class PipelineStage final : public StageWork {
   Shape OutputShape(int mb, int chunk) override;
   absl::Status Forward(int mb, int chunk, const Tensor* input, Tensor* output) override;
   absl::Status Backward(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input) override;
+  // zb-h1: the input gradient now, the weight gradients at BackwardWeight.
+  absl::Status BackwardInput(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input) override;
+  absl::Status BackwardWeight(int mb, int chunk) override;
 
  private:
   PipelineStage(const JobConfig& config, Communicator& pp, ScheduleSpec spec, Schedule schedule,

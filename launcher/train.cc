@@ -196,7 +196,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   const int dp_rank = comms != nullptr ? comms->dp->rank() : 0;
   const int pp = config.parallel.pp;
   BATON_RETURN_IF_ERROR(ValidateMesh(config, world));
-  if (pp > 1) BATON_RETURN_IF_ERROR(PipelineSpecOf(config).status());  // zb-h1 is refused here
+  if (pp > 1) BATON_RETURN_IF_ERROR(PipelineSpecOf(config).status());
   if (pp > 1 && config.parallel.p2p == P2pTransport::kNccl) {
     return absl::FailedPreconditionError(
         "parallel.p2p=\"nccl\" needs CUDA pipeline stages, not wired into baton train yet; use \"mpi\" or \"ucx\"");
@@ -378,6 +378,12 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   if (trace != nullptr) {
     BATON_RETURN_IF_ERROR(GatherChromeTrace(*comms->world, *trace, config.output.trace));
     if (root) std::printf("trace: %s (the last step, one row per rank)\n", config.output.trace.c_str());
+  }
+  summary->dp_buckets = model->num_buckets();
+  summary->dp_buckets_early = model->buckets_started_early();
+  if (root && summary->dp_buckets > 0) {
+    std::printf("dp gradient sums: %d buckets of parallel.bucket_mb=%g, %d started during the backward\n",
+                summary->dp_buckets, config.parallel.bucket_mb, summary->dp_buckets_early);
   }
   summary->last_step = step;
   summary->tokens_per_s = timed_seconds > 0 ? timed_tokens / timed_seconds : 0;

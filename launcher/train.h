@@ -20,6 +20,8 @@ struct TrainSummary {
   double tokens_per_s = 0;                // over the steps run, excluding the first
   double seconds = 0;
   std::string checkpoint;                 // last checkpoint written ("" if none)
+  int dp_buckets = 0;                     // data-parallel gradient buckets (CPU, dp > 1)
+  int dp_buckets_early = 0;               // of those, started during the last step's backward
 };
 
 // Runs the job. `comms` null: one process, no communication; otherwise the

@@ -34,6 +34,7 @@ struct Model::Buffers {
 // layer keeps, the scratch and the gradient ping-pong live in buffers_.
 struct Model::Slot {
   int64_t batch = 0, seq = 0;
+  DeferredWeightGrads deferred;         // PartBackwardInput → PartBackwardWeight
   std::vector<LayerMode> modes;         // layout of `saved`
   std::vector<Tensor> resid;            // L_here+1 × (N_r, C): resid[0] the part's input
   std::vector<LayerActivations> saved;  // per layer held here
@@ -372,10 +373,10 @@ double Model::HeadLoss(Tensor& logits, const Tensor& targets, Tensor& losses, bo
 }
 
 void Model::HeadBackward(const Tensor& dlogits, const Tensor& lnf, const Tensor& resid, const Tensor& rstdf,
-                         Tensor& dresid) {
+                         Tensor& dresid, DeferredWeightGrads* defer) {
   LayerScratch& s = buffers_->scratch;
   // logits = final_norm(resid) · lm_headᵀ. Tied: lm_head's grad is embed's.
-  ops::LinearBackward(dlogits, lnf, LmHead(false), &s.dln, &LmHead(true), nullptr);
+  LinearBackwardMaybeDeferred(dlogits, lnf, LmHead(false), &s.dln, LmHead(true), nullptr, defer);
   if (tp_->sp()) {
     tp_->ReduceScatterSum(s.dln, s.dln_r);
   } else {
@@ -512,6 +513,25 @@ double Model::PartForward(int slot, const Tensor& tokens, const Tensor& targets,
 }
 
 void Model::PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input) {
+  PartBackwardImpl(slot, grad_output, grad_input, nullptr);
+}
+
+void Model::PartBackwardInput(int slot, const Tensor* grad_output, Tensor* grad_input) {
+  BATON_CHECK_MSG(slot >= 0 && slot < static_cast<int>(slots_.size()) && slots_[slot] != nullptr,
+                  "PartBackwardInput of a slot without PartForward");
+  hooks_held_ = true;
+  PartBackwardImpl(slot, grad_output, grad_input, &slots_[slot]->deferred);
+  hooks_held_ = false;
+}
+
+void Model::PartBackwardWeight(int slot) {
+  BATON_CHECK_MSG(slot >= 0 && slot < static_cast<int>(slots_.size()) && slots_[slot] != nullptr,
+                  "PartBackwardWeight of a slot without PartForward");
+  slots_[slot]->deferred.Run();
+  Hook(0, static_cast<int>(params_.size()));
+}
+
+void Model::PartBackwardImpl(int slot, const Tensor* grad_output, Tensor* grad_input, DeferredWeightGrads* defer) {
   BATON_CHECK_MSG(slot >= 0 && slot < static_cast<int>(slots_.size()) && slots_[slot] != nullptr,
                   "PartBackward of a slot without PartForward");
   BATON_CHECK_MSG((grad_output == nullptr) == slice_.head && (grad_input == nullptr) == slice_.embedding,
@@ -520,7 +540,7 @@ void Model::PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input
   Buffers& h = *buffers_;
   const int L = num_layers();
   if (slice_.head) {
-    HeadBackward(s.logits, s.lnf, s.resid[L], s.rstdf, h.dresid[0]);
+    HeadBackward(s.logits, s.lnf, s.resid[L], s.rstdf, h.dresid[0], defer);
   } else {
     h.dresid[0].CopyFrom(*grad_output);
   }
@@ -529,7 +549,7 @@ void Model::PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input
     const LayerWeights w = Weights(l, false);
     LayerWeights g = Weights(l, true);
     LayerRecompute(h.dims, w, s.resid[l], s.saved[l], h.scratch, s.modes[l]);
-    LayerBackward(h.dims, w, g, s.resid[l], s.saved[l], h.dresid[cur], h.dresid[1 - cur], h.scratch);
+    LayerBackward(h.dims, w, g, s.resid[l], s.saved[l], h.dresid[cur], h.dresid[1 - cur], h.scratch, defer);
     HookLayer(l);
     cur = 1 - cur;
   }

@@ -141,6 +141,14 @@ class Model {
   // grad_input (B·T, C) written, null on the embedding part. Parameter
   // grads accumulate. The slot is free again afterwards.
   void PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input);
+  // The same backward split in two (zero-bubble schedules): the input
+  // gradient now, the linear layers' weight gradients (kept with copies of
+  // their inputs in the slot) at PartBackwardWeight(slot), which frees the
+  // slot. Norm and embedding grads are done in the first half. The grads
+  // get the same bits as PartBackward's; the grad-ready hook fires once,
+  // for every param, in PartBackwardWeight.
+  void PartBackwardInput(int slot, const Tensor* grad_output, Tensor* grad_input);
+  void PartBackwardWeight(int slot);
   // Forward only (validation), through shared buffers; same conventions.
   double PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor* input, Tensor* output);
 
@@ -172,11 +180,12 @@ class Model {
   double HeadLoss(Tensor& logits, const Tensor& targets, Tensor& losses, bool grad, float grad_scale);
   // dlogits → d resid (N_r, C); accumulates lm_head and final_norm grads.
   void HeadBackward(const Tensor& dlogits, const Tensor& lnf, const Tensor& resid, const Tensor& rstdf,
-                    Tensor& dresid);
+                    Tensor& dresid, DeferredWeightGrads* defer = nullptr);
+  void PartBackwardImpl(int slot, const Tensor* grad_output, Tensor* grad_input, DeferredWeightGrads* defer);
   void EmbedForward(const Tensor& tokens, Tensor& resid0);     // tokens (N) → (N_r, C)
   void EmbedBackward(const Tensor& dresid, const Tensor& tokens);
   void Hook(int first, int end) const {
-    if (hook_) hook_(first, end);
+    if (hook_ && !hooks_held_) hook_(first, end);
   }
   void HookLayer(int l) const;
   void HookHead() const;
@@ -206,6 +215,7 @@ class Model {
   ModelSlice slice_;
   std::unique_ptr<TpOps> tp_;  // heap: LayerDims in the buffers point at it
   std::function<void(int, int)> hook_;
+  bool hooks_held_ = false;  // during PartBackwardInput: the weight half reports
   bool embedding_copy_ = false;
   DType dtype_ = DType::kF32;        // compute
   DType param_dtype_ = DType::kF32;  // master weights and grads

@@ -216,29 +216,42 @@ void LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
 
 // ---- backward
 
+void DeferredWeightGrads::Run() {
+  for (Item& it : items) ops::LinearBackward(it.dy, it.x, it.w, nullptr, &it.dw, it.db.defined() ? &it.db : nullptr);
+  items.clear();
+}
+
+void LinearBackwardMaybeDeferred(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor& dw,
+                                 Tensor* db, DeferredWeightGrads* defer) {
+  if (defer == nullptr) return ops::LinearBackward(dy, x, w, dx, &dw, db);
+  if (dx != nullptr) ops::LinearBackward(dy, x, w, dx, nullptr, nullptr);
+  defer->items.push_back({dy.Clone(), x.Clone(), w, dw, db != nullptr ? *db : Tensor()});
+}
+
 void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, const Tensor& x,
-                   const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s) {
+                   const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s,
+                   DeferredWeightGrads* defer) {
   const int64_t N = d.rows();
   // MLP branch: out = h + w_down · swi.
-  ops::LinearBackward(Gathered(d, dout, s), a.swi, w.w_down, &s.dswi, &g.w_down, nullptr);
+  LinearBackwardMaybeDeferred(Gathered(d, dout, s), a.swi, w.w_down, &s.dswi, g.w_down, nullptr, defer);
   ops::SwiGluBackward(s.dswi, a.gate, a.up, s.dgate, s.dup);
-  ops::LinearBackward(s.dgate, a.ln2, w.w_gate, &s.dln, &g.w_gate, nullptr);
-  ops::LinearBackward(s.dup, a.ln2, w.w_up, &s.dtmp, &g.w_up, nullptr);
+  LinearBackwardMaybeDeferred(s.dgate, a.ln2, w.w_gate, &s.dln, g.w_gate, nullptr, defer);
+  LinearBackwardMaybeDeferred(s.dup, a.ln2, w.w_up, &s.dtmp, g.w_up, nullptr, defer);
   ops::AddInPlace(s.dln, s.dtmp);
   SumColumnParallelGrad(d, s);
   ops::RmsNormBackward(s.dln_r, a.h, w.mlp_norm, a.rstd2, s.dh, g.mlp_norm);
   ops::AddInPlace(s.dh, dout);  // residual
   // Attention branch: h = x + wo · att.
   Tensor datt2 = As2D(s.datt, N);
-  ops::LinearBackward(Gathered(d, s.dh, s), As2D(a.att, N), w.wo, &datt2, &g.wo, nullptr);
+  LinearBackwardMaybeDeferred(Gathered(d, s.dh, s), As2D(a.att, N), w.wo, &datt2, g.wo, nullptr, defer);
   ops::AttentionBackward(s.datt, a.q, a.k, a.v, a.att, a.lse,
                          a.probs.defined() ? &a.probs : nullptr, s.dq, s.dk, s.dv);
   ops::RopeBackward(s.dq, d.rope);
   ops::RopeBackward(s.dk, d.rope);
-  ops::LinearBackward(As2D(s.dq, N), a.ln1, w.wq, &s.dln, &g.wq, g.bq.defined() ? &g.bq : nullptr);
-  ops::LinearBackward(As2D(s.dk, N), a.ln1, w.wk, &s.dtmp, &g.wk, g.bk.defined() ? &g.bk : nullptr);
+  LinearBackwardMaybeDeferred(As2D(s.dq, N), a.ln1, w.wq, &s.dln, g.wq, g.bq.defined() ? &g.bq : nullptr, defer);
+  LinearBackwardMaybeDeferred(As2D(s.dk, N), a.ln1, w.wk, &s.dtmp, g.wk, g.bk.defined() ? &g.bk : nullptr, defer);
   ops::AddInPlace(s.dln, s.dtmp);
-  ops::LinearBackward(As2D(s.dv, N), a.ln1, w.wv, &s.dtmp, &g.wv, g.bv.defined() ? &g.bv : nullptr);
+  LinearBackwardMaybeDeferred(As2D(s.dv, N), a.ln1, w.wv, &s.dtmp, g.wv, g.bv.defined() ? &g.bv : nullptr, defer);
   ops::AddInPlace(s.dln, s.dtmp);
   SumColumnParallelGrad(d, s);
   ops::RmsNormBackward(s.dln_r, x, w.attn_norm, a.rstd1, dx, g.attn_norm);

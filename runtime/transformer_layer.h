@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "runtime/model_config.h"
 #include "runtime/tensor.h"
@@ -145,9 +146,28 @@ void LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
 // Rebuilds what `mode` dropped, into `a` (which aliases the shared set).
 void LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
                     LayerActivations& a, LayerScratch& s, LayerMode mode);
+// Weight gradients a split backward puts off (zero-bubble schedules: B
+// computes the input gradient, W later the weight gradients): each item is
+// one linear layer's dW (and db) GEMM with copies of the tensors it reads,
+// which later micro-batches and layers overwrite. Run() does them in order
+// and empties the list; the grads get the same bits as an unsplit backward.
+struct DeferredWeightGrads {
+  struct Item {
+    Tensor dy, x, w, dw, db;  // db undefined without a bias
+  };
+  std::vector<Item> items;
+  void Run();
+};
+
+// Linear backward: dx now; dw (and db) now, or put on `defer` if non-null.
+void LinearBackwardMaybeDeferred(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor& dw,
+                                 Tensor* db, DeferredWeightGrads* defer);
+
 // dout (N, C) → dx (N, C) (overwritten; must not alias dout); parameter
-// gradients accumulate into g.
+// gradients accumulate into g (the linear ones onto `defer` if non-null;
+// norm weights always now).
 void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, const Tensor& x,
-                   const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s);
+                   const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s,
+                   DeferredWeightGrads* defer = nullptr);
 
 }  // namespace baton

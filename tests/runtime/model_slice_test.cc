@@ -2,9 +2,15 @@
 // whole model: with two micro-batches in flight (F0 F1 B1 B0, each in its
 // own slot), the loss and every gradient match ForwardBackward's in f64,
 // tied and untied; a head slice of a tied model holds an "embed" copy whose
-// grad plus the first slice's equals the whole model's.
+// grad plus the first slice's equals the whole model's. The split backward
+// (input half, then weight half, as zero-bubble schedules run it) gives the
+// bits of the whole backward, and the grad-ready hook covers every param
+// once per micro-batch.
 #include <cmath>
+#include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -89,6 +95,68 @@ TEST_P(ModelSliceTest, TwoSlicesWithTwoMicroBatchesInFlightEqualTheWholeModel) {
   Tensor out = Tensor::Empty({B * T, c.dim}, DType::kF64);
   first->PartLoss(tok[0], tgt[0], nullptr, &out);
   EXPECT_NEAR(last->PartLoss(tok[0], tgt[0], &out, nullptr), whole->Loss(tok[0], tgt[0]), 1e-12);
+}
+
+TEST_P(ModelSliceTest, SplitBackwardGivesTheSameBitsAndReportsEveryParamOnce) {
+  const ModelConfig c = Tiny(GetParam());
+  RecomputeConfig rc;
+  rc.policy = RecomputePolicy::kFull;  // the weight half must not read recomputed buffers
+  auto plain = Model::Create(c, DType::kF32, Device::kCpu, {1, 3, false, true});
+  auto split = Model::Create(c, DType::kF32, Device::kCpu, {1, 3, false, true});
+  ASSERT_TRUE(plain.ok() && split.ok());
+  plain->Init(9);
+  split->Init(9);
+  std::vector<int> reported(split->params().size(), 0);
+  int calls = 0;
+  split->SetGradReadyHook([&](int first, int end) {
+    ++calls;
+    for (int i = first; i < end; ++i) ++reported[i];
+  });
+  const int64_t B = 2, T = 4;
+  Tensor tok[2] = {Ids(B, T, 1), Ids(B, T, 6)};
+  Tensor in[2], gin[2][2];
+  for (int m = 0; m < 2; ++m) {
+    in[m] = Tensor::Empty({B * T, c.dim}, DType::kF32);
+    for (int64_t i = 0; i < in[m].numel(); ++i) in[m].data<float>()[i] = std::sin(0.3f * i + m);
+    for (int k = 0; k < 2; ++k) gin[k][m] = Tensor::Empty({B * T, c.dim}, DType::kF32);
+  }
+  for (int m = 0; m < 2; ++m) {
+    plain->PartForward(m, tok[m], tok[m], &in[m], nullptr, 0.1, rc);
+    split->PartForward(m, tok[m], tok[m], &in[m], nullptr, 0.1, rc);
+  }
+  plain->PartBackward(0, nullptr, &gin[0][0]);
+  plain->PartBackward(1, nullptr, &gin[0][1]);
+  split->PartBackwardInput(0, nullptr, &gin[1][0]);
+  split->PartBackwardInput(1, nullptr, &gin[1][1]);  // both inputs before either weight half
+  EXPECT_EQ(calls, 0) << "the input half reports nothing";
+  split->PartBackwardWeight(0);
+  split->PartBackwardWeight(1);
+  for (int m = 0; m < 2; ++m) {
+    EXPECT_EQ(std::memcmp(gin[0][m].raw(), gin[1][m].raw(), gin[0][m].nbytes()), 0) << "grad_input " << m;
+  }
+  for (size_t i = 0; i < split->params().size(); ++i) {
+    const Param& a = plain->params()[i];
+    const Param& b = split->params()[i];
+    EXPECT_EQ(std::memcmp(a.grad.raw(), b.grad.raw(), a.grad.nbytes()), 0) << a.name;
+    EXPECT_EQ(reported[i], 2) << a.name;
+  }
+}
+
+TEST(ModelSlice, HookReportsLayersInBackwardOrder) {
+  auto m = Model::Create(Tiny(false), DType::kF32);
+  ASSERT_TRUE(m.ok());
+  m->Init(3);
+  std::vector<std::pair<int, int>> calls;
+  m->SetGradReadyHook([&](int first, int end) { calls.push_back({first, end}); });
+  RecomputeConfig rc;
+  m->ForwardBackward(Ids(2, 4, 1), Ids(2, 4, 2), 0.1, rc);
+  const int n = static_cast<int>(m->params().size());
+  ASSERT_EQ(calls.size(), 5u);  // head, layers 2, 1, 0, embedding
+  EXPECT_EQ(calls.front().second, n);
+  EXPECT_EQ(m->params()[calls.front().first].name, "final_norm");
+  EXPECT_EQ(calls.back(), std::make_pair(0, 1));
+  for (size_t k = 1; k + 1 < calls.size(); ++k) EXPECT_EQ(calls[k].second, calls[k - 1].first) << k;
+  EXPECT_EQ(calls[calls.size() - 2].first, 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Tying, ModelSliceTest, ::testing::Bool(),
