@@ -8,7 +8,10 @@
 // a test: nothing here asserts speed.
 //   train_bench --preset 125m|1.3b [--steps M] [--warmup N]
 //               [--recompute none|full|selective|every_k|all] [--json FILE]
-//               [--batch B] [--seq T] [--layers L]
+//               [--batch B] [--seq T] [--layers L] [--profile]
+// --profile: also time one step op by op (CUDA events, runtime/op_profile.h)
+// and print where the step's GPU time goes, GEMMs next to their ideal time
+// at the GEMM peak measured in the same run.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -26,6 +29,7 @@
 #include "kernels/gpu.h"
 #include "runtime/cuda_allocator.h"
 #include "runtime/model.h"
+#include "runtime/op_profile.h"
 #include "runtime/ops_cuda.h"
 #include "runtime/optimizer.h"
 
@@ -44,6 +48,7 @@ struct Options {
   std::string json;
   int64_t batch = 0, seq = 0;
   int layers = 0;
+  bool profile = false;
 };
 
 struct Preset {
@@ -150,6 +155,7 @@ Options Parse(int argc, char** argv) {
     else if (a == "--batch") o.batch = std::atoll(next().c_str());
     else if (a == "--seq") o.seq = std::atoll(next().c_str());
     else if (a == "--layers") o.layers = std::atoi(next().c_str());
+    else if (a == "--profile") o.profile = true;
     else {
       std::fprintf(stderr, "train_bench: error: unknown flag %s\n", a.c_str());
       std::exit(2);
@@ -271,9 +277,47 @@ int Main(int argc, char** argv) {
     results.push_back(r);
   }
 
+  // One more step of the first policy, op by op.
+  std::vector<op_profile::Row> profile;
+  double profiled_step_ms = 0;
+  if (o.profile) {
+    RecomputeConfig rc;
+    ParsePolicy(policies.front(), &rc);
+    Die(FromCuda(cudaDeviceSynchronize(), "sync", __FILE__, __LINE__));
+    op_profile::Collect();  // drop anything recorded before
+    op_profile::Enable(true);
+    const Clock::time_point t0 = Clock::now();
+    step(rc);
+    Die(FromCuda(cudaDeviceSynchronize(), "sync", __FILE__, __LINE__));
+    profiled_step_ms = Seconds(t0, Clock::now()) * 1e3;
+    op_profile::Enable(false);
+    profile = op_profile::Collect();
+  }
+
   // After training, so it does not delay the first step.
   const double peak_tflops = MeasureGemmPeak();
   for (Result& r : results) r.mfu = flops_per_token * r.tokens_per_s / (peak_tflops * 1e12);
+  if (!profile.empty()) {
+    double total = 0, gemm = 0;
+    for (const op_profile::Row& r : profile) {
+      total += r.ms;
+      if (r.name.rfind("gemm", 0) == 0) gemm += r.ms;
+    }
+    // Linear layers (non-embedding params) and the lm head: 6 flops per weight per token.
+    const double gemm_flops = 6.0 * (static_cast<double>(n_non_embedding) + static_cast<double>(c.vocab_size) * c.dim) *
+                              static_cast<double>(tokens_per_step);
+    const double ideal_ms = gemm_flops / (peak_tflops * 1e12) * 1e3;
+    std::printf("\nper-op profile, one %s step of %s (recompute %s): %.2f ms wall, %.2f ms in ops\n",
+                "training", o.preset.c_str(), policies.front().c_str(), profiled_step_ms, total);
+    std::printf("| %-24s | %6s | %9s | %6s |\n", "op", "calls", "ms", "%");
+    for (const op_profile::Row& r : profile) {
+      std::printf("| %-24s | %6lld | %9.3f | %5.1f%% |\n", r.name.c_str(), static_cast<long long>(r.calls), r.ms,
+                  100.0 * r.ms / total);
+    }
+    std::printf("GEMMs: %.2f ms measured vs %.2f ms ideal at the measured %.0f TFLOP/s (%.0f%% of peak); "
+                "everything else: %.2f ms; host gaps (wall - ops): %.2f ms\n",
+                gemm, ideal_ms, peak_tflops, 100.0 * ideal_ms / gemm, total - gemm, profiled_step_ms - total);
+  }
 
   std::printf("\n%s | %s | %s\n", CudaDeviceSummary().c_str(),
               absl::StrFormat("baton %s: d%d L%d H%d ffn%d V%d, B%d T%d, %.1fM params (%.1fM non-emb)",

@@ -212,10 +212,11 @@ absl::StatusOr<double> RankModel::ClipGradNorm(float max_norm) {
 absl::Status RankModel::OptimizerStep(float lr) {
   for (size_t c = 0; c < models_.size(); ++c) opts_[c].Step(OptParams(static_cast<int>(c)), lr);
   if (!zero_) return absl::OkStatus();
+  Communicator& dp = nccl_dp_ != nullptr ? *nccl_dp_ : *comms_->dp;  // device params go over NCCL
   for (size_t c = 0; c < models_.size(); ++c) {
     std::vector<Param>& params = models_[c]->params();
     for (size_t i = 0; i < params.size(); ++i) {
-      BATON_RETURN_IF_ERROR(comms_->dp->Broadcast(params[i].value, owner_[c][i]));
+      BATON_RETURN_IF_ERROR(dp.Broadcast(params[i].value, owner_[c][i]));
     }
     models_[c]->RefreshComputeWeights();
   }

@@ -3,6 +3,7 @@
 // Compiled only with BATON_HAVE_CUDA; an empty file otherwise.
 #ifdef BATON_HAVE_CUDA
 #include "runtime/ops_cuda.h"
+#include "runtime/op_profile.h"
 
 #include "kernels/cuda/adamw.h"
 #include "kernels/cuda/attention.h"
@@ -64,6 +65,7 @@ void Ok(const char* op, const absl::Status& st) {
 
 void MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
             float beta) {
+  op_profile::Scope prof_scope("gemm (MatMul)");
   constexpr const char* kOp = "MatMul";
   CheckCudaFloat(kOp, "a", a);
   CheckRank(kOp, "a", a, 2);
@@ -80,6 +82,7 @@ void MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
 }
 
 void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
+  op_profile::Scope prof_scope("gemm fwd");
   constexpr const char* kOp = "Linear";
   CheckCudaFloat(kOp, "x", x);
   CheckRank(kOp, "x", x, 2);
@@ -115,21 +118,27 @@ void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* 
   if (has_db) CheckGrad(kOp, "db", *db, x, {out});
   cudaStream_t s = cuda::CurrentStream();
   if (has_dx) {  // dx (n, in) = dy (n, out) · w (out, in)
+    op_profile::Scope prof_scope("gemm bwd dx");
     cuda::GemmArgs g{Tag(x), Tag(*dx), false, false, n, in, out, 1.f, 0.f,
                      dy.raw(), out, w.raw(), in, dx->raw(), in, nullptr};
     Ok(kOp, cuda::Gemm(g, s));
   }
   if (has_dw) {  // dw (out, in) += dyᵀ (out, n) · x (n, in)
+    op_profile::Scope prof_scope("gemm bwd dw");
     cuda::GemmArgs g{Tag(x), Tag(*dw), true, false, out, in, n, 1.f, 1.f,
                      dy.raw(), out, x.raw(), in, dw->raw(), in, nullptr};
     Ok(kOp, cuda::Gemm(g, s));
   }
-  if (has_db) Ok(kOp, cuda::AccumulateColumnSums(Tag(dy), dy.raw(), n, out, Tag(*db), db->raw(), s));
+  if (has_db) {
+    op_profile::Scope prof_scope("bias grad");
+    Ok(kOp, cuda::AccumulateColumnSums(Tag(dy), dy.raw(), n, out, Tag(*db), db->raw(), s));
+  }
 }
 
 // ---- RMSNorm, RoPE
 
 void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd) {
+  op_profile::Scope prof_scope("rmsnorm fwd");
   constexpr const char* kOp = "RmsNorm";
   CheckCudaFloat(kOp, "x", x);
   CheckRank(kOp, "x", x, 2);
@@ -143,6 +152,7 @@ void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rst
 
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
                      Tensor& dx, Tensor& dw) {
+  op_profile::Scope prof_scope("rmsnorm bwd");
   constexpr const char* kOp = "RmsNormBackward";
   CheckCudaFloat(kOp, "x", x);
   CheckRank(kOp, "x", x, 2);
@@ -158,6 +168,7 @@ void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const T
 }
 
 void Rope(Tensor& x, const RopeParams& p, bool inverse) {
+  op_profile::Scope prof_scope("rope fwd+bwd");
   const char* op = inverse ? "RopeBackward" : "Rope";
   CheckCudaFloat(op, "x", x);
   CheckRank(op, "x", x, 4);
@@ -187,6 +198,7 @@ cuda::AttentionDims CheckAttention(const char* op, const Tensor& q, const Tensor
 
 void Attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, Tensor& lse,
                Tensor* probs) {
+  op_profile::Scope prof_scope("attention fwd");
   constexpr const char* kOp = "Attention";
   const cuda::AttentionDims s = CheckAttention(kOp, q, k, v);
   CheckLike(kOp, "out", out, q, q.shape());
@@ -200,6 +212,7 @@ void Attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, T
 void AttentionBackward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& out, const Tensor& lse, const Tensor* probs, Tensor& dq,
                        Tensor& dk, Tensor& dv) {
+  op_profile::Scope prof_scope("attention bwd");
   constexpr const char* kOp = "AttentionBackward";
   (void)probs;  // recomputed from lse either way
   const cuda::AttentionDims s = CheckAttention(kOp, q, k, v);
@@ -217,6 +230,7 @@ void AttentionBackward(const Tensor& dout, const Tensor& q, const Tensor& k, con
 // ---- SwiGLU, embedding, cross-entropy
 
 void SwiGlu(const Tensor& gate, const Tensor& up, Tensor& h) {
+  op_profile::Scope prof_scope("swiglu fwd");
   constexpr const char* kOp = "SwiGlu";
   CheckCudaFloat(kOp, "gate", gate);
   CheckLike(kOp, "up", up, gate, gate.shape());
@@ -227,6 +241,7 @@ void SwiGlu(const Tensor& gate, const Tensor& up, Tensor& h) {
 
 void SwiGluBackward(const Tensor& dh, const Tensor& gate, const Tensor& up, Tensor& dgate,
                     Tensor& dup) {
+  op_profile::Scope prof_scope("swiglu bwd");
   constexpr const char* kOp = "SwiGluBackward";
   CheckCudaFloat(kOp, "gate", gate);
   CheckLike(kOp, "dh", dh, gate, gate.shape());
@@ -238,6 +253,7 @@ void SwiGluBackward(const Tensor& dh, const Tensor& gate, const Tensor& up, Tens
 }
 
 void Embedding(const Tensor& tokens, const Tensor& table, int64_t vocab_start, Tensor& out) {
+  op_profile::Scope prof_scope("embedding fwd");
   constexpr const char* kOp = "Embedding";
   CheckRank(kOp, "tokens", tokens, 1);
   CheckTokens(kOp, "tokens", tokens, tokens.dim(0));
@@ -252,6 +268,7 @@ void Embedding(const Tensor& tokens, const Tensor& table, int64_t vocab_start, T
 
 void EmbeddingBackward(const Tensor& dout, const Tensor& tokens, int64_t vocab_start,
                        Tensor& dtable) {
+  op_profile::Scope prof_scope("embedding bwd");
   constexpr const char* kOp = "EmbeddingBackward";
   CheckRank(kOp, "tokens", tokens, 1);
   CheckTokens(kOp, "tokens", tokens, tokens.dim(0));
@@ -267,6 +284,7 @@ void EmbeddingBackward(const Tensor& dout, const Tensor& tokens, int64_t vocab_s
 
 void SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, Tensor& losses,
                          Tensor* dlogits, float grad_scale) {
+  op_profile::Scope prof_scope("softmax cross-entropy");
   constexpr const char* kOp = "SoftmaxCrossEntropy";
   CheckCudaFloat(kOp, "logits", logits);
   CheckRank(kOp, "logits", logits, 2);
@@ -285,6 +303,7 @@ void SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, Tensor& lo
 // ---- Elementwise, reductions, AdamW
 
 void Add(const Tensor& a, const Tensor& b, Tensor& out) {
+  op_profile::Scope prof_scope("residual add");
   constexpr const char* kOp = "Add";
   CheckCudaFloat(kOp, "a", a);
   CheckLike(kOp, "b", b, a, a.shape());
@@ -293,6 +312,7 @@ void Add(const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 void AddInPlace(Tensor& y, const Tensor& x) {
+  op_profile::Scope prof_scope("residual add");
   constexpr const char* kOp = "AddInPlace";
   CheckCudaFloat(kOp, "y", y);
   CheckLike(kOp, "x", x, y, y.shape());
@@ -300,12 +320,14 @@ void AddInPlace(Tensor& y, const Tensor& x) {
 }
 
 void Scale(Tensor& x, float s) {
+  op_profile::Scope prof_scope("grad scale (clip)");
   constexpr const char* kOp = "Scale";
   CheckCudaFloat(kOp, "x", x);
   Ok(kOp, cuda::Scale(Tag(x), x.raw(), x.numel(), s, cuda::CurrentStream()));
 }
 
 double SumSquares(const Tensor& x) {
+  op_profile::Scope prof_scope("grad norm (clip)");
   constexpr const char* kOp = "SumSquares";
   CheckCudaFloat(kOp, "x", x);
   absl::StatusOr<double> r = cuda::SumSquares(Tag(x), x.raw(), x.numel(), cuda::CurrentStream());
@@ -314,6 +336,7 @@ double SumSquares(const Tensor& x) {
 }
 
 double Sum(const Tensor& x) {
+  op_profile::Scope prof_scope("loss sum");
   constexpr const char* kOp = "Sum";
   CheckCudaFloat(kOp, "x", x);
   absl::StatusOr<double> r = cuda::Sum(Tag(x), x.raw(), x.numel(), cuda::CurrentStream());
@@ -322,6 +345,7 @@ double Sum(const Tensor& x) {
 }
 
 void AdamW(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, const AdamWParams& hp) {
+  op_profile::Scope prof_scope("adamw (per tensor)");
   constexpr const char* kOp = "AdamW";
   CheckF32(kOp, "p", p, p.shape());
   CheckF32(kOp, "g", g, p.shape());
@@ -335,6 +359,7 @@ void AdamW(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, const AdamWParams& 
 }
 
 void Convert(const Tensor& x, Tensor& out) {
+  op_profile::Scope prof_scope("dtype convert");
   constexpr const char* kOp = "Convert";
   CheckCudaFloat(kOp, "x", x);
   CheckCudaFloat(kOp, "out", out);

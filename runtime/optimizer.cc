@@ -1,5 +1,6 @@
 // AdamW, gradient clipping and the LR schedule (see optimizer.h).
 #include "runtime/optimizer.h"
+#include "runtime/op_profile.h"
 
 #include <algorithm>
 #include <cmath>
@@ -41,7 +42,10 @@ void StepCuda(std::vector<Param>& params, std::vector<Tensor>& m, std::vector<Te
     if (list.empty()) continue;
     const cuda::AdamWHyper h{lr, c.beta1, c.beta2, c.eps, decay ? c.weight_decay : 0.0f, step, 1.0f};
     const absl::Status st =
-        cuda::AdamWMultiTensor(list.data(), static_cast<int>(list.size()), h, cuda::CurrentStream());
+        [&] {
+          op_profile::Scope prof_scope("adamw (multi-tensor)");
+          return cuda::AdamWMultiTensor(list.data(), static_cast<int>(list.size()), h, cuda::CurrentStream());
+        }();
     BATON_CHECK_MSG(st.ok(), st.ToString().c_str());
   }
   for (Param& p : params) {
