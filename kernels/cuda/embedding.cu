@@ -1,4 +1,11 @@
 // Embedding kernels and launchers (see embedding.h).
+// The backward is a scatter-add of n rows into the table. To stay
+// deterministic without a serial loop over all rows, the (token, row)
+// pairs are sorted by token with a stable radix sort (rows of one token
+// keep their order), then one block per distinct token sums its rows in
+// that order: the same additions, in the same order, as a loop over rows.
+#include <cub/device/device_radix_sort.cuh>
+
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/embedding.h"
@@ -22,18 +29,29 @@ __global__ void EmbeddingForwardKernel(const int32_t* __restrict__ tokens,
   }
 }
 
+__global__ void IotaKernel(int32_t* __restrict__ out, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = static_cast<int32_t>(i);
+}
+
+// Block b handles sorted position b if it starts a run of equal tokens:
+// threads stride over the columns, adding the run's rows in order.
 template <typename TD, typename TT>
-__global__ void EmbeddingBackwardKernel(const TD* __restrict__ dout,
-                                        const int32_t* __restrict__ tokens, int64_t vocab_start,
-                                        int64_t v_local, int64_t n, int64_t c,
-                                        TT* __restrict__ dtable) {
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= c) return;
-  for (int64_t r = 0; r < n; ++r) {
-    const int64_t row = static_cast<int64_t>(tokens[r]) - vocab_start;
-    if (row < 0 || row >= v_local) continue;
+__global__ void EmbeddingBackwardSortedKernel(const TD* __restrict__ dout, const int32_t* __restrict__ sorted_tokens,
+                                              const int32_t* __restrict__ sorted_rows, int64_t vocab_start,
+                                              int64_t v_local, int64_t n, int64_t c, TT* __restrict__ dtable) {
+  const int64_t i = blockIdx.x;
+  const int32_t token = sorted_tokens[i];
+  if (i > 0 && sorted_tokens[i - 1] == token) return;  // not the start of a run
+  const int64_t row = static_cast<int64_t>(token) - vocab_start;
+  if (row < 0 || row >= v_local) return;
+  int64_t end = i + 1;
+  while (end < n && sorted_tokens[end] == token) ++end;
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
     TT* t = dtable + row * c + j;
-    *t = FromF32<TT>(ToF32(*t) + ToF32(dout[r * c + j]));
+    TT acc = *t;
+    for (int64_t k = i; k < end; ++k) acc = FromF32<TT>(ToF32(acc) + ToF32(dout[static_cast<int64_t>(sorted_rows[k]) * c + j]));
+    *t = acc;
   }
 }
 
@@ -56,19 +74,35 @@ absl::Status EmbeddingForward(Float t, const int32_t* tokens, const void* table,
 absl::Status EmbeddingBackward(Float t_dout, Float t_table, const void* dout,
                                const int32_t* tokens, int64_t vocab_start, int64_t v_local,
                                int64_t n, int64_t c, void* dtable, cudaStream_t stream) {
-  BATON_CHECK(n >= 0 && c > 0 && v_local >= 0);
+  BATON_CHECK(n >= 0 && c > 0 && v_local >= 0 && n < (int64_t{1} << 31));
   if (n == 0) return absl::OkStatus();
-  const unsigned grid = static_cast<unsigned>(CeilDiv(c, 64));
+  // Scratch: rows in, sorted tokens and rows out, the sort's temporary storage (stream-ordered).
+  size_t temp_bytes = 0;
+  BATON_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, static_cast<const int32_t*>(nullptr),
+                                                   static_cast<int32_t*>(nullptr), static_cast<const int32_t*>(nullptr),
+                                                   static_cast<int32_t*>(nullptr), static_cast<int>(n), 0, 32, stream));
+  const size_t ids = static_cast<size_t>(n) * sizeof(int32_t);
+  char* scratch = nullptr;
+  BATON_CHECK_CUDA(cudaMallocAsync(&scratch, 3 * ids + temp_bytes, stream));
+  int32_t* rows_in = reinterpret_cast<int32_t*>(scratch);
+  int32_t* tokens_out = reinterpret_cast<int32_t*>(scratch + ids);
+  int32_t* rows_out = reinterpret_cast<int32_t*>(scratch + 2 * ids);
+  void* temp = scratch + 3 * ids;
+  IotaKernel<<<static_cast<unsigned>(CeilDiv(n, 256)), 256, 0, stream>>>(rows_in, n);
+  BATON_CUDA_LAUNCH_CHECK();
+  BATON_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, tokens, tokens_out, rows_in, rows_out,
+                                                   static_cast<int>(n), 0, 32, stream));
   DispatchFloat(t_dout, [&](auto dtag) {
     DispatchFloat(t_table, [&](auto ttag) {
       using TD = decltype(dtag);
       using TT = decltype(ttag);
-      EmbeddingBackwardKernel<TD, TT><<<grid, 64, 0, stream>>>(
-          static_cast<const TD*>(dout), tokens, vocab_start, v_local, n, c,
+      EmbeddingBackwardSortedKernel<TD, TT><<<static_cast<unsigned>(n), 128, 0, stream>>>(
+          static_cast<const TD*>(dout), tokens_out, rows_out, vocab_start, v_local, n, c,
           static_cast<TT*>(dtable));
     });
   });
   BATON_CUDA_LAUNCH_CHECK();
+  BATON_CHECK_CUDA(cudaFreeAsync(scratch, stream));
   return absl::OkStatus();
 }
 
