@@ -218,6 +218,8 @@ TEST_P(LayoutInvariance, MatchesSingleProcess) {
 INSTANTIATE_TEST_SUITE_P(
     Layouts, LayoutInvariance,
     ::testing::Values(
+        // 1 rank under MPI: the collective checkpoint writer and reader, a mesh of one
+        Layout{"mpi1", 1, 1, 1, {}, {}},
         // 2 ranks
         Layout{"dp2", 2, 1, 1, {}, {}},
         Layout{"dp2_zero", 2, 1, 1, {"parallel.zero=1", "parallel.bucket_mb=0.001"}, {}},
@@ -225,6 +227,7 @@ INSTANTIATE_TEST_SUITE_P(
         Layout{"pp2_1f1b", 1, 2, 1, {"parallel.schedule=\"1f1b\""}, {}},
         Layout{"pp2_interleaved", 1, 2, 1, {"parallel.schedule=\"interleaved\"", "parallel.virtual_stages=2"}, {}},
         Layout{"pp2_zb_h1", 1, 2, 1, {"parallel.schedule=\"zb-h1\""}, {}},
+        Layout{"pp2_uneven_stages", 1, 2, 1, {"parallel.layers_per_stage=[1, 3]"}, {}},
         Layout{"pp2_full_recompute", 1, 2, 1, {"recompute.policy=\"full\""}, {}},
         Layout{"pp2_untied", 1, 2, 1, {"parallel.schedule=\"1f1b\""}, {"model.tie_embeddings=false"}},
         Layout{"pp2_ucx", 1, 2, 1, {"parallel.schedule=\"1f1b\"", "parallel.p2p=\"ucx\""}, {}, true},
@@ -291,6 +294,11 @@ TEST(PipelineConfig, MeshesThatDoNotFitAreRefused) {
   st = Train(*too_many_ranks, &s, &comms);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(st.message(), "parallel.dp=2 × parallel.pp=2 × parallel.tp=1 = 4 ranks, but the job has 2");
+  auto uneven = Config("bad3", {"parallel.pp=2", "parallel.layers_per_stage=[1, 2]"});
+  ASSERT_TRUE(uneven.ok()) << uneven.status();
+  st = Train(*uneven, &s, &comms);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(), "parallel.layers_per_stage sums to 3 layers, but model.layers=4");
   // interleaved needs microbatches % pp == 0: 8 / (1·8) = 1 micro-batch.
   auto odd = Config("bad4", {"parallel.pp=2", "parallel.schedule=\"interleaved\"", "parallel.virtual_stages=2",
                              "train.micro_batch_size=8"});
