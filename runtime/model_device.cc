@@ -14,6 +14,9 @@
 #include "runtime/ops.h"
 #include "runtime/rng.h"
 #ifdef BATON_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/stream.h"
 #include "runtime/ops_cuda.h"
 #endif
 
@@ -59,13 +62,15 @@ void Model::AllocateDeviceParams() {
 }
 
 void Model::InitOnDevice(uint64_t seed) {
-  // Chunks of a param are filled in parallel, then the param is copied up.
+  // Each param is filled on the host (chunks in parallel), then copied up.
+  // Two pinned staging buffers alternate: while one param's copy runs on
+  // the stream, the host fills the next into the other buffer, and the
+  // fill writes pages that are already mapped (no fresh-memory faults).
   constexpr int64_t kChunk = int64_t{1} << 16;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    Param& p = params_[i];
-    Tensor host = Tensor::Empty({p.value.numel()}, DType::kF32);
-    float* h = host.data<float>();
-    const int64_t n = host.numel();
+  int64_t largest = 0;
+  for (const Param& p : params_) largest = std::max(largest, p.value.numel());
+  auto fill = [&](size_t i, float* h) {
+    const int64_t n = params_[i].value.numel();
     switch (init_kind_[i]) {
       case InitKind::kOnes: std::fill(h, h + n, 1.0f); break;
       case InitKind::kZeros: std::fill(h, h + n, 0.0f); break;
@@ -74,13 +79,45 @@ void Model::InitOnDevice(uint64_t seed) {
 #pragma omp parallel for schedule(dynamic)
         for (int64_t c = 0; c < chunks; ++c) {
           const int64_t start = c * kChunk;
-          Tensor view = host.Slice(start, std::min(kChunk, n - start));
-          FillNormal(view, seed, p.name, init_std_[i], start);
+          Tensor view = Tensor::Borrow(h + start, {std::min(kChunk, n - start)}, DType::kF32);
+          FillNormal(view, seed, params_[i].name, init_std_[i], start);
         }
         break;
       }
     }
-    p.value.CopyFrom(host.Reshape(p.value.shape()));  // synchronous: host may be freed
+  };
+#ifdef BATON_HAVE_CUDA
+  cudaStream_t stream = cuda::CurrentStream();
+  float* staging[2] = {nullptr, nullptr};
+  cudaEvent_t copied[2] = {nullptr, nullptr};
+  bool pinned = true;
+  for (int b = 0; b < 2 && pinned; ++b) {
+    pinned = cudaHostAlloc(reinterpret_cast<void**>(&staging[b]), static_cast<size_t>(largest) * sizeof(float),
+                           cudaHostAllocDefault) == cudaSuccess &&
+             cudaEventCreateWithFlags(&copied[b], cudaEventDisableTiming) == cudaSuccess;
+  }
+  if (pinned) {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const int b = static_cast<int>(i % 2);
+      BATON_CHECK(cudaEventSynchronize(copied[b]) == cudaSuccess);  // the buffer's last copy is done
+      fill(i, staging[b]);
+      BATON_CHECK(cudaMemcpyAsync(params_[i].value.raw(), staging[b], params_[i].value.nbytes(),
+                                  cudaMemcpyHostToDevice, stream) == cudaSuccess);
+      BATON_CHECK(cudaEventRecord(copied[b], stream) == cudaSuccess);
+    }
+    BATON_CHECK(cudaStreamSynchronize(stream) == cudaSuccess);
+  }
+  for (int b = 0; b < 2; ++b) {
+    if (copied[b] != nullptr) cudaEventDestroy(copied[b]);
+    if (staging[b] != nullptr) cudaFreeHost(staging[b]);
+  }
+  cudaGetLastError();  // a failed pinned allocation is not an error: the pageable path follows
+  if (pinned) return RefreshComputeWeights();
+#endif
+  for (size_t i = 0; i < params_.size(); ++i) {  // pageable fallback
+    Tensor host = Tensor::Empty({params_[i].value.numel()}, DType::kF32);
+    fill(i, host.data<float>());
+    params_[i].value.CopyFrom(host.Reshape(params_[i].value.shape()));  // synchronous: host may be freed
   }
   RefreshComputeWeights();
 }
