@@ -183,8 +183,8 @@ absl::StatusOr<double> RankModel::ForwardBackward(const std::vector<Tensor>& tok
 }
 
 absl::StatusOr<double> RankModel::ClipGradNorm(float max_norm) {
-  if (whole_ && device_ == Device::kCuda) {
-    return baton::ClipGradNorm(whole_->params(), max_norm, whole_->flat_grads());
+  if (whole_ && device_ == Device::kCuda) {  // the scale is applied inside AdamW's pass
+    return GradNormFlat(whole_->flat_grads(), max_norm, &grad_scale_);
   }
   // Sum of squares of the logical gradient: a tensor replicated over tp is
   // counted by tp rank 0, the tied embedding copy not at all.
@@ -210,7 +210,8 @@ absl::StatusOr<double> RankModel::ClipGradNorm(float max_norm) {
 }
 
 absl::Status RankModel::OptimizerStep(float lr) {
-  for (size_t c = 0; c < models_.size(); ++c) opts_[c].Step(OptParams(static_cast<int>(c)), lr);
+  for (size_t c = 0; c < models_.size(); ++c) opts_[c].Step(OptParams(static_cast<int>(c)), lr, grad_scale_);
+  grad_scale_ = 1.0f;
   if (!zero_) return absl::OkStatus();
   Communicator& dp = nccl_dp_ != nullptr ? *nccl_dp_ : *comms_->dp;  // device params go over NCCL
   for (size_t c = 0; c < models_.size(); ++c) {

@@ -67,7 +67,8 @@ class RankModel {
   // over the global batch (the same bits on every rank).
   absl::StatusOr<double> ForwardBackward(const std::vector<Tensor>& tokens, const std::vector<Tensor>& targets,
                                          double grad_scale, const RecomputeConfig& rc);
-  // Global L2 norm of the logical gradient; scales every grad as ClipGradNorm.
+  // Global L2 norm of the logical gradient; the grads are scaled as
+  // ClipGradNorm says (on one GPU inside the next OptimizerStep's pass).
   absl::StatusOr<double> ClipGradNorm(float max_norm);
   absl::Status OptimizerStep(float lr);
   int64_t optimizer_step() const;
@@ -109,6 +110,7 @@ class RankModel {
   std::vector<std::vector<int>> state_index_; // [chunk][param]
   std::unique_ptr<GradSync> sync_;            // CPU, dp > 1
   std::unique_ptr<Communicator> nccl_dp_;     // CUDA, dp > 1
+  float grad_scale_ = 1.0f;                   // CUDA: the clip coefficient, applied by the next OptimizerStep
 };
 
 }  // namespace baton

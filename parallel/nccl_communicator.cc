@@ -26,27 +26,47 @@ absl::StatusOr<ncclDataType_t> NcclTypeOf(DType dtype) {
   return absl::InvalidArgumentError(absl::StrCat("nccl: no NCCL type for ", DTypeName(dtype)));
 }
 
+}  // namespace
+
+// A completion event, shared by a request and, until GroupEnd records it,
+// the communicator's list of events to record.
+struct NcclEvent {
+  cudaEvent_t event = nullptr;
+  bool recorded = false;
+  ~NcclEvent() {
+    if (event != nullptr) cudaEventDestroy(event);
+  }
+};
+
+namespace {
+
 // Done when the event recorded after the enqueued transfer has fired.
 class NcclRequest final : public CommRequest {
  public:
-  NcclRequest(cudaEvent_t event, Tensor buffer) : event_(event), buffer_(std::move(buffer)) {}
+  NcclRequest(std::shared_ptr<NcclEvent> event, Tensor buffer)
+      : event_(std::move(event)), buffer_(std::move(buffer)) {}
   ~NcclRequest() override {
     // NCCL work cannot be cancelled: wait for it so the buffer may be freed.
-    if (event_ != nullptr) {
-      cudaEventSynchronize(event_);
-      cudaEventDestroy(event_);
-    }
+    // (A request of a group that was never ended has nothing to wait for.)
+    if (event_ != nullptr && event_->recorded) cudaEventSynchronize(event_->event);
   }
   absl::Status Wait() override {
     if (event_ == nullptr) return absl::OkStatus();
-    cudaError_t e = cudaEventSynchronize(event_);
-    cudaEventDestroy(event_);
+    if (!event_->recorded) {
+      return absl::FailedPreconditionError(
+          "nccl: Wait on a send/receive whose group has not ended (call GroupEnd first)");
+    }
+    cudaError_t e = cudaEventSynchronize(event_->event);
     event_ = nullptr;
     return FromCudaInNccl(e, "cudaEventSynchronize", __FILE__, __LINE__);
   }
+  bool Test() override {
+    if (event_ == nullptr) return true;
+    return event_->recorded && cudaEventQuery(event_->event) == cudaSuccess;
+  }
 
  private:
-  cudaEvent_t event_;
+  std::shared_ptr<NcclEvent> event_;
   Tensor buffer_;  // keeps the device memory alive until the transfer is done
 };
 
@@ -179,11 +199,41 @@ absl::Status NcclCommunicator::Synchronize() {
 }
 
 absl::Status NcclCommunicator::GroupStart() {
-  return Context(FromNccl(ncclGroupStart(), "ncclGroupStart", __FILE__, __LINE__), "group_start");
+  BATON_RETURN_IF_ERROR(
+      Context(FromNccl(ncclGroupStart(), "ncclGroupStart", __FILE__, __LINE__), "group_start"));
+  ++group_depth_;
+  return absl::OkStatus();
 }
 
 absl::Status NcclCommunicator::GroupEnd() {
-  return Context(FromNccl(ncclGroupEnd(), "ncclGroupEnd", __FILE__, __LINE__), "group_end");
+  if (group_depth_ == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("nccl ", name_, " group_end: no group is open (GroupStart first)"));
+  }
+  const absl::Status st =
+      Context(FromNccl(ncclGroupEnd(), "ncclGroupEnd", __FILE__, __LINE__), "group_end");
+  if (--group_depth_ > 0) return st;
+  // The group's transfers are enqueued now: their requests complete after them.
+  std::vector<std::shared_ptr<NcclEvent>> events = std::move(group_events_);
+  group_events_.clear();
+  BATON_RETURN_IF_ERROR(st);
+  for (const std::shared_ptr<NcclEvent>& e : events) {
+    BATON_CHECK_CUDA_IN_NCCL(cudaEventRecord(e->event, stream_));
+    e->recorded = true;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommRequestPtr> NcclCommunicator::MakeRequest(const Tensor& t) {
+  auto event = std::make_shared<NcclEvent>();
+  BATON_CHECK_CUDA_IN_NCCL(cudaEventCreateWithFlags(&event->event, cudaEventDisableTiming));
+  if (group_depth_ > 0) {
+    group_events_.push_back(event);
+  } else {
+    BATON_CHECK_CUDA_IN_NCCL(cudaEventRecord(event->event, stream_));
+    event->recorded = true;
+  }
+  return CommRequestPtr(new NcclRequest(std::move(event), t));
 }
 
 absl::StatusOr<CommRequestPtr> NcclCommunicator::ISend(const Tensor& t, int peer, int tag) {
@@ -195,10 +245,7 @@ absl::StatusOr<CommRequestPtr> NcclCommunicator::ISend(const Tensor& t, int peer
       FromNccl(ncclSend(t.raw(), t.nbytes(), ncclInt8, peer, comm_, stream_), "ncclSend", __FILE__,
                __LINE__),
       kOp));
-  cudaEvent_t event = nullptr;
-  BATON_CHECK_CUDA_IN_NCCL(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
-  BATON_CHECK_CUDA_IN_NCCL(cudaEventRecord(event, stream_));
-  return CommRequestPtr(new NcclRequest(event, t));
+  return MakeRequest(t);
 }
 
 absl::StatusOr<CommRequestPtr> NcclCommunicator::IRecv(Tensor& t, int peer, int tag) {
@@ -209,10 +256,7 @@ absl::StatusOr<CommRequestPtr> NcclCommunicator::IRecv(Tensor& t, int peer, int 
       FromNccl(ncclRecv(t.raw(), t.nbytes(), ncclInt8, peer, comm_, stream_), "ncclRecv", __FILE__,
                __LINE__),
       kOp));
-  cudaEvent_t event = nullptr;
-  BATON_CHECK_CUDA_IN_NCCL(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
-  BATON_CHECK_CUDA_IN_NCCL(cudaEventRecord(event, stream_));
-  return CommRequestPtr(new NcclRequest(event, t));
+  return MakeRequest(t);
 }
 
 }  // namespace baton

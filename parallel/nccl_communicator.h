@@ -11,7 +11,10 @@
 //   rank (NCCL's ring/tree broadcasts one result), not the MPI fold's bits.
 // Point-to-point: a send waits on the device for the peer's matching
 // receive, so two ranks that exchange must post both inside
-// GroupStart()/GroupEnd() (ncclGroupStart/End), or they deadlock.
+// GroupStart()/GroupEnd() (ncclGroupStart/End), or they deadlock. Inside a
+// group NCCL enqueues nothing until GroupEnd, so the requests made there
+// become waitable only after GroupEnd (their completion events are
+// recorded then; Wait before GroupEnd is FailedPrecondition).
 #pragma once
 
 #ifdef BATON_HAVE_CUDA
@@ -21,12 +24,15 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_communicator.h"  // <mpi.h> without the C++ bindings
 
 namespace baton {
+
+struct NcclEvent;  // a request's completion event (nccl_communicator.cc)
 
 // NCCL and CUDA codes as Status (error string, the call, file:line).
 absl::Status FromNccl(ncclResult_t result, const char* expr, const char* file, int line);
@@ -67,12 +73,18 @@ class NcclCommunicator final : public Communicator {
  private:
   NcclCommunicator(ncclComm_t comm, cudaStream_t stream, int rank, int size, std::string name);
   absl::Status Context(absl::Status st, const char* op) const;
+  // The request of a send/receive just posted: its event is recorded now,
+  // or at the outermost GroupEnd when inside a group.
+  absl::StatusOr<CommRequestPtr> MakeRequest(const Tensor& t);
 
   ncclComm_t comm_;
   cudaStream_t stream_;
   int rank_, size_;
   std::string name_;
   int32_t* barrier_dev_ = nullptr;  // i32[1] on the device, made on first Barrier()
+  int group_depth_ = 0;              // GroupStart minus GroupEnd calls
+  // Events of requests posted inside the open group (shared with the requests).
+  std::vector<std::shared_ptr<NcclEvent>> group_events_;
 };
 
 }  // namespace baton

@@ -26,7 +26,7 @@ Allocator* AllocatorFor(const Tensor& t) {
 // Multi-tensor AdamW over the params whose decay flag is `decay`, then the
 // refresh of their compute copies.
 void StepCuda(std::vector<Param>& params, std::vector<Tensor>& m, std::vector<Tensor>& v,
-              const OptimizerConfig& c, int64_t step, float lr) {
+              const OptimizerConfig& c, int64_t step, float lr, float grad_scale) {
   for (const bool decay : {true, false}) {
     std::vector<cuda::AdamWTensor> list;
     for (size_t i = 0; i < params.size(); ++i) {
@@ -35,12 +35,13 @@ void StepCuda(std::vector<Param>& params, std::vector<Tensor>& m, std::vector<Te
       BATON_CHECK_MSG(p.value.dtype() == DType::kF32 && p.grad.dtype() == DType::kF32 &&
                           p.grad.device() == Device::kCuda && m[i].device() == Device::kCuda,
                       (p.name + ": AdamW on CUDA needs f32 device params, grads and moments").c_str());
+      const bool bf16_copy = p.compute.defined() && p.compute.dtype() == DType::kBF16;
       list.push_back({static_cast<float*>(p.value.raw()), static_cast<const float*>(p.grad.raw()),
                       static_cast<float*>(m[i].raw()), static_cast<float*>(v[i].raw()),
-                      p.value.numel()});
+                      p.value.numel(), bf16_copy ? p.compute.raw() : nullptr});
     }
     if (list.empty()) continue;
-    const cuda::AdamWHyper h{lr, c.beta1, c.beta2, c.eps, decay ? c.weight_decay : 0.0f, step, 1.0f};
+    const cuda::AdamWHyper h{lr, c.beta1, c.beta2, c.eps, decay ? c.weight_decay : 0.0f, step, grad_scale};
     const absl::Status st =
         [&] {
           op_profile::Scope prof_scope("adamw (multi-tensor)");
@@ -48,8 +49,8 @@ void StepCuda(std::vector<Param>& params, std::vector<Tensor>& m, std::vector<Te
         }();
     BATON_CHECK_MSG(st.ok(), st.ToString().c_str());
   }
-  for (Param& p : params) {
-    if (p.compute.defined()) ops::cuda_impl::Convert(p.value, p.compute);
+  for (Param& p : params) {  // bf16 copies were written by the step
+    if (p.compute.defined() && p.compute.dtype() != DType::kBF16) ops::cuda_impl::Convert(p.value, p.compute);
   }
 }
 #endif
@@ -65,15 +66,18 @@ void AdamWOptimizer::InitState(const std::vector<Param>& params) {
   }
 }
 
-void AdamWOptimizer::Step(std::vector<Param>& params, float lr) {
+void AdamWOptimizer::Step(std::vector<Param>& params, float lr, float grad_scale) {
   if (m_.empty()) InitState(params);
   BATON_CHECK_MSG(m_.size() == params.size(), "optimizer state does not match the params");
   ++step_;
 #ifdef BATON_HAVE_CUDA
   if (!params.empty() && params[0].value.device() == Device::kCuda) {
-    return StepCuda(params, m_, v_, config_, step_, lr);
+    return StepCuda(params, m_, v_, config_, step_, lr, grad_scale);
   }
 #endif
+  if (grad_scale != 1.0f) {
+    for (Param& p : params) ops::Scale(p.grad, grad_scale);
+  }
   for (size_t i = 0; i < params.size(); ++i) {
     const ops::AdamWParams hp{lr, config_.beta1, config_.beta2, config_.eps,
                               params[i].decay ? config_.weight_decay : 0.0f, step_};
@@ -99,6 +103,12 @@ double ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& fl
     Tensor all = flat_grads;  // a handle: scaling it scales every grad view
     ops::Scale(all, static_cast<float>(max_norm / norm));
   }
+  return norm;
+}
+
+double GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale) {
+  const double norm = std::sqrt(ops::SumSquares(flat_grads));
+  *grad_scale = max_norm > 0 && norm > max_norm ? static_cast<float>(max_norm / norm) : 1.0f;
   return norm;
 }
 

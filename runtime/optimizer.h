@@ -23,9 +23,12 @@ class AdamWOptimizer {
   void InitState(const std::vector<Param>& params);
   // One update of every param with lr; weight decay only where Param.decay.
   // Increments step() first, so the first update uses bias correction at 1.
-  // On CUDA: two multi-tensor launches (decay and no-decay), then every
-  // defined Param.compute is rewritten from the new value; no host sync.
-  void Step(std::vector<Param>& params, float lr);
+  // On CUDA: two multi-tensor launches (decay and no-decay) that also write
+  // each bf16 Param.compute from the new value (other compute dtypes are
+  // converted after); no host sync. grad_scale multiplies every gradient
+  // first (the clip coefficient of GradNormFlat), inside the same pass on
+  // CUDA: the same bits as scaling the grads before the step.
+  void Step(std::vector<Param>& params, float lr, float grad_scale = 1.0f);
 
   int64_t step() const { return step_; }  // updates done so far
   void set_step(int64_t step) { step_ = step; }
@@ -49,6 +52,9 @@ double ClipGradNorm(std::vector<Param>& params, float max_norm);
 // is not a grad; Model::flat_grads() on CUDA): one reduction, one sync,
 // one scale. The norm equals the per-param one up to summation order.
 double ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads);
+// The norm of flat_grads and the clip coefficient min(1, max_norm / norm)
+// (1 when max_norm <= 0) without touching the grads: pass it to Step.
+double GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale);
 
 // Learning rate for 0-based `step` of `total_steps`: linear warmup
 // lr·(step+1)/warmup_steps for step < warmup_steps, then decay from lr to

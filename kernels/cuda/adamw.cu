@@ -1,6 +1,9 @@
 // Multi-tensor AdamW kernel and launcher (see adamw.h). The tensor list
 // travels by value as a kernel parameter; each block owns one chunk of one
-// tensor (a prefix table maps blockIdx.x to the tensor).
+// tensor (a prefix table maps blockIdx.x to the tensor). Blocks whose four
+// arrays are 16-byte aligned move four elements per load (float4): the
+// update is memory-bound (28 bytes per parameter), and 4-byte accesses
+// left it at ~2.6 TB/s on H100. The arithmetic per element is unchanged.
 #include <cmath>
 
 #include "kernels/cuda/adamw.h"
@@ -24,6 +27,17 @@ struct AdamWScalars {
   float b1, b2, one_m_b1, one_m_b2, inv_bc1, inv_bc2, lr, eps, wd, grad_scale;
 };
 
+__device__ __forceinline__ float Update(float p, float g_raw, float& m, float& v, const AdamWScalars& s) {
+  const float g = g_raw * s.grad_scale;
+  m = s.b1 * m + s.one_m_b1 * g;
+  v = s.b2 * v + s.one_m_b2 * g * g;
+  return p - s.lr * ((m * s.inv_bc1) / (sqrtf(v * s.inv_bc2) + s.eps) + s.wd * p);
+}
+
+__device__ __forceinline__ bool Aligned(const void* p, unsigned bytes) {
+  return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
+}
+
 __global__ void __launch_bounds__(kThreads) AdamWKernel(const __grid_constant__ AdamWBatch batch,
                                                         const AdamWScalars s) {
   int k = 0;
@@ -31,14 +45,41 @@ __global__ void __launch_bounds__(kThreads) AdamWKernel(const __grid_constant__ 
   const AdamWTensor& t = batch.t[k];
   const int64_t begin = static_cast<int64_t>(blockIdx.x - batch.block_start[k]) * kChunk;
   const int64_t end = min(t.n, begin + kChunk);
-  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
-    const float g = t.g[i] * s.grad_scale;
-    const float m = s.b1 * t.m[i] + s.one_m_b1 * g;
-    const float v = s.b2 * t.v[i] + s.one_m_b2 * g * g;
+  bf16* copy = static_cast<bf16*>(t.p_bf16);
+  int64_t done = begin;  // kChunk is a multiple of 4: packs start at begin
+  if (Aligned(t.p, 16) && Aligned(t.g, 16) && Aligned(t.m, 16) && Aligned(t.v, 16) &&
+      (copy == nullptr || Aligned(copy, 8))) {
+    const int64_t packs = (end - begin) / 4;
+    for (int64_t q = threadIdx.x; q < packs; q += kThreads) {
+      const int64_t i = begin + 4 * q;
+      float4 p = *reinterpret_cast<const float4*>(t.p + i);
+      const float4 g = *reinterpret_cast<const float4*>(t.g + i);
+      float4 m = *reinterpret_cast<const float4*>(t.m + i);
+      float4 v = *reinterpret_cast<const float4*>(t.v + i);
+      p.x = Update(p.x, g.x, m.x, v.x, s);
+      p.y = Update(p.y, g.y, m.y, v.y, s);
+      p.z = Update(p.z, g.z, m.z, v.z, s);
+      p.w = Update(p.w, g.w, m.w, v.w, s);
+      *reinterpret_cast<float4*>(t.m + i) = m;
+      *reinterpret_cast<float4*>(t.v + i) = v;
+      *reinterpret_cast<float4*>(t.p + i) = p;
+      if (copy != nullptr) {
+        __nv_bfloat162 lo = __floats2bfloat162_rn(p.x, p.y), hi = __floats2bfloat162_rn(p.z, p.w);
+        uint2 bits;
+        bits.x = *reinterpret_cast<const uint32_t*>(&lo);
+        bits.y = *reinterpret_cast<const uint32_t*>(&hi);
+        *reinterpret_cast<uint2*>(copy + i) = bits;
+      }
+    }
+    done = begin + 4 * packs;
+  }
+  for (int64_t i = done + threadIdx.x; i < end; i += kThreads) {
+    float m = t.m[i], v = t.v[i];
+    const float p = Update(t.p[i], t.g[i], m, v, s);
     t.m[i] = m;
     t.v[i] = v;
-    const float p = t.p[i];
-    t.p[i] = p - s.lr * ((m * s.inv_bc1) / (sqrtf(v * s.inv_bc2) + s.eps) + s.wd * p);
+    t.p[i] = p;
+    if (copy != nullptr) copy[i] = FromF32<bf16>(p);
   }
 }
 

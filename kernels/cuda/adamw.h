@@ -3,6 +3,10 @@
 // their fp32 gradients and fp32 moments; longer lists are split into
 // several launches. grad_scale multiplies every gradient first (global-norm
 // clipping: min(1, max_norm / norm)). Bias correction as in the CPU kernel.
+// A tensor may also name a bf16 copy of its weights (the compute weights of
+// mixed precision): it is written from the updated fp32 value in the same
+// pass, with the same rounding as Convert, so a separate f32 -> bf16 pass
+// over all parameters after the step is not needed.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -19,6 +23,7 @@ struct AdamWTensor {
   float* m;        // (n) first moment
   float* v;        // (n) second moment
   int64_t n;
+  void* p_bf16 = nullptr;  // optional (n) bf16: set to the updated p, rounded to nearest even
 };
 
 struct AdamWHyper {

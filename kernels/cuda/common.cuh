@@ -52,6 +52,30 @@ __device__ __forceinline__ T BlockSum(T v, T* scratch) {
 
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Eight elements moved as 16-byte (bf16) or 2 × 16-byte (f32) loads and
+// stores: memory-bound kernels reach ~1.7 TB/s on H100 with 2-byte scalar
+// accesses and ~3 TB/s with these. Callers take the packed path only when
+// every pointer is 16-byte aligned (AllAligned16), handling the n % 8 tail
+// element by element.
+constexpr int kPack = 8;
+template <typename T>
+struct alignas(16) Pack {
+  T v[kPack];
+};
+template <typename T>
+__device__ __forceinline__ Pack<T> LoadPack(const T* p, int64_t k) {
+  return reinterpret_cast<const Pack<T>*>(p)[k];
+}
+template <typename T>
+__device__ __forceinline__ void StorePack(T* p, int64_t k, const Pack<T>& x) {
+  reinterpret_cast<Pack<T>*>(p)[k] = x;
+}
+inline bool AllAligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+template <typename... P>
+bool AllAligned16(const void* p, P... rest) {
+  return AllAligned16(p) && AllAligned16(rest...);
+}
+
 // Calls f(float{}) or f(bf16{}) for the tag.
 template <typename F>
 void DispatchFloat(Float t, F&& f) {

@@ -2,7 +2,8 @@
 // x, y, dy, dx (n, c) and w (c) in `t` (f32 or bf16); rstd (n) always f32;
 // dw (c) in `tw` (f32, or bf16 like w), accumulated. One warp per row, fp32
 // math. dw is reduced deterministically: fixed chunks of rows into an fp32
-// scratch (n_chunks, c), then summed in chunk order.
+// scratch (n_chunks, c), then summed in a fixed order (8 strided partial
+// sums per column, added in lane order): the same bits on every run.
 #pragma once
 
 #include <cuda_runtime_api.h>

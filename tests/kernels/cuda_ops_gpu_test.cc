@@ -22,8 +22,10 @@
 
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cpu/convert.h"
+#include "kernels/cuda/adamw.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/stream.h"
 #include "runtime/cuda_allocator.h"
 #include "runtime/ops_cuda.h"
 
@@ -332,6 +334,32 @@ TEST_P(CudaOps, ElementwiseAndReductions) {
   }
 }
 
+// Views that start one element in are not 16-byte aligned: the kernels
+// must take their element-by-element path there and agree with the CPU.
+TEST_P(CudaOps, UnalignedViewsTakeTheElementPath) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(19);
+  const int64_t n = 1001;
+  Tensor a = Input({n + 1}, t, rng), b = Input({n + 1}, t, rng, 0.1, 4.0);
+  Tensor ad = ToDevice(a, t), bd = ToDevice(b, t);
+  Tensor av = a.Slice(1, n), bv = b.Slice(1, n), adv = ad.Slice(1, n), bdv = bd.Slice(1, n);
+  Tensor out = Tensor::Empty({n}, DType::kF32);
+  Tensor outd_full = Tensor::Empty({n + 1}, t, DefaultCudaAllocator());
+  Tensor outd = outd_full.Slice(1, n);
+  ops::Add(av, bv, out);
+  ops::Add(adv, bdv, outd);
+  ASSERT_TRUE(AllClose(ToHost(outd), out, Tol(t), "Add unaligned"));
+  ops::SwiGlu(bv, av, out);
+  ops::SwiGlu(bdv, adv, outd);
+  ASSERT_TRUE(AllClose(ToHost(outd), out, Tol(t), "SwiGlu unaligned"));
+  ops::Scale(av, 0.5f);
+  ops::Scale(adv, 0.5f);
+  ASSERT_TRUE(AllClose(ToHost(adv), av, Tol(t), "Scale unaligned"));
+  const Tensor back = ToHost(bdv);
+  EXPECT_NEAR(ops::SumSquares(bdv), ops::SumSquares(back), 1e-9 * n + 1e-6 * ops::SumSquares(back));
+}
+
 TEST(CudaOpsF32, AdamWMatchesCpu) {
   REQUIRE_GPU();
   std::mt19937_64 rng(10);
@@ -349,6 +377,51 @@ TEST(CudaOpsF32, AdamWMatchesCpu) {
     ASSERT_TRUE(AllClose(ToHost(pd), p, {1e-6, 1e-5}, "AdamW p")) << n;
     ASSERT_TRUE(AllClose(ToHost(md), m, {1e-6, 1e-5}, "AdamW m")) << n;
     ASSERT_TRUE(AllClose(ToHost(vd), v, {1e-7, 1e-5}, "AdamW v")) << n;
+  }
+}
+
+// The multi-tensor kernel with the optional bf16 copy, on an aligned tensor
+// (float4 path, odd tail) and a view one element in (element path): the
+// fp32 results are the CPU's within AdamWMatchesCpu's budget, and the copy
+// is exactly Convert of the updated weights.
+TEST(CudaOpsF32, AdamWWritesTheBf16CopyOfTheUpdatedWeights) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(11);
+  const int64_t n = 20003;
+  Tensor p = Input({n + 1}, DType::kF32, rng), g = Input({n + 1}, DType::kF32, rng);
+  Tensor m = Input({n + 1}, DType::kF32, rng, 0.0, 0.1), v = Input({n + 1}, DType::kF32, rng, 0.0, 0.1);
+  for (int64_t i = 0; i <= n; ++i) v.data<float>()[i] = std::fabs(v.data<float>()[i]);  // a second moment
+  Tensor pd = ToDevice(p, DType::kF32), gd = ToDevice(g, DType::kF32), md = ToDevice(m, DType::kF32),
+         vd = ToDevice(v, DType::kF32);
+  Tensor copy = Tensor::Empty({n + 1}, DType::kBF16, DefaultCudaAllocator());
+  Tensor copy_view = Tensor::Empty({n + 1}, DType::kBF16, DefaultCudaAllocator());
+  const ops::AdamWParams hp{1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 2};
+  const cuda::AdamWHyper h{hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, hp.step, 0.5f};
+  // Tensor 0: elements [0, n) (aligned); tensor 1 would overlap, so the view
+  // test runs as a second launch on elements [1, n + 1) of fresh copies.
+  cuda::AdamWTensor whole{static_cast<float*>(pd.raw()), static_cast<const float*>(gd.raw()),
+                          static_cast<float*>(md.raw()), static_cast<float*>(vd.raw()), n, copy.raw()};
+  ASSERT_TRUE(cuda::AdamWMultiTensor(&whole, 1, h, cuda::CurrentStream()).ok());
+  Tensor pd2 = ToDevice(p, DType::kF32), md2 = ToDevice(m, DType::kF32), vd2 = ToDevice(v, DType::kF32);
+  cuda::AdamWTensor shifted{static_cast<float*>(pd2.raw()) + 1, static_cast<const float*>(gd.raw()) + 1,
+                            static_cast<float*>(md2.raw()) + 1, static_cast<float*>(vd2.raw()) + 1, n,
+                            static_cast<uint16_t*>(copy_view.raw()) + 1};
+  ASSERT_TRUE(cuda::AdamWMultiTensor(&shifted, 1, h, cuda::CurrentStream()).ok());
+  // CPU reference: the same update with the gradient pre-scaled by 0.5.
+  for (int64_t i = 0; i <= n; ++i) g.data<float>()[i] *= 0.5f;
+  ops::AdamW(p, g, m, v, hp);
+  const Tensor ph = ToHost(pd), ph2 = ToHost(pd2);
+  const Tensor ch = ToHost(copy), ch2 = ToHost(copy_view);
+  for (int64_t i = 0; i <= n; ++i) {
+    const float want = p.data<float>()[i];
+    if (i < n) {
+      ASSERT_NEAR(ph.data<float>()[i], want, 1e-6 + 1e-5 * std::fabs(want)) << "aligned " << i;
+      ASSERT_EQ(ch.data<float>()[i], cpu::Bf16ToF32(cpu::F32ToBf16(ph.data<float>()[i]))) << i;
+    }
+    if (i > 0) {
+      ASSERT_NEAR(ph2.data<float>()[i], want, 1e-6 + 1e-5 * std::fabs(want)) << "shifted " << i;
+      ASSERT_EQ(ch2.data<float>()[i], cpu::Bf16ToF32(cpu::F32ToBf16(ph2.data<float>()[i]))) << i;
+    }
   }
 }
 
