@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kernels/check.h"
+#include "runtime/cuda_allocator.h"
 #include "runtime/ops.h"
 
 namespace baton {
@@ -94,7 +95,8 @@ PipelineStage::PipelineStage(const JobConfig& config, Communicator& pp, Schedule
 }
 
 absl::StatusOr<std::unique_ptr<PipelineStage>> PipelineStage::Create(const JobConfig& config, Communicator& pp,
-                                                                     TraceRecorder* trace, TensorParallel tp) {
+                                                                     TraceRecorder* trace, TensorParallel tp,
+                                                                     Device device) {
   BATON_ASSIGN_OR_RETURN(ScheduleSpec spec, PipelineSpecOf(config));
   if (pp.size() != spec.stages) {
     return absl::InvalidArgumentError(
@@ -103,10 +105,12 @@ absl::StatusOr<std::unique_ptr<PipelineStage>> PipelineStage::Create(const JobCo
   BATON_ASSIGN_OR_RETURN(Schedule schedule, BuildSchedule(spec));
   std::unique_ptr<PipelineStage> s(new PipelineStage(config, pp, spec, std::move(schedule), trace));
   s->tp_ = tp;
+  s->device_ = device;
+  s->compute_ = device == Device::kCuda && config.train.precision == "bf16" ? DType::kBF16 : DType::kF32;
   s->slices_ = SplitLayers(config.model, NumParts(spec), config.train.seq_len, config.parallel.layers_per_stage);
   for (int c = 0; c < spec.virtual_stages; ++c) {
     const ModelSlice& slice = s->slices_[ModelPart(spec, s->stage_, c)];
-    BATON_ASSIGN_OR_RETURN(Model m, Model::Create(config.model, DType::kF32, Device::kCpu, slice, tp));
+    BATON_ASSIGN_OR_RETURN(Model m, Model::Create(config.model, s->compute_, device, slice, tp));
     m.Init(static_cast<uint64_t>(config.train.seed));
     s->chunks_.push_back(std::move(m));
   }
@@ -122,6 +126,22 @@ std::vector<Model*> PipelineStage::models() {
   std::vector<Model*> out;
   for (Model& m : chunks_) out.push_back(&m);
   return out;
+}
+
+Tensor PipelineStage::DeviceLike(const Tensor& host) const {
+  if (device_ == Device::kCpu) return Tensor::Empty(host.shape(), host.dtype());
+  return Tensor::Empty(host.shape(), host.dtype(), DefaultCudaAllocator());
+}
+
+Tensor PipelineStage::Up(const Tensor& host) const {
+  if (device_ == Device::kCpu) return host;
+  Tensor d = DeviceLike(host);
+  d.CopyFrom(host);
+  return d;
+}
+
+void PipelineStage::Down(const Tensor& dev, Tensor& host) const {
+  if (dev.raw() != host.raw()) host.CopyFrom(dev);  // device to host: synchronous
 }
 
 int64_t PipelineStage::Rows(int64_t batch, int64_t seq) const {
@@ -176,7 +196,11 @@ absl::Status PipelineStage::Forward(int mb, int chunk, const Tensor* input, Tens
     slot = slots_made_[chunk]++;
   }
   slot_of_[chunk][mb] = slot;
-  loss_sum_ += chunks_[chunk].PartForward(slot, (*tokens_)[mb], (*targets_)[mb], input, output, grad_scale_, rc_);
+  const Tensor in = input != nullptr ? Up(*input) : Tensor();
+  Tensor out = output != nullptr ? (device_ == Device::kCpu ? *output : DeviceLike(*output)) : Tensor();
+  loss_sum_ += chunks_[chunk].PartForward(slot, (*tokens_)[mb], (*targets_)[mb], input != nullptr ? &in : nullptr,
+                                          output != nullptr ? &out : nullptr, grad_scale_, rc_);
+  if (output != nullptr) Down(out, *output);
   return absl::OkStatus();
 }
 
@@ -185,7 +209,10 @@ absl::Status PipelineStage::Backward(int mb, int chunk, const Tensor* grad_outpu
   if (it == slot_of_[chunk].end()) {
     return absl::InternalError(absl::StrCat("backward of micro-batch ", mb, " chunk ", chunk, " before its forward"));
   }
-  chunks_[chunk].PartBackward(it->second, grad_output, grad_input);
+  const Tensor go = grad_output != nullptr ? Up(*grad_output) : Tensor();
+  Tensor gi = grad_input != nullptr ? (device_ == Device::kCpu ? *grad_input : DeviceLike(*grad_input)) : Tensor();
+  chunks_[chunk].PartBackward(it->second, grad_output != nullptr ? &go : nullptr, grad_input != nullptr ? &gi : nullptr);
+  if (grad_input != nullptr) Down(gi, *grad_input);
   free_slots_[chunk].push_back(it->second);
   slot_of_[chunk].erase(it);
   return absl::OkStatus();
@@ -196,7 +223,11 @@ absl::Status PipelineStage::BackwardInput(int mb, int chunk, const Tensor* grad_
   if (it == slot_of_[chunk].end()) {
     return absl::InternalError(absl::StrCat("backward of micro-batch ", mb, " chunk ", chunk, " before its forward"));
   }
-  chunks_[chunk].PartBackwardInput(it->second, grad_output, grad_input);
+  const Tensor go = grad_output != nullptr ? Up(*grad_output) : Tensor();
+  Tensor gi = grad_input != nullptr ? (device_ == Device::kCpu ? *grad_input : DeviceLike(*grad_input)) : Tensor();
+  chunks_[chunk].PartBackwardInput(it->second, grad_output != nullptr ? &go : nullptr,
+                                   grad_input != nullptr ? &gi : nullptr);
+  if (grad_input != nullptr) Down(gi, *grad_input);
   return absl::OkStatus();  // the slot stays until the weight half
 }
 
@@ -221,24 +252,25 @@ absl::Status PipelineStage::SumTiedEmbeddingGrads() {
   }
   BATON_CHECK_MSG(embed != nullptr, "first/last pipeline stage without an embedding table");
   const int peer = stage_ == 0 ? last : 0;
+  // Through host memory (the pp group is an MPI or UCX communicator).
+  Tensor mine = Tensor::Empty(embed->grad.shape(), embed->grad.dtype());
+  mine.CopyFrom(embed->grad);
   Tensor theirs = Tensor::Empty(embed->grad.shape(), embed->grad.dtype());
   BATON_ASSIGN_OR_RETURN(CommRequestPtr recv, pp_.IRecv(theirs, peer, kTiedGradTag));
-  BATON_ASSIGN_OR_RETURN(CommRequestPtr send, pp_.ISend(embed->grad, peer, kTiedGradTag));
+  BATON_ASSIGN_OR_RETURN(CommRequestPtr send, pp_.ISend(mine, peer, kTiedGradTag));
   BATON_RETURN_IF_ERROR(send->Wait());
   BATON_RETURN_IF_ERROR(recv->Wait());
-  ops::AddInPlace(embed->grad, theirs);  // a + b == b + a: both stages hold the same bits
+  ops::AddInPlace(embed->grad, Up(theirs));  // a + b == b + a: both stages hold the same bits
   return absl::OkStatus();
 }
-
-// ---- validation
 
 absl::StatusOr<double> PipelineStage::ValidationLoss(const Sampler& sampler, const JobConfig& config) {
   const int64_t b = config.train.micro_batch_size, t = config.train.seq_len;
   const int64_t batches = std::min<int64_t>(config.train.eval_batches, sampler.num_val_samples() / b);
   Tensor tokens = Tensor::Empty({b, t}, DType::kI32);
   Tensor targets = Tensor::Empty({b, t}, DType::kI32);
-  Tensor act[2] = {Tensor::Empty({Rows(b, t), config.model.dim}, DType::kF32),
-                   Tensor::Empty({Rows(b, t), config.model.dim}, DType::kF32)};
+  Tensor act[2] = {Tensor::Empty({Rows(b, t), config.model.dim}, compute_),
+                   Tensor::Empty({Rows(b, t), config.model.dim}, compute_)};
   const int parts = NumParts(spec_);
   double sum = 0;
   for (int64_t i = 0; i < batches; ++i) {
@@ -252,11 +284,14 @@ absl::StatusOr<double> PipelineStage::ValidationLoss(const Sampler& sampler, con
       if (part > 0 && !HoldsPart(part - 1)) {
         BATON_RETURN_IF_ERROR(pp_.Recv(in, LocatePart(spec_, part - 1).stage, kValidationTag));
       }
+      const Tensor in_here = part > 0 ? Up(in) : Tensor();
       if (part == parts - 1) {
-        sum += m.PartLoss(tokens, targets, part > 0 ? &in : nullptr, nullptr);
+        sum += m.PartLoss(tokens, targets, part > 0 ? &in_here : nullptr, nullptr);
         continue;
       }
-      m.PartLoss(tokens, targets, part > 0 ? &in : nullptr, &out);
+      Tensor out_here = device_ == Device::kCpu ? out : DeviceLike(out);
+      m.PartLoss(tokens, targets, part > 0 ? &in_here : nullptr, &out_here);
+      Down(out_here, out);
       if (!HoldsPart(part + 1)) {
         BATON_RETURN_IF_ERROR(pp_.Send(out, LocatePart(spec_, part + 1).stage, kValidationTag));
       }

@@ -7,6 +7,10 @@
 // Tensor parallelism lives inside each part: under sequence parallelism the
 // activations between parts are this tp rank's (B·T/tp, C) share of the
 // tokens, otherwise the full (B·T, C) (replicated over tp).
+// On CUDA the parts live on the GPU and the activations between stages
+// travel through host memory (the executor's buffers, in the compute
+// dtype, over MPI or UCX): each part input is copied up before its
+// forward, each output down after it (the same for gradients).
 // Layout: the model is cut into pp·virtual_stages parts (SplitLayers), part
 // c·pp + s on stage s as chunk c; embedding on part 0, head and loss on the
 // last part. With tied embeddings the last part holds its own copy of the
@@ -55,7 +59,8 @@ class PipelineStage final : public StageWork {
   // builds the schedule (its errors: InvalidArgument). `trace` (may be
   // null) receives the executor's events.
   static absl::StatusOr<std::unique_ptr<PipelineStage>> Create(const JobConfig& config, Communicator& pp,
-                                                               TraceRecorder* trace, TensorParallel tp = {});
+                                                               TraceRecorder* trace, TensorParallel tp = {},
+                                                               Device device = Device::kCpu);
 
   const ScheduleSpec& spec() const { return spec_; }
   int stage() const { return stage_; }
@@ -78,6 +83,7 @@ class PipelineStage final : public StageWork {
   absl::StatusOr<double> ValidationLoss(const Sampler& sampler, const JobConfig& config);
 
   // ---- StageWork
+  DType activation_dtype() const override { return compute_; }
   Shape InputShape(int mb, int chunk) override;
   Shape OutputShape(int mb, int chunk) override;
   absl::Status Forward(int mb, int chunk, const Tensor* input, Tensor* output) override;
@@ -92,6 +98,10 @@ class PipelineStage final : public StageWork {
   bool HoldsPart(int part) const;
   // Rows of the activations between parts: B·T, or B·T/tp under sequence parallelism.
   int64_t Rows(int64_t batch, int64_t seq) const;
+  // A device copy of a host tensor (the tensor itself on the CPU); and back.
+  Tensor Up(const Tensor& host) const;
+  void Down(const Tensor& dev, Tensor& host) const;
+  Tensor DeviceLike(const Tensor& host) const;  // uninitialised, same shape and dtype
 
   JobConfig config_;
   Communicator& pp_;
@@ -99,6 +109,8 @@ class PipelineStage final : public StageWork {
   int stage_;
   std::vector<ModelSlice> slices_;  // [part], every part's
   TensorParallel tp_;
+  Device device_ = Device::kCpu;
+  DType compute_ = DType::kF32;     // the parts' activation dtype
   std::vector<Model> chunks_;       // [chunk]
   std::unique_ptr<PipelineExecutor> executor_;
 

@@ -83,11 +83,7 @@ absl::StatusOr<std::unique_ptr<RankModel>> RankModel::Create(const JobConfig& co
     r->whole_.emplace(std::move(m));
     r->models_ = {&*r->whole_};
   } else {
-    if (device != Device::kCpu) {
-      return absl::FailedPreconditionError(
-          "parallel.pp>1 with train.device=cuda is not wired into baton train yet (use train.device=\"cpu\")");
-    }
-    BATON_ASSIGN_OR_RETURN(r->pipe_, PipelineStage::Create(config, *comms->pp, trace, tp));
+    BATON_ASSIGN_OR_RETURN(r->pipe_, PipelineStage::Create(config, *comms->pp, trace, tp, device));
     r->models_ = r->pipe_->models();
   }
 
@@ -128,7 +124,7 @@ absl::StatusOr<std::unique_ptr<RankModel>> RankModel::Create(const JobConfig& co
     }
   } else if (r->dp_ > 1) {
 #ifdef BATON_HAVE_CUDA
-    auto* mpi_dp = dynamic_cast<MpiCommunicator*>(comms->dp.get());
+    MpiCommunicator* mpi_dp = dynamic_cast<MpiCommunicator*>(comms->dp.get());
     BATON_CHECK_MSG(mpi_dp != nullptr, "the dp group is not an MPI communicator");
     BATON_ASSIGN_OR_RETURN(r->nccl_dp_, NcclCommunicator::Create(mpi_dp->comm(), cuda::CurrentStream(), "dp"));
 #else
@@ -166,8 +162,10 @@ absl::StatusOr<double> RankModel::ForwardBackward(const std::vector<Tensor>& tok
   if (sync_ != nullptr) BATON_RETURN_IF_ERROR(sync_->Finish());
 #ifdef BATON_HAVE_CUDA
   if (nccl_dp_ != nullptr) {
-    Tensor flat = whole_->flat_grads();  // one all-reduce, ordered on the compute stream
-    BATON_RETURN_IF_ERROR(nccl_dp_->AllReduceSum(flat));
+    for (Model* m : models_) {
+      Tensor flat = m->flat_grads();  // one all-reduce per chunk, ordered on the compute stream
+      BATON_RETURN_IF_ERROR(nccl_dp_->AllReduceSum(flat));
+    }
   }
 #endif
   if (pipe_ != nullptr) BATON_RETURN_IF_ERROR(pipe_->SumTiedEmbeddingGrads());

@@ -4,7 +4,9 @@
 # job for 30 steps on one GPU, then data-parallel over 2 GPUs (gradients
 # summed by one NCCL all-reduce of the flat grads), plain and with ZeRO-1
 # (params broadcast over NCCL), in fp32 and bf16 compute; then a checkpoint
-# written by the 2-GPU run at step 15 resumed on one GPU. Prints the largest
+# written by the 2-GPU run at step 15 resumed on one GPU; and pipeline
+# parallelism over the 2 GPUs (pp=2: 1f1b, zb-h1, interleaved with 2
+# virtual stages; activations through host memory over MPI). Prints the largest
 # relative loss difference per run against the 1-GPU run and PASS/FAIL
 # against the tolerance of its precision: fp32 1e-5 over all 30 steps;
 # bf16 1e-2 over steps 1-15. In bf16 a different summation order (two
@@ -30,14 +32,16 @@ rm -rf "$RES" && mkdir -p "$RES"
 nvidia-smi --query-gpu=index,name --format=csv,noheader
 COMMON=(train.steps=30 train.device=\"cuda\" train.eval_every=15 output.progress=\"lines\" train.log_every=5
         checkpoint.every=15 checkpoint.resume=\"none\")
-run() {  # run NAME RANKS SETS...
+run() {  # run NAME RANKS SETS...   (RANKS 2: parallel.dp=2 unless SETS name a layout)
   local name=$1 ranks=$2; shift 2
   local sets=("${COMMON[@]}" output.metrics=\"$RES/$name.jsonl\" checkpoint.dir=\"$RES/$name.ckpt\" "$@")
   local t0=$SECONDS
   if [[ $ranks == 1 ]]; then
     "$BATON" train --config examples/tiny.toml --set "${sets[@]}" >"$RES/$name.log" 2>&1
   else
-    "${MPI[@]}" "$BATON" train --config examples/tiny.toml --set "${sets[@]}" parallel.dp=2 >"$RES/$name.log" 2>&1
+    local layout=(parallel.dp=2)
+    [[ " $* " == *parallel.pp=* ]] && layout=()
+    "${MPI[@]}" "$BATON" train --config examples/tiny.toml --set "${layout[@]}" "${sets[@]}" >"$RES/$name.log" 2>&1
   fi
   local rc=$?
   echo "$name: exit $rc, $((SECONDS - t0)) s"; tail -n 3 "$RES/$name.log"
@@ -46,6 +50,9 @@ for prec in fp32 bf16; do
   run "gpu1_$prec" 1 train.precision=\"$prec\"
   run "gpu2_dp_$prec" 2 train.precision=\"$prec\"
   run "gpu2_dp_zero_$prec" 2 train.precision=\"$prec\" parallel.zero=1
+  run "gpu2_pp_1f1b_$prec" 2 train.precision=\"$prec\" parallel.pp=2 parallel.schedule=\"1f1b\"
+  run "gpu2_pp_zbh1_$prec" 2 train.precision=\"$prec\" parallel.pp=2 parallel.schedule=\"zb-h1\"
+  run "gpu2_pp_interleaved_$prec" 2 train.precision=\"$prec\" parallel.pp=2 parallel.schedule=\"interleaved\" parallel.virtual_stages=2
 done
 # A 2-GPU checkpoint resumed on one GPU continues the curve.
 run "resume_gpu1_fp32" 1 train.precision=\"fp32\" checkpoint.resume=\"$RES/gpu2_dp_fp32.ckpt/step_00000015.h5\"
@@ -61,7 +68,8 @@ ok = True
 print("\n| run | vs | steps | max rel loss diff | tolerance | verdict |\n|---|---|---|---|---|---|")
 for prec, tol, judged in (("fp32", 1e-5, 30), ("bf16", 1e-2, 15)):
     ref = curve(f"gpu1_{prec}")
-    for name in (f"gpu2_dp_{prec}", f"gpu2_dp_zero_{prec}"):
+    for name in (f"gpu2_dp_{prec}", f"gpu2_dp_zero_{prec}", f"gpu2_pp_1f1b_{prec}", f"gpu2_pp_zbh1_{prec}",
+                 f"gpu2_pp_interleaved_{prec}"):
         got = curve(name)
         rel = [abs(a - b) / abs(a) for a, b in zip(ref, got)]
         d = max(rel[:judged], default=float("nan"))
