@@ -3,11 +3,6 @@
 // fsync'ed file is renamed to PATH, and the directory is fsync'ed after.
 #include "checkpoints/checkpoint.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -22,19 +17,13 @@ namespace {
 // ---- one dataset
 
 // Writes `slab` (contiguous, on the CPU) into `dset` at `offset` (one
-// entry per dim). Today the slab is the whole tensor at offset 0; the
-// parallel writer will pass each rank's slice and a collective transfer list.
+// entry per dim): here the whole tensor at offset 0 (dist_checkpoint.cc
+// writes each rank's block the same way, collectively).
 absl::Status WriteSlab(hid_t dset, const Tensor& slab, const Shape& offset, const std::string& file) {
   if (slab.numel() == 0) return absl::OkStatus();
-  H5Id file_space(H5Dget_space(dset), H5Sclose);
-  BATON_CHECK_H5(file_space.get(), file);
+  BATON_ASSIGN_OR_RETURN(H5Id file_space, SelectBlock(dset, offset, slab.shape(), file));
   H5Id mem_space = Dataspace(slab.shape());
   BATON_CHECK_H5(mem_space.get(), file);
-  if (slab.rank() > 0) {
-    std::vector<hsize_t> start(offset.begin(), offset.end()), count(slab.shape().begin(), slab.shape().end());
-    BATON_CHECK_H5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
-                   file);
-  }
   BATON_CHECK_H5(H5Dwrite(dset, MemoryType(slab.dtype()), mem_space.get(), file_space.get(), H5P_DEFAULT, slab.raw()),
                  file);
   return absl::OkStatus();
@@ -79,16 +68,7 @@ absl::StatusOr<Tensor> ReadTensor(hid_t file_id, const std::string& name, const 
 absl::Status WriteFile(const std::string& tmp, const CheckpointData& data) {
   BATON_H5_ASSIGN(H5Id file, H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, tmp);
   hid_t root = file.get();
-  BATON_H5_ASSIGN(H5Id space, H5Screate(H5S_SCALAR), H5Sclose, tmp);
-  BATON_H5_ASSIGN(H5Id step, H5Acreate2(root, kCheckpointStepAttr, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                  H5Aclose, tmp);
-  BATON_CHECK_H5(H5Awrite(step.get(), H5T_NATIVE_INT64, &data.step), tmp);
-  BATON_RETURN_IF_ERROR(WriteStringAttr(root, kCheckpointFormatAttr, kCheckpointFormat, tmp));
-  for (const auto& [key, value] : data.attrs) {
-    if (key == kCheckpointStepAttr || key == kCheckpointFormatAttr)
-      return absl::InvalidArgumentError(absl::StrCat("attribute name '", key, "' is reserved by the checkpoint format"));
-    BATON_RETURN_IF_ERROR(WriteStringAttr(root, key, value, tmp));
-  }
+  BATON_RETURN_IF_ERROR(WriteCheckpointAttrs(root, data.step, data.attrs, tmp));
   std::set<std::string> seen;
   for (const CheckpointTensor& ct : data.tensors) {
     absl::Status s = seen.insert(ct.name).second
@@ -131,60 +111,13 @@ absl::Status WriteCheckpoint(const std::string& path, const CheckpointData& data
 
 absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
   Hdf5Init();
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    int err = errno;
-    std::string msg = absl::StrCat("checkpoint ", path, ": ", std::strerror(err));
-    return err == ENOENT ? absl::NotFoundError(msg) : absl::InvalidArgumentError(msg);
-  }
-  if (!S_ISREG(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": not a regular file"));
-  if (H5Fis_hdf5(path.c_str()) <= 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": not an HDF5 file"));
-  }
+  BATON_RETURN_IF_ERROR(CheckCheckpointFile(path));
   BATON_H5_ASSIGN(H5Id file, H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, path);
   hid_t root = file.get();
-  if (H5Aexists(root, kCheckpointStepAttr) <= 0 || H5Aexists(root, kCheckpointFormatAttr) <= 0)
-    return absl::InvalidArgumentError(
-        absl::StrCat("checkpoint ", path, ": an HDF5 file but not a baton checkpoint (no 'step'/'format' attribute)"));
-
   CheckpointData data;
   data.source = path;
-  {
-    BATON_H5_ASSIGN(H5Id step, H5Aopen(root, kCheckpointStepAttr, H5P_DEFAULT), H5Aclose, path);
-    BATON_CHECK_H5(H5Aread(step.get(), H5T_NATIVE_INT64, &data.step), path);
-  }
-  // Attribute names first (iteration callbacks cannot return a Status).
-  std::vector<std::string> attr_names;
-  auto attr_cb = [](hid_t, const char* name, const H5A_info_t*, void* out) -> herr_t {
-    static_cast<std::vector<std::string>*>(out)->push_back(name);
-    return 0;
-  };
-  BATON_CHECK_H5(H5Aiterate2(root, H5_INDEX_NAME, H5_ITER_INC, nullptr, attr_cb, &attr_names), path);
-  for (const std::string& key : attr_names) {
-    if (key == kCheckpointStepAttr) continue;
-    BATON_H5_ASSIGN(H5Id attr, H5Aopen(root, key.c_str(), H5P_DEFAULT), H5Aclose, path);
-    BATON_ASSIGN_OR_RETURN(std::string value, ReadStringAttr(attr.get(), key, path));
-    if (key == kCheckpointFormatAttr) {
-      if (value != kCheckpointFormat)
-        return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": format '", value, "', expected '",
-                                                       kCheckpointFormat, "'"));
-      continue;
-    }
-    data.attrs[key] = std::move(value);
-  }
-  // Every dataset, at any depth.
-  std::vector<std::string> names;
-  auto link_cb = [](hid_t group, const char* name, const H5L_info_t* info, void* out) -> herr_t {
-    if (info->type != H5L_TYPE_HARD) return 0;
-    hid_t obj = H5Oopen(group, name, H5P_DEFAULT);
-    if (obj < 0) return -1;
-    if (H5Iget_type(obj) == H5I_DATASET) static_cast<std::vector<std::string>*>(out)->push_back(name);
-    H5Oclose(obj);
-    return 0;
-  };
-  BATON_CHECK_H5(H5Lvisit(root, H5_INDEX_NAME, H5_ITER_INC, link_cb, &names), path);
-  std::sort(names.begin(), names.end());
+  BATON_RETURN_IF_ERROR(ReadCheckpointAttrs(root, path, &data.step, &data.attrs));
+  BATON_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDatasets(root, path));
   for (const std::string& name : names) {
     absl::StatusOr<Tensor> t = ReadTensor(root, name, path);
     if (!t.ok())

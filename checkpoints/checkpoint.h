@@ -11,9 +11,9 @@
 // variable-length attributes: their bytes live in the global heap, so the
 // 64 KB object-header limit does not cap them (a whole config fits).
 // Writes are atomic: the file is built as PATH.tmp, flushed, fsync'ed and
-// renamed; a failed write leaves nothing under PATH. Single-process for now:
-// WriteCheckpoint writes each dataset through one hyperslab write, which the
-// parallel writer will call with each rank's slice (DESIGN.md invariant 4).
+// renamed; a failed write leaves nothing under PATH. dist_checkpoint.h
+// writes and reads the same layout from many ranks (each its own slices,
+// DESIGN.md invariant 4).
 #pragma once
 
 #include <cstdint>

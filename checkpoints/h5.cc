@@ -5,12 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "checkpoints/checkpoint.h"
 
 namespace baton {
 namespace {
@@ -156,6 +158,97 @@ std::string DirOf(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+absl::StatusOr<H5Id> SelectBlock(hid_t dset, const Shape& start, const Shape& count, const std::string& file) {
+  H5Id space(H5Dget_space(dset), H5Sclose);
+  BATON_CHECK_H5(space.get(), file);
+  if (!count.empty()) {
+    std::vector<hsize_t> s(start.begin(), start.end()), c(count.begin(), count.end());
+    BATON_CHECK_H5(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, s.data(), nullptr, c.data(), nullptr), file);
+  }
+  return space;
+}
+
+// ---- the checkpoint file's root
+
+absl::Status WriteCheckpointAttrs(hid_t root, int64_t step, const std::map<std::string, std::string>& attrs,
+                                  const std::string& file) {
+  for (const auto& [key, value] : attrs) {  // before anything is written
+    if (key == kCheckpointStepAttr || key == kCheckpointFormatAttr)
+      return absl::InvalidArgumentError(absl::StrCat("attribute name '", key, "' is reserved by the checkpoint format"));
+  }
+  BATON_H5_ASSIGN(H5Id space, H5Screate(H5S_SCALAR), H5Sclose, file);
+  BATON_H5_ASSIGN(H5Id a, H5Acreate2(root, kCheckpointStepAttr, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                  H5Aclose, file);
+  BATON_CHECK_H5(H5Awrite(a.get(), H5T_NATIVE_INT64, &step), file);
+  BATON_RETURN_IF_ERROR(WriteStringAttr(root, kCheckpointFormatAttr, kCheckpointFormat, file));
+  for (const auto& [key, value] : attrs) BATON_RETURN_IF_ERROR(WriteStringAttr(root, key, value, file));
+  return absl::OkStatus();
+}
+
+absl::Status ReadCheckpointAttrs(hid_t root, const std::string& file, int64_t* step,
+                                 std::map<std::string, std::string>* attrs) {
+  if (H5Aexists(root, kCheckpointStepAttr) <= 0 || H5Aexists(root, kCheckpointFormatAttr) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", file, ": an HDF5 file but not a baton checkpoint (no 'step'/'format' attribute)"));
+  }
+  {
+    BATON_H5_ASSIGN(H5Id a, H5Aopen(root, kCheckpointStepAttr, H5P_DEFAULT), H5Aclose, file);
+    BATON_CHECK_H5(H5Aread(a.get(), H5T_NATIVE_INT64, step), file);
+  }
+  // Names first (iteration callbacks cannot return a Status).
+  std::vector<std::string> names;
+  auto cb = [](hid_t, const char* name, const H5A_info_t*, void* out) -> herr_t {
+    static_cast<std::vector<std::string>*>(out)->push_back(name);
+    return 0;
+  };
+  BATON_CHECK_H5(H5Aiterate2(root, H5_INDEX_NAME, H5_ITER_INC, nullptr, cb, &names), file);
+  attrs->clear();
+  for (const std::string& key : names) {
+    if (key == kCheckpointStepAttr) continue;
+    BATON_H5_ASSIGN(H5Id a, H5Aopen(root, key.c_str(), H5P_DEFAULT), H5Aclose, file);
+    BATON_ASSIGN_OR_RETURN(std::string value, ReadStringAttr(a.get(), key, file));
+    if (key == kCheckpointFormatAttr) {
+      if (value != kCheckpointFormat)
+        return absl::InvalidArgumentError(absl::StrCat("checkpoint ", file, ": format '", value, "', expected '",
+                                                       kCheckpointFormat, "'"));
+      continue;
+    }
+    (*attrs)[key] = std::move(value);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCheckpointFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    std::string msg = absl::StrCat("checkpoint ", path, ": ", std::strerror(err));
+    return err == ENOENT ? absl::NotFoundError(msg) : absl::InvalidArgumentError(msg);
+  }
+  if (!S_ISREG(st.st_mode)) return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": not a regular file"));
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": not an HDF5 file"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ListDatasets(hid_t root, const std::string& file) {
+  std::vector<std::string> names;
+  auto cb = [](hid_t group, const char* name, const H5L_info_t* info, void* out) -> herr_t {
+    if (info->type != H5L_TYPE_HARD) return 0;
+    hid_t obj = H5Oopen(group, name, H5P_DEFAULT);  // H5Oget_info's signature differs across 1.10/1.12
+    if (obj < 0) return -1;
+    if (H5Iget_type(obj) == H5I_DATASET) static_cast<std::vector<std::string>*>(out)->push_back(name);
+    H5Oclose(obj);
+    return 0;
+  };
+  BATON_CHECK_H5(H5Lvisit(root, H5_INDEX_NAME, H5_ITER_INC, cb, &names), file);
+  std::sort(names.begin(), names.end());
+  return names;
 }
 
 }  // namespace baton

@@ -8,8 +8,10 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -83,5 +85,26 @@ absl::Status WriteStringAttr(hid_t obj, const std::string& key, const std::strin
 absl::StatusOr<std::string> ReadStringAttr(hid_t attr, const std::string& key, const std::string& file);
 absl::Status FsyncPath(const std::string& path, bool directory);
 std::string DirOf(const std::string& path);
+
+// The file dataspace of `dset` with the block at `start` of extent `count`
+// selected (both empty for a scalar: all of it).
+absl::StatusOr<H5Id> SelectBlock(hid_t dset, const Shape& start, const Shape& count, const std::string& file);
+
+// ---- the checkpoint file's root (checkpoint.h's layout), shared by the
+// single-process and distributed readers and writers so they cannot drift
+
+// Writes the step, the format tag and one string attribute per entry;
+// "step" and "format" as keys are InvalidArgument.
+absl::Status WriteCheckpointAttrs(hid_t root, int64_t step, const std::map<std::string, std::string>& attrs,
+                                  const std::string& file);
+// Reads them back (format checked; it is not returned among `attrs`).
+// A file without them is InvalidArgument "not a baton checkpoint".
+absl::Status ReadCheckpointAttrs(hid_t root, const std::string& file, int64_t* step,
+                                 std::map<std::string, std::string>* attrs);
+// Before opening: NotFound "checkpoint PATH: No such file or directory",
+// InvalidArgument for a directory or a file that is not HDF5.
+absl::Status CheckCheckpointFile(const std::string& path);
+// Every dataset's path ("params/embed"), at any depth, sorted.
+absl::StatusOr<std::vector<std::string>> ListDatasets(hid_t root, const std::string& file);
 
 }  // namespace baton
