@@ -74,9 +74,10 @@ void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
 }
 
 void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
-                    Tensor* db) {
+                    Tensor* db, bool accumulate_dx) {
 #ifdef BATON_HAVE_CUDA
-  if (x.device() == Device::kCuda) return cuda_impl::LinearBackward(dy, x, w, dx, dw, db);
+  if (x.device() == Device::kCuda)
+    return cuda_impl::LinearBackward(dy, x, w, dx, dw, db, accumulate_dx);
 #endif
   constexpr const char* kOp = "LinearBackward";
   CheckFloat(kOp, "x", x);
@@ -97,8 +98,8 @@ void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* 
   DispatchFloat(kOp, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (has_dx)  // dx (n, in) = dy (n, out) · w (out, in)
-      cpu::Gemm<T>(false, false, n, in, out, T(1), dy.data<T>(), out, w.data<T>(), in, T(0),
-                   dx->data<T>(), in);
+      cpu::Gemm<T>(false, false, n, in, out, T(1), dy.data<T>(), out, w.data<T>(), in,
+                   T(accumulate_dx ? 1 : 0), dx->data<T>(), in);
     if (has_dw)  // dw (out, in) += dyᵀ (out, n) · x (n, in)
       cpu::Gemm<T>(true, false, out, in, n, T(1), dy.data<T>(), out, x.data<T>(), in, T(1),
                    dw->data<T>(), in);
@@ -127,9 +128,9 @@ void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rst
 }
 
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
-                     Tensor& dx, Tensor& dw) {
+                     Tensor& dx, Tensor& dw, const Tensor* dres) {
 #ifdef BATON_HAVE_CUDA
-  if (x.device() == Device::kCuda) return cuda_impl::RmsNormBackward(dy, x, w, rstd, dx, dw);
+  if (x.device() == Device::kCuda) return cuda_impl::RmsNormBackward(dy, x, w, rstd, dx, dw, dres);
 #endif
   constexpr const char* kOp = "RmsNormBackward";
   CheckFloat(kOp, "x", x);
@@ -140,10 +141,12 @@ void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const T
   CheckLike(kOp, "rstd", rstd, x, {n});
   CheckLike(kOp, "dx", dx, x, {n, c});
   CheckLike(kOp, "dw", dw, x, {c});
+  const bool has_dres = dres != nullptr && dres->defined();
+  if (has_dres) CheckLike(kOp, "dres", *dres, x, {n, c});
   DispatchFloat(kOp, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     cpu::RmsNormBackward<T>(dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<T>(), n, c,
-                            dx.data<T>(), dw.data<T>());
+                            has_dres ? dres->data<T>() : nullptr, dx.data<T>(), dw.data<T>());
   });
 }
 

@@ -28,17 +28,19 @@ void MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
 
 // y (N, out) = x (N, in) · w (out, in)ᵀ + b (out) [b may be null].
 void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y);
-// dx (N, in) = dy · w  (overwritten, skipped if null);
+// dx (N, in) = dy · w  (overwritten, or += when accumulate_dx: the sum of
+// several projections' input gradients without a separate add; skipped if null);
 // dw (out, in) += dyᵀ · x;  db (out) += Σ_rows dy  (skipped if null).
 void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
-                    Tensor* db);
+                    Tensor* db, bool accumulate_dx = false);
 
 // ---- RMSNorm (HF Llama: y = x · rsqrt(mean(x²) + eps) · w)
 // x, y (N, C); w (C); rstd (N) saved for backward (always f32/f64 like x).
 void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd);
-// dx overwritten; dw accumulated.
+// dx overwritten (+ dres, a residual branch's gradient, when non-null: the
+// add is fused into this pass; dres may alias dx); dw accumulated.
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
-                     Tensor& dx, Tensor& dw);
+                     Tensor& dx, Tensor& dw, const Tensor* dres = nullptr);
 
 // ---- Rotary position embedding, HF "rotate_half" layout: for head dim D,
 // element i pairs with i + D/2, angle = pos · inv_freq[i], pos = t (0..T-1),

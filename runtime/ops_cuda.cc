@@ -100,7 +100,7 @@ void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
 }
 
 void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
-                    Tensor* db) {
+                    Tensor* db, bool accumulate_dx) {
   constexpr const char* kOp = "LinearBackward";
   CheckCudaFloat(kOp, "x", x);
   CheckRank(kOp, "x", x, 2);
@@ -119,7 +119,7 @@ void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* 
   cudaStream_t s = cuda::CurrentStream();
   if (has_dx) {  // dx (n, in) = dy (n, out) · w (out, in)
     op_profile::Scope prof_scope("gemm bwd dx");
-    cuda::GemmArgs g{Tag(x), Tag(*dx), false, false, n, in, out, 1.f, 0.f,
+    cuda::GemmArgs g{Tag(x), Tag(*dx), false, false, n, in, out, 1.f, accumulate_dx ? 1.f : 0.f,
                      dy.raw(), out, w.raw(), in, dx->raw(), in, nullptr};
     Ok(kOp, cuda::Gemm(g, s));
   }
@@ -151,7 +151,7 @@ void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rst
 }
 
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
-                     Tensor& dx, Tensor& dw) {
+                     Tensor& dx, Tensor& dw, const Tensor* dres) {
   op_profile::Scope prof_scope("rmsnorm bwd");
   constexpr const char* kOp = "RmsNormBackward";
   CheckCudaFloat(kOp, "x", x);
@@ -162,8 +162,11 @@ void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const T
   CheckF32(kOp, "rstd", rstd, {n});
   CheckLike(kOp, "dx", dx, x, {n, c});
   CheckGrad(kOp, "dw", dw, x, {c});
+  const bool has_dres = dres != nullptr && dres->defined();
+  if (has_dres) CheckLike(kOp, "dres", *dres, x, {n, c});
   Ok(kOp, cuda::RmsNormBackward(Tag(x), Tag(dw), dy.raw(), x.raw(), w.raw(),
-                                static_cast<const float*>(rstd.raw()), n, c, dx.raw(), dw.raw(),
+                                static_cast<const float*>(rstd.raw()), n, c,
+                                has_dres ? dres->raw() : nullptr, dx.raw(), dw.raw(),
                                 cuda::CurrentStream()));
 }
 

@@ -21,10 +21,10 @@ void MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor
             float beta);
 void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y);
 void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
-                    Tensor* db);
+                    Tensor* db, bool accumulate_dx);
 void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd);
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
-                     Tensor& dx, Tensor& dw);
+                     Tensor& dx, Tensor& dw, const Tensor* dres);
 void Rope(Tensor& x, const RopeParams& p, bool inverse);
 void Attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, Tensor& lse,
                Tensor* probs);

@@ -120,7 +120,6 @@ LayerScratch AllocateLayerScratch(const LayerDims& d, const ActivationFormat& f)
   s.norm_r = sp ? make({Nr, C}) : Tensor();
   s.dh_full = sp ? make({N, C}) : s.dh;
   s.dln_r = sp ? make({Nr, C}) : s.dln;
-  s.dtmp = make({N, C});
   s.datt = make({B, T, H, D});
   s.dq = make({B, T, H, D});
   s.dk = make({B, T, KV, D});
@@ -222,9 +221,9 @@ void DeferredWeightGrads::Run() {
 }
 
 void LinearBackwardMaybeDeferred(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor& dw,
-                                 Tensor* db, DeferredWeightGrads* defer) {
-  if (defer == nullptr) return ops::LinearBackward(dy, x, w, dx, &dw, db);
-  if (dx != nullptr) ops::LinearBackward(dy, x, w, dx, nullptr, nullptr);
+                                 Tensor* db, DeferredWeightGrads* defer, bool accumulate_dx) {
+  if (defer == nullptr) return ops::LinearBackward(dy, x, w, dx, &dw, db, accumulate_dx);
+  if (dx != nullptr) ops::LinearBackward(dy, x, w, dx, nullptr, nullptr, accumulate_dx);
   defer->items.push_back({dy.Clone(), x.Clone(), w, dw, db != nullptr ? *db : Tensor()});
 }
 
@@ -235,12 +234,12 @@ void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, c
   // MLP branch: out = h + w_down · swi.
   LinearBackwardMaybeDeferred(Gathered(d, dout, s), a.swi, w.w_down, &s.dswi, g.w_down, nullptr, defer);
   ops::SwiGluBackward(s.dswi, a.gate, a.up, s.dgate, s.dup);
+  // The input gradients of gate and up sum in the second GEMM (beta = 1), and
+  // the residual's gradient joins in the norm's backward: no separate adds.
   LinearBackwardMaybeDeferred(s.dgate, a.ln2, w.w_gate, &s.dln, g.w_gate, nullptr, defer);
-  LinearBackwardMaybeDeferred(s.dup, a.ln2, w.w_up, &s.dtmp, g.w_up, nullptr, defer);
-  ops::AddInPlace(s.dln, s.dtmp);
+  LinearBackwardMaybeDeferred(s.dup, a.ln2, w.w_up, &s.dln, g.w_up, nullptr, defer, /*accumulate_dx=*/true);
   SumColumnParallelGrad(d, s);
-  ops::RmsNormBackward(s.dln_r, a.h, w.mlp_norm, a.rstd2, s.dh, g.mlp_norm);
-  ops::AddInPlace(s.dh, dout);  // residual
+  ops::RmsNormBackward(s.dln_r, a.h, w.mlp_norm, a.rstd2, s.dh, g.mlp_norm, /*dres=*/&dout);
   // Attention branch: h = x + wo · att.
   Tensor datt2 = As2D(s.datt, N);
   LinearBackwardMaybeDeferred(Gathered(d, s.dh, s), As2D(a.att, N), w.wo, &datt2, g.wo, nullptr, defer);
@@ -249,13 +248,12 @@ void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, c
   ops::RopeBackward(s.dq, d.rope);
   ops::RopeBackward(s.dk, d.rope);
   LinearBackwardMaybeDeferred(As2D(s.dq, N), a.ln1, w.wq, &s.dln, g.wq, g.bq.defined() ? &g.bq : nullptr, defer);
-  LinearBackwardMaybeDeferred(As2D(s.dk, N), a.ln1, w.wk, &s.dtmp, g.wk, g.bk.defined() ? &g.bk : nullptr, defer);
-  ops::AddInPlace(s.dln, s.dtmp);
-  LinearBackwardMaybeDeferred(As2D(s.dv, N), a.ln1, w.wv, &s.dtmp, g.wv, g.bv.defined() ? &g.bv : nullptr, defer);
-  ops::AddInPlace(s.dln, s.dtmp);
+  LinearBackwardMaybeDeferred(As2D(s.dk, N), a.ln1, w.wk, &s.dln, g.wk, g.bk.defined() ? &g.bk : nullptr, defer,
+                              /*accumulate_dx=*/true);
+  LinearBackwardMaybeDeferred(As2D(s.dv, N), a.ln1, w.wv, &s.dln, g.wv, g.bv.defined() ? &g.bv : nullptr, defer,
+                              /*accumulate_dx=*/true);
   SumColumnParallelGrad(d, s);
-  ops::RmsNormBackward(s.dln_r, x, w.attn_norm, a.rstd1, dx, g.attn_norm);
-  ops::AddInPlace(dx, s.dh);  // residual
+  ops::RmsNormBackward(s.dln_r, x, w.attn_norm, a.rstd1, dx, g.attn_norm, /*dres=*/&s.dh);
 }
 
 }  // namespace baton

@@ -83,7 +83,6 @@ struct LayerScratch {
   Tensor dln_r;            // (N_r, C) dln summed over tp (aliases dln without sequence parallelism)
   Tensor dh;               // (N_r, C) gradient w.r.t. h
   Tensor dln;              // (N, C) gradient w.r.t. ln1 / ln2
-  Tensor dtmp;             // (N, C) one projection's share of dln
   Tensor datt;             // (B, T, H, D)
   Tensor dq;               // (B, T, H, D)
   Tensor dk, dv;           // (B, T, KV, D)
@@ -159,9 +158,10 @@ struct DeferredWeightGrads {
   void Run();
 };
 
-// Linear backward: dx now; dw (and db) now, or put on `defer` if non-null.
+// Linear backward: dx now (overwritten, or += with accumulate_dx); dw (and
+// db) now, or put on `defer` if non-null.
 void LinearBackwardMaybeDeferred(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor& dw,
-                                 Tensor* db, DeferredWeightGrads* defer);
+                                 Tensor* db, DeferredWeightGrads* defer, bool accumulate_dx = false);
 
 // dout (N, C) → dx (N, C) (overwritten; must not alias dout); parameter
 // gradients accumulate into g (the linear ones onto `defer` if non-null;

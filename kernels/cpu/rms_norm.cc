@@ -25,7 +25,7 @@ void RmsNormForward(const T* x, const T* w, T eps, int64_t n, int64_t c, T* y, T
 
 template <typename T>
 void RmsNormBackward(const T* dy, const T* x, const T* w, const T* rstd, int64_t n, int64_t c,
-                     T* dx, T* dw) {
+                     const T* dres, T* dx, T* dw) {
 #pragma omp parallel for schedule(static) if (n * c > 16384)
   for (int64_t r = 0; r < n; ++r) {
     const T* xr = x + r * c;
@@ -35,8 +35,17 @@ void RmsNormBackward(const T* dy, const T* x, const T* w, const T* rstd, int64_t
     T dot = T(0);
     for (int64_t j = 0; j < c; ++j) dot += dyr[j] * w[j] * xr[j];
     const T coef = rs * rs * rs * dot / static_cast<T>(c);
+    if (dres == nullptr) {
 #pragma omp simd
-    for (int64_t j = 0; j < c; ++j) dxr[j] = rs * dyr[j] * w[j] - coef * xr[j];
+      for (int64_t j = 0; j < c; ++j) dxr[j] = rs * dyr[j] * w[j] - coef * xr[j];
+    } else {  // the same rounding as a separate add: (norm grad) then + dres
+      const T* rr = dres + r * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) {
+        const T g = rs * dyr[j] * w[j] - coef * xr[j];
+        dxr[j] = g + rr[j];
+      }
+    }
   }
   constexpr int64_t kBlock = 64;
   const int64_t blocks = (c + kBlock - 1) / kBlock;
@@ -61,8 +70,8 @@ template void RmsNormForward<float>(const float*, const float*, float, int64_t, 
 template void RmsNormForward<double>(const double*, const double*, double, int64_t, int64_t,
                                      double*, double*);
 template void RmsNormBackward<float>(const float*, const float*, const float*, const float*,
-                                     int64_t, int64_t, float*, float*);
+                                     int64_t, int64_t, const float*, float*, float*);
 template void RmsNormBackward<double>(const double*, const double*, const double*, const double*,
-                                      int64_t, int64_t, double*, double*);
+                                      int64_t, int64_t, const double*, double*, double*);
 
 }  // namespace baton::cpu

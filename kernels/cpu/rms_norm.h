@@ -13,9 +13,11 @@ namespace baton::cpu {
 template <typename T>
 void RmsNormForward(const T* x, const T* w, T eps, int64_t n, int64_t c, T* y, T* rstd);
 
-// dx (n, c) overwritten; dw (c) accumulated (+=).
+// dx (n, c) overwritten with the norm's input gradient plus dres (n, c) when
+// dres is non-null (a residual branch's gradient: the add is fused into this
+// pass; dres may alias dx); dw (c) accumulated (+=).
 template <typename T>
 void RmsNormBackward(const T* dy, const T* x, const T* w, const T* rstd, int64_t n, int64_t c,
-                     T* dx, T* dw);
+                     const T* dres, T* dx, T* dw);
 
 }  // namespace baton::cpu

@@ -17,8 +17,10 @@ namespace baton::cuda {
 
 absl::Status RmsNormForward(Float t, const void* x, const void* w, float eps, int64_t n,
                             int64_t c, void* y, float* rstd, cudaStream_t stream);
+// dres (n, c) in `t`, or null: added to dx in the same pass (a residual
+// branch's gradient); it may alias dx.
 absl::Status RmsNormBackward(Float t, Float tw, const void* dy, const void* x, const void* w,
-                             const float* rstd, int64_t n, int64_t c, void* dx, void* dw,
-                             cudaStream_t stream);
+                             const float* rstd, int64_t n, int64_t c, const void* dres, void* dx,
+                             void* dw, cudaStream_t stream);
 
 }  // namespace baton::cuda

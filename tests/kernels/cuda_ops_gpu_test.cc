@@ -124,6 +124,12 @@ TEST_P(CudaOps, LinearAndBackward) {
     ops::LinearBackward(dy, x, w, &dx, &dw, &db);
     ops::LinearBackward(dyd, xd, wd, &dxd, &dwd, &dbd);
     ASSERT_TRUE(AllClose(ToHost(dxd), dx, {2e-6 * out + Tol(t).atol, Tol(t).rtol}, "dx"));
+    // accumulate_dx: dx += dy·w in the GEMM (beta = 1), from a nonzero start.
+    Tensor dx0 = Input({n, in}, t, rng);
+    Tensor dxa = dx0.Clone(), dxad = ToDevice(dx0, t);
+    ops::LinearBackward(dy, x, w, &dxa, nullptr, nullptr, true);
+    ops::LinearBackward(dyd, xd, wd, &dxad, nullptr, nullptr, true);
+    ASSERT_TRUE(AllClose(ToHost(dxad), dxa, {2e-6 * out + Tol(t).atol, Tol(t).rtol}, "dx += dy·w"));
     ASSERT_TRUE(AllClose(ToHost(dwd), dw, {2e-6 * n + 1e-5, 1e-5}, "dw"));
     ASSERT_TRUE(AllClose(ToHost(dbd), db, {2e-6 * n + 1e-5, 1e-5}, "db"));
   }
@@ -133,7 +139,7 @@ TEST_P(CudaOps, RmsNormForwardBackward) {
   REQUIRE_GPU();
   const DType t = GetParam();
   std::mt19937_64 rng(3);
-  for (int64_t n : {1, 19, 111, 989}) for (int64_t c : {1, 19, 768, 989}) {
+  for (int64_t n : {1, 19, 111, 989}) for (int64_t c : {1, 19, 768, 989, 2048, 2056}) {
     Tensor x = Input({n, c}, t, rng), w = Input({c}, t, rng), dy = Input({n, c}, t, rng);
     Tensor y = Tensor::Empty({n, c}, DType::kF32), rstd = Tensor::Empty({n}, DType::kF32);
     ops::RmsNorm(x, w, 1e-5f, y, rstd);
@@ -150,6 +156,14 @@ TEST_P(CudaOps, RmsNormForwardBackward) {
     ASSERT_TRUE(AllClose(ToHost(dxd), dx, {Tol(t).atol + 2e-6 * std::sqrt(c), Tol(t).rtol}, "dx"))
         << n << "x" << c;
     ASSERT_TRUE(AllClose(ToHost(dwd), dw, {2e-6 * n + 1e-5, 1e-5}, "dw")) << n << "x" << c;
+    // The residual's gradient fused into the same pass, aliasing dx on the device.
+    Tensor dres = Input({n, c}, t, rng);
+    Tensor dxr = Tensor::Empty({n, c}, DType::kF32), dwr = Tensor::Zeros({c}, DType::kF32);
+    ops::RmsNormBackward(dy, x, w, rstd, dxr, dwr, &dres);
+    Tensor dxrd = ToDevice(dres, t), dwrd = Tensor::Zeros({c}, DType::kF32, DefaultCudaAllocator());
+    ops::RmsNormBackward(ToDevice(dy, t), xd, wd, rd, dxrd, dwrd, &dxrd);
+    ASSERT_TRUE(AllClose(ToHost(dxrd), dxr, {Tol(t).atol + 2e-6 * std::sqrt(c), Tol(t).rtol}, "dx + dres"))
+        << n << "x" << c;
   }
 }
 

@@ -95,6 +95,30 @@ TEST(Linear, BackwardMatchesFiniteDifferencesAndAccumulates) {
   EXPECT_TRUE(AllClose(db_added, testing::NumericGradient(b, loss), kGradTol, "db"));
 }
 
+// accumulate_dx adds dy·w onto dx (two projections of one input sum their
+// input gradients in the second GEMM); without it dx is overwritten.
+TEST(Linear, BackwardAccumulatesDxWhenAsked) {
+  std::mt19937_64 rng(4);
+  const int64_t n = 13, in = 17, out = 5;
+  Tensor x = testing::RandomTensor({n, in}, DType::kF64, rng);
+  Tensor w = testing::RandomTensor({out, in}, DType::kF64, rng);
+  Tensor dy = testing::RandomTensor({n, out}, DType::kF64, rng);
+  Tensor dx0 = testing::RandomTensor({n, in}, DType::kF64, rng);
+  Tensor plain = Tensor::Empty({n, in}, DType::kF64);
+  ops::LinearBackward(dy, x, w, &plain, nullptr, nullptr);
+  Tensor acc = dx0.Clone();
+  ops::LinearBackward(dy, x, w, &acc, nullptr, nullptr, /*accumulate_dx=*/true);
+  std::vector<double> want = testing::ToDoubles(plain);
+  const std::vector<double> start = testing::ToDoubles(dx0);
+  for (size_t i = 0; i < want.size(); ++i) want[i] += start[i];
+  EXPECT_TRUE(AllClose(testing::ToDoubles(acc), want, {1e-14, 1e-14}, "dx += dy·w"));
+  // And the plain call really overwrote: a stale dx must not leak through.
+  Tensor over = dx0.Clone();
+  ops::LinearBackward(dy, x, w, &over, nullptr, nullptr);
+  EXPECT_TRUE(testing::BitwiseEqual(over, plain));
+  EXPECT_FALSE(AllClose(testing::ToDoubles(acc), testing::ToDoubles(plain), {1e-6, 1e-6}, "differs"));
+}
+
 TEST(Linear, F32AgreesWithF64) {
   std::mt19937_64 rng(4);
   const int64_t n = 19, in = 37, out = 23;

@@ -58,6 +58,32 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
   EXPECT_TRUE(AllClose(dw_added, testing::NumericGradient(w, loss), kGradTol, "dw"));
 }
 
+// dres (a residual branch's gradient) joins dx in the same pass with the
+// rounding of a separate add, also when it aliases dx.
+TEST(RmsNorm, BackwardAddsTheResidualGradientLikeASeparateAdd) {
+  std::mt19937_64 rng(5);
+  const int64_t n = 33, c = 70;
+  Tensor x = testing::RandomTensor({n, c}, DType::kF32, rng);
+  Tensor w = testing::RandomTensor({c}, DType::kF32, rng);
+  Tensor dy = testing::RandomTensor({n, c}, DType::kF32, rng);
+  Tensor dres = testing::RandomTensor({n, c}, DType::kF32, rng);
+  Tensor y = Tensor::Empty({n, c}, DType::kF32), rstd = Tensor::Empty({n}, DType::kF32);
+  ops::RmsNorm(x, w, kEps, y, rstd);
+  Tensor dx_sep = Tensor::Empty({n, c}, DType::kF32), dw_sep = Tensor::Zeros({c}, DType::kF32);
+  ops::RmsNormBackward(dy, x, w, rstd, dx_sep, dw_sep);
+  ops::AddInPlace(dx_sep, dres);
+  Tensor dx = Tensor::Empty({n, c}, DType::kF32), dw = Tensor::Zeros({c}, DType::kF32);
+  ops::RmsNormBackward(dy, x, w, rstd, dx, dw, &dres);
+  EXPECT_TRUE(testing::BitwiseEqual(dx, dx_sep));
+  EXPECT_TRUE(testing::BitwiseEqual(dw, dw_sep));
+  Tensor alias = dres.Clone(), dw2 = Tensor::Zeros({c}, DType::kF32);
+  ops::RmsNormBackward(dy, x, w, rstd, alias, dw2, &alias);
+  EXPECT_TRUE(testing::BitwiseEqual(alias, dx_sep));
+  Tensor plain = Tensor::Empty({n, c}, DType::kF32), dw3 = Tensor::Zeros({c}, DType::kF32);
+  ops::RmsNormBackward(dy, x, w, rstd, plain, dw3);
+  EXPECT_FALSE(testing::BitwiseEqual(plain, dx_sep));  // the residual really was added
+}
+
 TEST(RmsNorm, F32AgreesWithF64AndThreadCountDoesNotMatter) {
   std::mt19937_64 rng(3);
   const int64_t n = 300, c = 130;  // big enough to take the threaded path
