@@ -6,8 +6,11 @@
 
 #include <cublasLt.h>
 
+#include <map>
 #include <memory>
 #include <mutex>
+#include <tuple>
+#include <utility>
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/elementwise.h"
@@ -17,10 +20,23 @@ namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
+// Everything a heuristic answer depends on: types, transposes, sizes,
+// strides, bias. A training step repeats a few dozen shapes, so the
+// descriptors and the algorithm are made once per shape (the heuristic
+// query costs tens of microseconds of host time per call otherwise).
+using ShapeKey = std::tuple<int, int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
 struct LtContext {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
   std::mutex mu;
+  std::map<ShapeKey, Plan> plans;  // lives until exit, like the handle
 };
 
 absl::Status GetContext(LtContext** out) {
@@ -58,18 +74,10 @@ struct Preference {
 
 }  // namespace
 
-absl::Status Gemm(const GemmArgs& g, cudaStream_t stream) {
-  BATON_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0);
-  BATON_CHECK(g.t_c == Float::kF32 || g.t_c == g.t_ab);
-  if (g.m == 0 || g.n == 0) return absl::OkStatus();
-  if (g.k == 0) {  // c = beta·c (+ bias): cuBLASLt rejects empty layouts
-    BATON_CHECK(g.ldc == g.n && g.bias == nullptr);
-    return Scale(g.t_c, g.c, g.m * g.n, g.beta, stream);
-  }
-  LtContext* ctx = nullptr;
-  BATON_RETURN_IF_ERROR(GetContext(&ctx));
-  std::lock_guard<std::mutex> lock(ctx->mu);
-
+// Descriptors and the heuristic's first algorithm for g's shape. The
+// algorithm does not depend on alpha, beta or the pointers (cuBLASLt
+// assumes 256-byte aligned operands by default, as every call here did).
+absl::Status MakePlan(const GemmArgs& g, cublasLtHandle_t handle, Plan* plan) {
   // Column-major view: C' (n × m) = op(B') (n × k) · op(A') (k × m).
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -105,12 +113,46 @@ absl::Status Gemm(const GemmArgs& g, cudaStream_t stream) {
       pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  BATON_CHECK_CUBLAS(cublasLtMatmulAlgoGetHeuristic(ctx->handle, desc.d, lb.l, la.l, lc.l, lc.l,
+  BATON_CHECK_CUBLAS(cublasLtMatmulAlgoGetHeuristic(handle, desc.d, lb.l, la.l, lc.l, lc.l,
                                                     pref.p, 1, &heuristic, &found));
   if (found == 0)
     return absl::InvalidArgumentError("cuBLASLt found no algorithm for this GEMM");
-  BATON_CHECK_CUBLAS(cublasLtMatmul(ctx->handle, desc.d, &g.alpha, g.b, lb.l, g.a, la.l, &g.beta,
-                                    g.c, lc.l, g.c, lc.l, &heuristic.algo, ctx->workspace,
+  plan->algo = heuristic.algo;
+  plan->desc = std::exchange(desc.d, nullptr);  // owned by the plan from here on
+  plan->la = std::exchange(la.l, nullptr);
+  plan->lb = std::exchange(lb.l, nullptr);
+  plan->lc = std::exchange(lc.l, nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status Gemm(const GemmArgs& g, cudaStream_t stream) {
+  BATON_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0);
+  BATON_CHECK(g.t_c == Float::kF32 || g.t_c == g.t_ab);
+  if (g.m == 0 || g.n == 0) return absl::OkStatus();
+  if (g.k == 0) {  // c = beta·c (+ bias): cuBLASLt rejects empty layouts
+    BATON_CHECK(g.ldc == g.n && g.bias == nullptr);
+    return Scale(g.t_c, g.c, g.m * g.n, g.beta, stream);
+  }
+  LtContext* ctx = nullptr;
+  BATON_RETURN_IF_ERROR(GetContext(&ctx));
+  std::lock_guard<std::mutex> lock(ctx->mu);
+
+  const ShapeKey key{static_cast<int>(g.t_ab), static_cast<int>(g.t_c), g.trans_a, g.trans_b, g.m, g.n, g.k,
+                     g.lda, g.ldb, g.ldc, g.bias != nullptr};
+  auto it = ctx->plans.find(key);
+  if (it == ctx->plans.end()) {
+    Plan plan;
+    BATON_RETURN_IF_ERROR(MakePlan(g, ctx->handle, &plan));
+    it = ctx->plans.emplace(key, plan).first;
+  }
+  Plan& plan = it->second;
+  if (g.bias != nullptr) {  // the one per-call attribute
+    const void* bias = g.bias;
+    BATON_CHECK_CUBLAS(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                      sizeof(bias)));
+  }
+  BATON_CHECK_CUBLAS(cublasLtMatmul(ctx->handle, plan.desc, &g.alpha, g.b, plan.lb, g.a, plan.la, &g.beta,
+                                    g.c, plan.lc, g.c, plan.lc, &plan.algo, ctx->workspace,
                                     kWorkspaceBytes, stream));
   return absl::OkStatus();
 }

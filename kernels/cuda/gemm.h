@@ -5,7 +5,8 @@
 // f32 inputs use strict fp32 compute (no TF32), so parity with the CPU is
 // at fp32 rounding. lda/ldb/ldc are row strides in elements.
 // One cuBLASLt handle and a 32 MiB workspace per device, created on first
-// use; calls from several host threads on one device are serialised.
+// use, and one plan (descriptors + algorithm) per shape, made on its first
+// call; calls from several host threads on one device are serialised.
 #pragma once
 
 #include <cuda_runtime_api.h>
