@@ -53,11 +53,11 @@ std::vector<Field> Fields(const LayerDims& d) {
   const int64_t B = d.batch, T = d.seq, N = d.rows(), C = d.dim, H = d.heads, KV = d.kv_heads,
                 D = d.head_dim, F = d.ffn, Nr = d.resid_rows();
   return {
-      {&LayerActivations::ln1, {N, C}, true},          {&LayerActivations::rstd1, {Nr}, true, true},
-      {&LayerActivations::q, {B, T, H, D}, true},      {&LayerActivations::k, {B, T, KV, D}, true},
-      {&LayerActivations::v, {B, T, KV, D}, true},     {&LayerActivations::att, {B, T, H, D}, true},
+      {&LayerActivations::ln1, {N, C}, false},         {&LayerActivations::rstd1, {Nr}, true, true},
+      {&LayerActivations::q, {B, T, H, D}, true},      {&LayerActivations::k, {B, T, KV, D}, false},
+      {&LayerActivations::v, {B, T, KV, D}, false},    {&LayerActivations::att, {B, T, H, D}, true},
       {&LayerActivations::lse, {B, H, T}, true, true}, {&LayerActivations::h, {Nr, C}, true},
-      {&LayerActivations::ln2, {N, C}, true},          {&LayerActivations::rstd2, {Nr}, true, true},
+      {&LayerActivations::ln2, {N, C}, false},         {&LayerActivations::rstd2, {Nr}, true, true},
       {&LayerActivations::gate, {N, F}, true},         {&LayerActivations::up, {N, F}, true},
       {&LayerActivations::swi, {N, F}, false},
   };
@@ -208,7 +208,17 @@ void LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
                     LayerActivations& a, LayerScratch& s, LayerMode mode) {
   switch (mode) {
     case LayerMode::kKeepAll: return;
-    case LayerMode::kSelective: ops::SwiGlu(a.gate, a.up, a.swi); return;
+    case LayerMode::kSelective:  // the same ops as LayerForward: the same bits
+    {
+      NormForGemm(d, x, w.attn_norm, a.ln1, a.rstd1, s);
+      Tensor k2 = As2D(a.k, d.rows()), v2 = As2D(a.v, d.rows());  // (N, KV·D)
+      ops::Linear(a.ln1, w.wk, w.bk.defined() ? &w.bk : nullptr, k2);
+      ops::Linear(a.ln1, w.wv, w.bv.defined() ? &w.bv : nullptr, v2);
+      ops::Rope(a.k, d.rope);
+      NormForGemm(d, a.h, w.mlp_norm, a.ln2, a.rstd2, s);
+      ops::SwiGlu(a.gate, a.up, a.swi);
+      return;
+    }
     case LayerMode::kRecompute: LayerForward(d, w, x, a, s, nullptr); return;
   }
 }

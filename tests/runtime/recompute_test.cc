@@ -120,10 +120,11 @@ TEST(Recompute, GradDifferenceCheckerCatchesOneUlp) {
 TEST(Recompute, ActivationBytesPerLayer) {
   absl::StatusOr<Model> m = Model::Create(Config(), DType::kF32);
   const int64_t B = 2, T = 9, N = B * T, C = 32, H = 4, KV = 2, D = 8, F = 48;
-  // x, ln1, h, ln2 (N, C); rstd1, rstd2 (N); q, att (N, H·D); k, v (N, KV·D);
-  // lse (B, H, T); gate, up (N, F); then probs (B, H, T, T) and swi (N, F).
-  const int64_t selective = 4 * (4 * N * C + 2 * N + 2 * N * H * D + 2 * N * KV * D + B * H * T + 2 * N * F);
-  const int64_t none = selective + 4 * (B * H * T * T + N * F);
+  // Selective keeps x, h (N, C); rstd1, rstd2 (N); q, att (N, H·D); lse
+  // (B, H, T); gate, up (N, F). None adds ln1, ln2 (N, C), k, v (N, KV·D),
+  // swi (N, F) and probs (B, H, T, T).
+  const int64_t selective = 4 * (2 * N * C + 2 * N + 2 * N * H * D + B * H * T + 2 * N * F);
+  const int64_t none = selective + 4 * (2 * N * C + 2 * N * KV * D + N * F + B * H * T * T);
   const int64_t full = 4 * N * C;
   EXPECT_EQ(m->ActivationBytesPerLayer(Policy(RecomputePolicy::kNone), B, T),
             (std::vector<int64_t>{none, none, none}));
