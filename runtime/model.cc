@@ -352,10 +352,10 @@ void Model::HeadForward(const Tensor& resid, Tensor& lnf, Tensor& rstdf, Tensor&
   ops::Linear(lnf, LmHead(false), nullptr, logits);
 }
 
-double Model::HeadLoss(Tensor& logits, const Tensor& targets, Tensor& losses, bool grad, float grad_scale) {
+void Model::HeadCrossEntropy(Tensor& logits, const Tensor& targets, Tensor& losses, bool grad, float grad_scale) {
   if (!tp_->active()) {
     ops::SoftmaxCrossEntropy(logits, targets, losses, grad ? &logits : nullptr, grad_scale);
-    return ops::Sum(losses);
+    return;
   }
   // Vocab-parallel: only (N) per-row numbers cross the tp group.
   const int64_t n = logits.dim(0);
@@ -369,7 +369,6 @@ double Model::HeadLoss(Tensor& logits, const Tensor& targets, Tensor& losses, bo
   tp_->AllReduceSum(target);
   ops::VocabParallelCrossEntropy(logits, targets, vocab_start(), max, sum, target, losses, grad ? &logits : nullptr,
                                  grad_scale);
-  return ops::Sum(losses);
 }
 
 void Model::HeadBackward(const Tensor& dlogits, const Tensor& lnf, const Tensor& resid, const Tensor& rstdf,
@@ -430,8 +429,8 @@ double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, doubl
   ForwardLayers(tokens_here, /*training=*/true);
   ForwardHead();
   // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
-  const double loss = HeadLoss(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses,
-                               /*grad=*/true, static_cast<float>(grad_scale));
+  HeadCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses,
+                   /*grad=*/true, static_cast<float>(grad_scale));
 
   HeadBackward(b.logits, b.lnf, b.resid[config_.layers], b.rstdf, b.dresid[0]);
   int cur = 0;  // dresid[cur] holds d loss / d resid[l + 1]
@@ -445,7 +444,9 @@ double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, doubl
     cur = 1 - cur;
   }
   EmbedBackward(b.dresid[cur], tok);
-  return loss;
+  // Summed only now: reading it back waits for the device, and waiting before
+  // the backward would leave the GPU idle while the host queues the backward.
+  return ops::Sum(b.losses);
 }
 
 // ---- pipeline parts
@@ -509,7 +510,8 @@ double Model::PartForward(int slot, const Tensor& tokens, const Tensor& targets,
   HeadForward(s.resid[num_layers()], s.lnf, s.rstdf, s.logits);
   s.targets.CopyFrom(targets);
   // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
-  return HeadLoss(s.logits, s.targets.Reshape({N}), s.losses, /*grad=*/true, static_cast<float>(grad_scale));
+  HeadCrossEntropy(s.logits, s.targets.Reshape({N}), s.losses, /*grad=*/true, static_cast<float>(grad_scale));
+  return ops::Sum(s.losses);
 }
 
 void Model::PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input) {
@@ -579,7 +581,8 @@ double Model::PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor
     return 0;
   }
   ForwardHead();
-  return HeadLoss(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses, /*grad=*/false, 1.0f);
+  HeadCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses, /*grad=*/false, 1.0f);
+  return ops::Sum(b.losses);
 }
 
 }  // namespace baton

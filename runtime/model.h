@@ -175,9 +175,11 @@ class Model {
   int AddParam(std::string name, const Shape& full, int shard_dim, InitKind init, float std, bool decay);
   // Head: final norm of the last residual (N_r, C) into lnf (N, C), logits
   // (N, V_local); then the (vocab-parallel) cross-entropy, its gradient in
-  // place of the logits if dlogits; returns the loss sum.
+  // place of the logits if dlogits.
   void HeadForward(const Tensor& resid, Tensor& lnf, Tensor& rstdf, Tensor& logits);
-  double HeadLoss(Tensor& logits, const Tensor& targets, Tensor& losses, bool grad, float grad_scale);
+  // losses (N) and, with grad, dlogits in place of the logits; the caller
+  // sums the losses (a device sync) where it suits it.
+  void HeadCrossEntropy(Tensor& logits, const Tensor& targets, Tensor& losses, bool grad, float grad_scale);
   // dlogits → d resid (N_r, C); accumulates lm_head and final_norm grads.
   void HeadBackward(const Tensor& dlogits, const Tensor& lnf, const Tensor& resid, const Tensor& rstdf,
                     Tensor& dresid, DeferredWeightGrads* defer = nullptr);
