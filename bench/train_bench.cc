@@ -8,7 +8,9 @@
 // a test: nothing here asserts speed.
 //   train_bench --preset 125m|1.3b [--steps M] [--warmup N]
 //               [--recompute none|full|selective|every_k|all] [--json FILE]
-//               [--batch B] [--seq T] [--layers L] [--profile]
+//               [--batch B] [--seq T] [--layers L] [--profile] [--gemm-autotune]
+// --gemm-autotune: time up to 8 cuBLASLt algorithms per GEMM shape on its
+// first call and keep the fastest (kernels/cuda/gemm.h; off by default).
 // --profile: also time one step op by op (CUDA events, runtime/op_profile.h)
 // and print where the step's GPU time goes, GEMMs next to their ideal time
 // at the GEMM peak measured in the same run.
@@ -49,6 +51,7 @@ struct Options {
   int64_t batch = 0, seq = 0;
   int layers = 0;
   bool profile = false;
+  bool gemm_autotune = false;
 };
 
 struct Preset {
@@ -156,6 +159,7 @@ Options Parse(int argc, char** argv) {
     else if (a == "--seq") o.seq = std::atoll(next().c_str());
     else if (a == "--layers") o.layers = std::atoi(next().c_str());
     else if (a == "--profile") o.profile = true;
+    else if (a == "--gemm-autotune") o.gemm_autotune = true;
     else {
       std::fprintf(stderr, "train_bench: error: unknown flag %s\n", a.c_str());
       std::exit(2);
@@ -194,6 +198,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   CudaCachingAllocator* alloc = DefaultCudaAllocator();
+  cuda::SetGemmAutotune(o.gemm_autotune);
   const double t_cuda = Seconds(launch, Clock::now());
   const ModelConfig& c = p.model;
   const int64_t B = p.batch, T = p.seq, tokens_per_step = B * T;
@@ -323,7 +328,8 @@ int Main(int argc, char** argv) {
                 gemm, ideal_ms, peak_tflops, 100.0 * ideal_ms / gemm, total - gemm, profiled_step_ms - total);
   }
 
-  std::printf("\n%s | %s | %s\n", CudaDeviceSummary().c_str(),
+  std::printf("\n%s | %s%s | %s\n", CudaDeviceSummary().c_str(),
+              o.gemm_autotune ? "[gemm autotune] " : "",
               absl::StrFormat("baton %s: d%d L%d H%d ffn%d V%d, B%d T%d, %.1fM params (%.1fM non-emb)",
                               o.preset, c.dim, c.layers, c.heads, c.ffn_dim, c.vocab_size, B, T,
                               n_params / 1e6, n_non_embedding / 1e6).c_str(),
@@ -353,9 +359,9 @@ int Main(int argc, char** argv) {
         "{\"impl\": \"baton\", \"preset\": \"%s\", \"device\": \"%s\", \"batch\": %d, \"seq\": %d, "
         "\"params\": %d, \"non_embedding_params\": %d, \"flops_per_token\": %.6g, "
         "\"gemm_peak_tflops\": %.2f, \"time_to_first_step_s\": %.3f, \"warmup\": %d, \"steps\": %d, "
-        "\"results\": [",
+        "\"gemm_autotune\": %s, \"results\": [",
         o.preset, CudaDeviceSummary(), B, T, n_params, n_non_embedding, flops_per_token,
-        peak_tflops, first_step_s, o.warmup, o.steps);
+        peak_tflops, first_step_s, o.warmup, o.steps, o.gemm_autotune ? "true" : "false");
     for (size_t i = 0; i < results.size(); ++i) {
       const Result& r = results[i];
       absl::StrAppend(&j, i ? ", " : "",

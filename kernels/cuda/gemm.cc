@@ -6,6 +6,7 @@
 
 #include <cublasLt.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -125,6 +126,61 @@ absl::Status MakePlan(const GemmArgs& g, cublasLtHandle_t handle, Plan* plan) {
   return absl::OkStatus();
 }
 
+namespace {
+std::atomic<bool> g_autotune{false};
+
+// Times up to kCandidates algorithms of the heuristic's ranking on g's own
+// operands (into a scratch C with beta 0, so g.c is untouched) and keeps
+// the fastest: min of kReps runs each, CUDA events on `stream`.
+absl::Status Autotune(const GemmArgs& g, cublasLtHandle_t handle, void* workspace, Plan* plan,
+                      cudaStream_t stream) {
+  constexpr int kCandidates = 8, kReps = 3;
+  Preference pref;
+  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceCreate(&pref.p));
+  const uint64_t ws = kWorkspaceBytes;
+  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceSetAttribute(
+      pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
+  int found = 0;
+  BATON_CHECK_CUBLAS(cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->lb, plan->la, plan->lc, plan->lc,
+                                                    pref.p, kCandidates, results, &found));
+  if (found <= 1) return absl::OkStatus();
+  const size_t c_bytes = static_cast<size_t>(g.m) * g.ldc * (g.t_c == Float::kF32 ? 4 : 2);
+  void* scratch = nullptr;
+  BATON_CHECK_CUDA(cudaMallocAsync(&scratch, c_bytes, stream));
+  cudaEvent_t start = nullptr, stop = nullptr;
+  BATON_CHECK_CUDA(cudaEventCreate(&start));
+  BATON_CHECK_CUDA(cudaEventCreate(&stop));
+  const float zero = 0.f;
+  float best_ms = 0.f;
+  int best = -1;
+  for (int i = 0; i < found; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    float ms_min = 0.f;
+    bool ok = true;
+    for (int r = 0; r < kReps && ok; ++r) {
+      BATON_CHECK_CUDA(cudaEventRecord(start, stream));
+      ok = cublasLtMatmul(handle, plan->desc, &g.alpha, g.b, plan->lb, g.a, plan->la, &zero, scratch, plan->lc,
+                          scratch, plan->lc, &results[i].algo, workspace, kWorkspaceBytes,
+                          stream) == CUBLAS_STATUS_SUCCESS;
+      BATON_CHECK_CUDA(cudaEventRecord(stop, stream));
+      BATON_CHECK_CUDA(cudaEventSynchronize(stop));
+      float ms = 0.f;
+      BATON_CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+      if (r == 0 || ms < ms_min) ms_min = ms;
+    }
+    if (ok && (best < 0 || ms_min < best_ms)) best = i, best_ms = ms_min;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  BATON_CHECK_CUDA(cudaFreeAsync(scratch, stream));
+  if (best >= 0) plan->algo = results[best].algo;
+  return absl::OkStatus();
+}
+}  // namespace
+
+void SetGemmAutotune(bool on) { g_autotune.store(on); }
+
 absl::Status Gemm(const GemmArgs& g, cudaStream_t stream) {
   BATON_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0);
   BATON_CHECK(g.t_c == Float::kF32 || g.t_c == g.t_ab);
@@ -143,6 +199,7 @@ absl::Status Gemm(const GemmArgs& g, cudaStream_t stream) {
   if (it == ctx->plans.end()) {
     Plan plan;
     BATON_RETURN_IF_ERROR(MakePlan(g, ctx->handle, &plan));
+    if (g_autotune.load()) BATON_RETURN_IF_ERROR(Autotune(g, ctx->handle, ctx->workspace, &plan, stream));
     it = ctx->plans.emplace(key, plan).first;
   }
   Plan& plan = it->second;

@@ -35,4 +35,12 @@ struct GemmArgs {
 
 absl::Status Gemm(const GemmArgs& args, cudaStream_t stream);
 
+// Off (the default): each shape runs the heuristic's first algorithm, the
+// same choice in every process, so runs and resumes repeat bit for bit.
+// On: the first call of a shape times up to 8 ranked algorithms on its own
+// operands and keeps the fastest; timing noise can pick another algorithm
+// in another process (a different summation order: results differ at
+// rounding level). Set before the first GEMM; benchmarks report both.
+void SetGemmAutotune(bool on);
+
 }  // namespace baton::cuda

@@ -25,6 +25,7 @@
 #include "kernels/cuda/adamw.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
+#include "kernels/cuda/gemm.h"
 #include "kernels/cuda/stream.h"
 #include "runtime/cuda_allocator.h"
 #include "runtime/ops_cuda.h"
@@ -101,6 +102,26 @@ TEST_P(CudaOps, MatMulAllTransposes) {
       ASSERT_TRUE(AllClose(ToHost(dc), c, tol, "MatMul"))
           << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb;
     }
+}
+
+// Autotuning times candidate algorithms on the call's own operands: the
+// call must still add alpha·A·B to C exactly once (beta = 1), whichever
+// algorithm wins. Shapes unused elsewhere in this binary, so each is tuned.
+TEST_P(CudaOps, GemmAutotuneKeepsTheResult) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(11);
+  cuda::SetGemmAutotune(true);
+  for (int64_t m : {37, 1000}) for (int64_t n : {53, 1024}) for (int64_t k : {71, 2048}) {
+    Tensor a = Input({m, k}, t, rng), b = Input({n, k}, t, rng);
+    Tensor c = Input({m, n}, DType::kF32, rng);
+    Tensor dc = ToDevice(c, DType::kF32);
+    ops::MatMul(a, false, b, true, c, 1.0f, 1.0f);
+    ops::MatMul(ToDevice(a, t), false, ToDevice(b, t), true, dc, 1.0f, 1.0f);
+    EXPECT_TRUE(AllClose(ToHost(dc), c, {2e-6 * k + 1e-5, 1e-5}, "autotuned MatMul"))
+        << m << "x" << n << "x" << k;
+  }
+  cuda::SetGemmAutotune(false);
 }
 
 TEST_P(CudaOps, LinearAndBackward) {
