@@ -127,6 +127,15 @@ void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rst
   });
 }
 
+void AddRmsNorm(const Tensor& a, const Tensor& b, const Tensor& w, float eps, Tensor& sum, Tensor& y,
+                Tensor& rstd) {
+#ifdef BATON_HAVE_CUDA
+  if (a.device() == Device::kCuda) return cuda_impl::AddRmsNorm(a, b, w, eps, sum, y, rstd);
+#endif
+  Add(a, b, sum);
+  RmsNorm(sum, w, eps, y, rstd);
+}
+
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
                      Tensor& dx, Tensor& dw, const Tensor* dres) {
 #ifdef BATON_HAVE_CUDA

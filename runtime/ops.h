@@ -37,6 +37,10 @@ void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* 
 // ---- RMSNorm (HF Llama: y = x · rsqrt(mean(x²) + eps) · w)
 // x, y (N, C); w (C); rstd (N) saved for backward (always f32/f64 like x).
 void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd);
+// sum = a + b, then RmsNorm(sum) into y, rstd: the residual add before a
+// norm fused into one pass on the GPU (the same bits as Add then RmsNorm).
+void AddRmsNorm(const Tensor& a, const Tensor& b, const Tensor& w, float eps, Tensor& sum, Tensor& y,
+                Tensor& rstd);
 // dx overwritten (+ dres, a residual branch's gradient, when non-null: the
 // add is fused into this pass; dres may alias dx); dw accumulated.
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,

@@ -150,6 +150,22 @@ void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rst
                                static_cast<float*>(rstd.raw()), cuda::CurrentStream()));
 }
 
+void AddRmsNorm(const Tensor& a, const Tensor& b, const Tensor& w, float eps, Tensor& sum, Tensor& y,
+                Tensor& rstd) {
+  op_profile::Scope prof_scope("residual add + rmsnorm fwd");
+  constexpr const char* kOp = "AddRmsNorm";
+  CheckCudaFloat(kOp, "a", a);
+  CheckRank(kOp, "a", a, 2);
+  const int64_t n = a.dim(0), c = a.dim(1);
+  CheckLike(kOp, "b", b, a, {n, c});
+  CheckLike(kOp, "w", w, a, {c});
+  CheckLike(kOp, "sum", sum, a, {n, c});
+  CheckLike(kOp, "y", y, a, {n, c});
+  CheckF32(kOp, "rstd", rstd, {n});
+  Ok(kOp, cuda::AddRmsNormForward(Tag(a), a.raw(), b.raw(), w.raw(), eps, n, c, sum.raw(), y.raw(),
+                                  static_cast<float*>(rstd.raw()), cuda::CurrentStream()));
+}
+
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
                      Tensor& dx, Tensor& dw, const Tensor* dres) {
   op_profile::Scope prof_scope("rmsnorm bwd");

@@ -23,6 +23,8 @@ void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y);
 void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
                     Tensor* db, bool accumulate_dx);
 void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd);
+void AddRmsNorm(const Tensor& a, const Tensor& b, const Tensor& w, float eps, Tensor& sum, Tensor& y,
+                Tensor& rstd);
 void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
                      Tensor& dx, Tensor& dw, const Tensor* dres);
 void Rope(Tensor& x, const RopeParams& p, bool inverse);

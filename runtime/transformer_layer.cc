@@ -154,6 +154,14 @@ void NormForGemm(const LayerDims& d, const Tensor& x, const Tensor& w, Tensor& y
   d.tp->AllGather(s.norm_r, y);
 }
 
+// h = x + proj (this rank's rows), then y = norm(h) as NormForGemm does.
+void AddNormForGemm(const LayerDims& d, const Tensor& x, const Tensor& proj, const Tensor& w, Tensor& h,
+                    Tensor& y, Tensor& rstd, LayerScratch& s) {
+  if (!d.sp()) return ops::AddRmsNorm(x, proj, w, d.norm_eps, h, y, rstd);
+  ops::AddRmsNorm(x, proj, w, d.norm_eps, h, s.norm_r, rstd);
+  d.tp->AllGather(s.norm_r, y);
+}
+
 // A row-parallel GEMM's partial (N, C) output summed over tp: in place, or
 // reduce-scattered to this rank's rows (s.proj_r) under sequence parallelism.
 void SumRowParallel(const LayerDims& d, LayerScratch& s) {
@@ -192,9 +200,8 @@ void LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
   ops::Attention(a.q, a.k, a.v, a.att, a.lse, a.probs.defined() ? &a.probs : nullptr);
   ops::Linear(As2D(a.att, N), w.wo, nullptr, s.proj);
   SumRowParallel(d, s);
-  ops::Add(x, s.proj_r, a.h);
-  // MLP branch.
-  NormForGemm(d, a.h, w.mlp_norm, a.ln2, a.rstd2, s);
+  // MLP branch: h = x + attention, then its norm, in one op.
+  AddNormForGemm(d, x, s.proj_r, w.mlp_norm, a.h, a.ln2, a.rstd2, s);
   ops::Linear(a.ln2, w.w_gate, nullptr, a.gate);
   ops::Linear(a.ln2, w.w_up, nullptr, a.up);
   ops::SwiGlu(a.gate, a.up, a.swi);

@@ -10,6 +10,7 @@
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/rms_norm.h"
 
 namespace baton::cuda {
@@ -270,6 +271,49 @@ __global__ void SumChunksParallelKernel(const float* __restrict__ partial, int64
   dw[j] = FromF32<TW>(ToF32(dw[j]) + total);
 }
 
+// sum = a + b (rounded to T, as the Add kernel does) and y = RMSNorm(sum)
+// in one pass over the rows: the residual add before a norm without a
+// separate read of the sum. Pass 2 recomputes a + b (the same bits) rather
+// than reading back the stored sum.
+template <typename T>
+__global__ void AddRmsNormForwardPackedKernel(const T* __restrict__ a, const T* __restrict__ b,
+                                              const T* __restrict__ w, float eps, int64_t n, int64_t c,
+                                              T* sum, T* __restrict__ y, float* __restrict__ rstd) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= n) return;
+  const T* ar = a + row * c;
+  const T* br = b + row * c;
+  T* sr = sum + row * c;
+  const int64_t packs = c / kPack;
+  float ss = 0.f;
+  for (int64_t k = lane; k < packs; k += 32) {
+    const Pack<T> pa = LoadPack(ar, k), pb = LoadPack(br, k);
+    Pack<T> ps;
+#pragma unroll
+    for (int e = 0; e < kPack; ++e) {
+      ps.v[e] = FromF32<T>(ToF32(pa.v[e]) + ToF32(pb.v[e]));
+      const float v = ToF32(ps.v[e]);
+      ss += v * v;
+    }
+    StorePack(sr, k, ps);
+  }
+  ss = WarpSum(ss);
+  const float rs = rsqrtf(ss / static_cast<float>(c) + eps);
+  if (lane == 0) rstd[row] = rs;
+  T* yr = y + row * c;
+  for (int64_t k = lane; k < packs; k += 32) {
+    const Pack<T> pa = LoadPack(ar, k), pb = LoadPack(br, k), wp = LoadPack(w, k);
+    Pack<T> o;
+#pragma unroll
+    for (int e = 0; e < kPack; ++e) {
+      const float v = ToF32(FromF32<T>(ToF32(pa.v[e]) + ToF32(pb.v[e])));
+      o.v[e] = FromF32<T>((v * rs) * ToF32(wp.v[e]));
+    }
+    StorePack(yr, k, o);
+  }
+}
+
 }  // namespace
 
 absl::Status RmsNormForward(Float t, const void* x, const void* w, float eps, int64_t n,
@@ -287,6 +331,25 @@ absl::Status RmsNormForward(Float t, const void* x, const void* w, float eps, in
       RmsNormForwardKernel<T><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(
           static_cast<const T*>(x), static_cast<const T*>(w), eps, n, c, static_cast<T*>(y), rstd);
     }
+  });
+  BATON_CUDA_LAUNCH_CHECK();
+  return absl::OkStatus();
+}
+
+absl::Status AddRmsNormForward(Float t, const void* a, const void* b, const void* w, float eps, int64_t n,
+                               int64_t c, void* sum, void* y, float* rstd, cudaStream_t stream) {
+  BATON_CHECK(n >= 0 && c > 0);
+  if (n == 0) return absl::OkStatus();
+  if (c % kPack != 0 || !AllAligned16(a, b, w, sum, y)) {  // rare shapes: the two kernels
+    BATON_RETURN_IF_ERROR(Add(t, a, b, n * c, sum, stream));
+    return RmsNormForward(t, sum, w, eps, n, c, y, rstd, stream);
+  }
+  const dim3 grid(static_cast<unsigned>(CeilDiv(n, kWarpsPerBlock)));
+  DispatchFloat(t, [&](auto tag) {
+    using T = decltype(tag);
+    AddRmsNormForwardPackedKernel<T><<<grid, 32 * kWarpsPerBlock, 0, stream>>>(
+        static_cast<const T*>(a), static_cast<const T*>(b), static_cast<const T*>(w), eps, n, c,
+        static_cast<T*>(sum), static_cast<T*>(y), rstd);
   });
   BATON_CUDA_LAUNCH_CHECK();
   return absl::OkStatus();

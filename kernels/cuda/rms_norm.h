@@ -17,6 +17,11 @@ namespace baton::cuda {
 
 absl::Status RmsNormForward(Float t, const void* x, const void* w, float eps, int64_t n,
                             int64_t c, void* y, float* rstd, cudaStream_t stream);
+// sum (n, c) = a + b (rounded to `t`) and y = RMSNorm(sum): the residual
+// add before a norm in one pass (the add kernel + RmsNormForward for
+// unaligned or c % 8 != 0 rows). sum may alias a or b.
+absl::Status AddRmsNormForward(Float t, const void* a, const void* b, const void* w, float eps, int64_t n,
+                               int64_t c, void* sum, void* y, float* rstd, cudaStream_t stream);
 // dres (n, c) in `t`, or null: added to dx in the same pass (a residual
 // branch's gradient); it may alias dx.
 absl::Status RmsNormBackward(Float t, Float tw, const void* dy, const void* x, const void* w,

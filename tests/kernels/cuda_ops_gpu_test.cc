@@ -188,6 +188,28 @@ TEST_P(CudaOps, RmsNormForwardBackward) {
   }
 }
 
+// The residual add fused into the norm: sum like Add, y and rstd like
+// RmsNorm of that sum (packed rows and the two-kernel fallback for odd c).
+TEST_P(CudaOps, AddRmsNormMatchesAddThenRmsNorm) {
+  REQUIRE_GPU();
+  const DType t = GetParam();
+  std::mt19937_64 rng(12);
+  for (int64_t n : {1, 19, 989}) for (int64_t c : {19, 768, 2048}) {
+    Tensor a = Input({n, c}, t, rng), b = Input({n, c}, t, rng), w = Input({c}, t, rng);
+    Tensor sum = Tensor::Empty({n, c}, DType::kF32), y = Tensor::Empty({n, c}, DType::kF32),
+           rstd = Tensor::Empty({n}, DType::kF32);
+    ops::Add(a, b, sum);
+    Tensor sum_t = t == DType::kBF16 ? RoundBf16(sum) : sum;  // the device stores the rounded sum
+    ops::RmsNorm(sum_t, w, 1e-5f, y, rstd);
+    Tensor sd = Tensor::Empty({n, c}, t, DefaultCudaAllocator()), yd = Tensor::Empty({n, c}, t, DefaultCudaAllocator());
+    Tensor rd = Tensor::Empty({n}, DType::kF32, DefaultCudaAllocator());
+    ops::AddRmsNorm(ToDevice(a, t), ToDevice(b, t), ToDevice(w, t), 1e-5f, sd, yd, rd);
+    ASSERT_TRUE(AllClose(ToHost(sd), sum_t, Tol(t), "AddRmsNorm sum")) << n << "x" << c;
+    ASSERT_TRUE(AllClose(ToHost(yd), y, Tol(t), "AddRmsNorm y")) << n << "x" << c;
+    ASSERT_TRUE(AllClose(ToHost(rd), rstd, {1e-5, 1e-5}, "AddRmsNorm rstd")) << n << "x" << c;
+  }
+}
+
 TEST_P(CudaOps, RopeForwardAndInverse) {
   REQUIRE_GPU();
   const DType t = GetParam();

@@ -84,6 +84,23 @@ TEST(RmsNorm, BackwardAddsTheResidualGradientLikeASeparateAdd) {
   EXPECT_FALSE(testing::BitwiseEqual(plain, dx_sep));  // the residual really was added
 }
 
+TEST(RmsNorm, AddRmsNormIsAddThenRmsNorm) {
+  std::mt19937_64 rng(6);
+  const int64_t n = 21, c = 40;
+  Tensor a = testing::RandomTensor({n, c}, DType::kF32, rng), b = testing::RandomTensor({n, c}, DType::kF32, rng);
+  Tensor w = testing::RandomTensor({c}, DType::kF32, rng);
+  Tensor sum = Tensor::Empty({n, c}, DType::kF32), y = Tensor::Empty({n, c}, DType::kF32),
+         rstd = Tensor::Empty({n}, DType::kF32);
+  ops::AddRmsNorm(a, b, w, kEps, sum, y, rstd);
+  Tensor sum2 = Tensor::Empty({n, c}, DType::kF32), y2 = Tensor::Empty({n, c}, DType::kF32),
+         rstd2 = Tensor::Empty({n}, DType::kF32);
+  ops::Add(a, b, sum2);
+  ops::RmsNorm(sum2, w, kEps, y2, rstd2);
+  EXPECT_TRUE(testing::BitwiseEqual(sum, sum2));
+  EXPECT_TRUE(testing::BitwiseEqual(y, y2));
+  EXPECT_TRUE(testing::BitwiseEqual(rstd, rstd2));
+}
+
 TEST(RmsNorm, F32AgreesWithF64AndThreadCountDoesNotMatter) {
   std::mt19937_64 rng(3);
   const int64_t n = 300, c = 130;  // big enough to take the threaded path
