@@ -39,7 +39,7 @@ using testing::RandomTensor;
 using testing::Tolerance;
 
 #define REQUIRE_GPU() \
-  if (CudaDeviceCount() == 0) GTEST_SKIP() << "no GPU (" << CudaDeviceSummary() << ")"
+  if (CudaDeviceCount() == 0) GTEST_SKIP() << CudaDeviceSummary()
 
 constexpr Tolerance kExact{0, 0};
 constexpr Tolerance kSum{0, 2e-5};
