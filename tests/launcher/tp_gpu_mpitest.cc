@@ -393,11 +393,23 @@ TEST_P(TpGpuModel, ReproducesTheSingleRankCudaRun) {
       den += double(want.data<float>()[k]) * want.data<float>()[k];
     }
     const double rel = std::sqrt(num / std::max(den, 1e-30));
+    // A k bias moves no loss (softmax is blind to q·bk), so its grads are
+    // rounding noise that Adam turns into steps of up to lr: only bounded.
+    const bool k_bias = p.name.size() > 8 && p.name.compare(p.name.size() - 8, 8, ".attn.bk") == 0;
+    if (fp32) {
+      EXPECT_EQ(CompareSlice(want, got, k_bias ? 1.0 : 1e-5, k_bias ? 0.5 * tp_config->train.optimizer.lr : 5e-6),
+                "")
+          << p.name << " (rank " << r << ")";
+    }
+    if (k_bias) {
+      std::printf("[rank %d] %s %s: %s relative L2 %.3e (k bias: only bounded)\n", r, sp ? "sp" : "nosp",
+                  precision.c_str(), p.name.c_str(), rel);
+      continue;
+    }
     if (rel > worst) {
       worst = rel;
       worst_name = p.name;
     }
-    if (fp32) EXPECT_EQ(CompareSlice(want, got, 1e-5, 5e-6), "") << p.name << " (rank " << r << ")";
   }
   std::printf("[rank %d] %s %s: worst param relative L2 %.3e (%s)\n", r, sp ? "sp" : "nosp", precision.c_str(),
               worst, worst_name.c_str());
