@@ -226,10 +226,10 @@ absl::StatusOr<JobConfig> Config(int tp, bool sp, const std::string& precision) 
   const std::string toml = R"(
 [model]
 layers = 2
-dim = 64
+dim = 256
 heads = 4
 kv_heads = 2
-ffn_dim = 96
+ffn_dim = 160
 vocab_size = 250
 qkv_bias = true
 tie_embeddings = false
