@@ -13,7 +13,8 @@
 #      bf16 at 1e-2; the launcher's "tp collectives:" line is printed.
 # With TP_NCCL=1 and two GPUs, step 4 also runs tp=2 with a GPU per rank
 # (the NCCL path). TRAIN_DEVICE=cpu dry-runs step 4 on a machine without a
-# GPU. Prints a PASS/FAIL table last; exit 1 on any FAIL.
+# GPU. Every run is under `timeout` (exit 124: a hang). Prints a PASS/FAIL
+# table last; exit 1 on any FAIL.
 #   bash scripts/device-tp.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -38,11 +39,11 @@ rc=$?; verdict "build ($((SECONDS - t0)) s)" $rc
 if [[ $rc != 0 ]]; then grep -E "error|FAILED" "$RES/build.log" | head -40; fi
 
 if [[ $rc == 0 ]]; then
-  "$BUILD/vocab_parallel_ce_gpu_test" 2>&1 | tee "$RES/vocab_parallel_ce_gpu_test.log" | grep -vE "^\[ +(RUN|OK) "
+  timeout 120 "$BUILD/vocab_parallel_ce_gpu_test" 2>&1 | tee "$RES/vocab_parallel_ce_gpu_test.log" | grep -vE "^\[ +(RUN|OK) "
   verdict vocab_parallel_ce_gpu_test "${PIPESTATUS[0]}"
-  "${MPI[@]}" "$BUILD/tp_gpu_mpitest" 2>&1 | tee "$RES/tp_gpu_mpitest.log" | grep -vE "^\[ +(RUN|OK) "
+  timeout 180 "${MPI[@]}" "$BUILD/tp_gpu_mpitest" 2>&1 | tee "$RES/tp_gpu_mpitest.log" | grep -vE "^\[ +(RUN|OK) "
   verdict "tp_gpu_mpitest (np 2)" "${PIPESTATUS[0]}"
-  "$BUILD/model_gpu_test" --gtest_brief=1 2>&1 | tail -n 15
+  timeout 120 "$BUILD/model_gpu_test" --gtest_brief=1 2>&1 | tail -n 15
   verdict model_gpu_test "${PIPESTATUS[0]}"
 
   if [[ ! -e data/fortunes.idx && ! -e /usr/share/games/fortunes ]]; then
@@ -57,10 +58,10 @@ if [[ $rc == 0 ]]; then
     local name=$1 ranks=$2; shift 2
     local sets=("${COMMON[@]}" output.metrics=\"$RES/$name.jsonl\" checkpoint.dir=\"$RES/$name.ckpt\" "$@")
     if [[ $ranks == 1 ]]; then
-      CUDA_VISIBLE_DEVICES=${GPU1:-0} "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" \
+      CUDA_VISIBLE_DEVICES=${GPU1:-0} timeout 120 "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" \
         >"$RES/$name.log" 2>&1
     else
-      "${MPI[@]}" "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" >"$RES/$name.log" 2>&1
+      timeout 120 "${MPI[@]}" "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" >"$RES/$name.log" 2>&1
     fi
     local rc=$?
     echo "$name: exit $rc"; grep -E "tp collectives|error" "$RES/$name.log"; tail -n 2 "$RES/$name.log"
