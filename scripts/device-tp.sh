@@ -9,7 +9,8 @@
 #   3. model_gpu_test (the one-GPU model, whose init and loss code changed);
 #   4. baton train on the tiny job, 20 steps: one rank vs tp=2 (SP off and
 #      on) with both ranks on GPU 0 (CUDA_VISIBLE_DEVICES=0, so the tp
-#      collectives are host-staged), fp32 judged at 1e-5 relative per step,
+#      collectives are host-staged), and tp=2 × pp=2 on 4 ranks (1f1b),
+#      fp32 judged at 1e-5 relative per step,
 #      bf16 at 1e-2; the launcher's "tp collectives:" line is printed.
 # With TP_NCCL=1 and two GPUs, step 4 also runs tp=2 with a GPU per rank
 # (the NCCL path). TRAIN_DEVICE=cpu dry-runs step 4 on a machine without a
@@ -24,7 +25,7 @@ ARCH=x86_64-linux-gnu
 PREFIX=$ROOT/.bundle/prefix
 export LD_LIBRARY_PATH="$PREFIX/usr/lib/$ARCH:$PREFIX/usr/lib/$ARCH/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-MPI=(mpiexec -n 2 --allow-run-as-root --oversubscribe --bind-to none --mca pml ob1 --mca btl self,vader,tcp
+MPI=(mpiexec --allow-run-as-root --oversubscribe --bind-to none --mca pml ob1 --mca btl self,vader,tcp
      --mca osc ^ucx -x LD_LIBRARY_PATH)
 RES=${OUT:-/tmp}/tp
 rm -rf "$RES" && mkdir -p "$RES"
@@ -41,7 +42,7 @@ if [[ $rc != 0 ]]; then grep -E "error|FAILED" "$RES/build.log" | head -40; fi
 if [[ $rc == 0 ]]; then
   timeout 120 "$BUILD/vocab_parallel_ce_gpu_test" 2>&1 | tee "$RES/vocab_parallel_ce_gpu_test.log" | grep -vE "^\[ +(RUN|OK) "
   verdict vocab_parallel_ce_gpu_test "${PIPESTATUS[0]}"
-  timeout 180 "${MPI[@]}" "$BUILD/tp_gpu_mpitest" 2>&1 | tee "$RES/tp_gpu_mpitest.log" | grep -vE "^\[ +(RUN|OK) "
+  timeout 180 "${MPI[@]}" -n 2 "$BUILD/tp_gpu_mpitest" 2>&1 | tee "$RES/tp_gpu_mpitest.log" | grep -vE "^\[ +(RUN|OK) "
   verdict "tp_gpu_mpitest (np 2)" "${PIPESTATUS[0]}"
   timeout 120 "$BUILD/model_gpu_test" --gtest_brief=1 2>&1 | tail -n 15
   verdict model_gpu_test "${PIPESTATUS[0]}"
@@ -61,7 +62,7 @@ if [[ $rc == 0 ]]; then
       CUDA_VISIBLE_DEVICES=${GPU1:-0} timeout 120 "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" \
         >"$RES/$name.log" 2>&1
     else
-      timeout 120 "${MPI[@]}" "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" >"$RES/$name.log" 2>&1
+      timeout 120 "${MPI[@]}" -n "$ranks" "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" >"$RES/$name.log" 2>&1
     fi
     local rc=$?
     echo "$name: exit $rc"; grep -E "tp collectives|error" "$RES/$name.log"; tail -n 2 "$RES/$name.log"
@@ -73,6 +74,9 @@ if [[ $rc == 0 ]]; then
     CUDA_VISIBLE_DEVICES=0 run "tp2_staged_$prec" 2 train.precision=\"$prec\" parallel.tp=2
     CUDA_VISIBLE_DEVICES=0 run "tp2_staged_sp_$prec" 2 train.precision=\"$prec\" parallel.tp=2 \
       parallel.sequence_parallel=true
+    # tp inside pipeline stages: 4 ranks on GPU 0, activations between stages through host memory.
+    CUDA_VISIBLE_DEVICES=0 run "tp2_pp2_staged_$prec" 4 train.precision=\"$prec\" parallel.tp=2 parallel.pp=2 \
+      parallel.schedule=\"1f1b\"
     if [[ ${TP_NCCL:-0} == 1 ]]; then
       run "tp2_nccl_$prec" 2 train.precision=\"$prec\" parallel.tp=2
       run "tp2_nccl_sp_$prec" 2 train.precision=\"$prec\" parallel.tp=2 parallel.sequence_parallel=true
@@ -90,7 +94,7 @@ ok = True
 print("| run | vs | steps | max rel loss diff (step) | tolerance | verdict |\n|---|---|---|---|---|---|")
 for prec, tol in (("fp32", 1e-5), ("bf16", 1e-2)):
     ref = curve(f"gpu1_{prec}")
-    names = [f"tp2_staged_{prec}", f"tp2_staged_sp_{prec}"] + ([f"tp2_nccl_{prec}", f"tp2_nccl_sp_{prec}"] if nccl else [])
+    names = [f"tp2_staged_{prec}", f"tp2_staged_sp_{prec}", f"tp2_pp2_staged_{prec}"] + ([f"tp2_nccl_{prec}", f"tp2_nccl_sp_{prec}"] if nccl else [])
     for name in names:
         got = curve(name)
         rel = [abs(a - b) / abs(a) for a, b in zip(ref, got)]
