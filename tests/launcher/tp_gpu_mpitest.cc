@@ -366,7 +366,7 @@ void CompareWithSingleRank(bool sp, const std::string& precision, Device device)
   const int r = WorldRank();
   if (r == 0) std::printf("tp=2 %s %s on %s: tp collectives %s\n", sp ? "sp" : "nosp", precision.c_str(), DeviceName(device),
                           tp->model->tp_collectives().c_str());
-  for (size_t s = 0; s < ref->losses.size(); ++s) {
+  for (size_t s = 0; s < ref->losses.size() && r == 0; ++s) {  // the same numbers on every tp rank
     std::printf("[rank %d] %s %s step %zu: loss ref %.9g tp %.9g (rel %.2e), grad norm ref %.9g tp %.9g\n", r,
                 sp ? "sp" : "nosp", precision.c_str(), s + 1, ref->losses[s], tp->losses[s],
                 std::abs(tp->losses[s] - ref->losses[s]) / ref->losses[s], ref->norms[s], tp->norms[s]);
@@ -381,7 +381,7 @@ void CompareWithSingleRank(bool sp, const std::string& precision, Device device)
   Model& ref_model = *ref->model->models()[0];
   Model& tp_model = *tp->model->models()[0];
   ASSERT_EQ(ref_model.params().size(), tp_model.params().size());
-  double worst = 0, worst_rms = 0;
+  double worst = 0, worst_rms = 0, k_bias_worst = 0;
   std::string worst_name;
   for (size_t i = 0; i < tp_model.params().size(); ++i) {
     const Param& p = tp_model.params()[i];
@@ -404,8 +404,7 @@ void CompareWithSingleRank(bool sp, const std::string& precision, Device device)
           << p.name << " (rank " << r << ")";
     }
     if (k_bias) {
-      std::printf("[rank %d] %s %s: %s relative L2 %.3e (k bias: only bounded)\n", r, sp ? "sp" : "nosp",
-                  precision.c_str(), p.name.c_str(), rel);
+      k_bias_worst = std::max(k_bias_worst, rel);
       continue;
     }
     if (rel > worst) {
@@ -414,8 +413,8 @@ void CompareWithSingleRank(bool sp, const std::string& precision, Device device)
       worst_name = p.name;
     }
   }
-  std::printf("[rank %d] %s %s: worst param relative L2 %.3e, RMS error %.3e (%s)\n", r, sp ? "sp" : "nosp",
-              precision.c_str(), worst, worst_rms, worst_name.c_str());
+  std::printf("[rank %d] %s %s: worst param relative L2 %.3e, RMS error %.3e (%s); k biases (only bounded) %.3e\n",
+              r, sp ? "sp" : "nosp", precision.c_str(), worst, worst_rms, worst_name.c_str(), k_bias_worst);
 }
 
 TEST_P(TpGpuModel, ReproducesTheSingleRankCudaRun) {
