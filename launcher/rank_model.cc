@@ -11,6 +11,7 @@
 
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cuda/stream.h"
+#include "parallel/device_tp_collectives.h"
 #include "parallel/nccl_communicator.h"
 #endif
 
@@ -72,7 +73,23 @@ absl::StatusOr<std::unique_ptr<RankModel>> RankModel::Create(const JobConfig& co
   r->tp_rank_ = comms != nullptr ? comms->tp->rank() : 0;
   TensorParallel tp;
   if (config.parallel.tp > 1) {
-    r->tp_coll_ = std::make_unique<CommTpCollectives>(*comms->tp);
+    if (device == Device::kCpu) {
+      r->tp_coll_ = std::make_unique<CommTpCollectives>(*comms->tp);
+      r->tp_collectives_ = "mpi (host tensors)";
+    } else {
+#ifdef BATON_HAVE_CUDA
+      // NCCL on the compute stream when every tp rank has its own GPU, else
+      // through host memory (ranks sharing a GPU cannot form a NCCL comm).
+      MpiCommunicator* mpi_tp = dynamic_cast<MpiCommunicator*>(comms->tp.get());
+      BATON_CHECK_MSG(mpi_tp != nullptr, "the tp group is not an MPI communicator");
+      BATON_ASSIGN_OR_RETURN(std::unique_ptr<DeviceTpCollectives> coll,
+                             DeviceTpCollectives::Create(*mpi_tp, cuda::CurrentStream()));
+      r->tp_collectives_ = coll->description();
+      r->tp_coll_ = std::move(coll);
+#else
+      return absl::FailedPreconditionError("parallel.tp>1 on CUDA needs a CUDA build");
+#endif
+    }
     tp = {config.parallel.tp, r->tp_rank_, r->tp_coll_.get(), config.parallel.sequence_parallel};
   }
   const TrainConfig& tc = config.train;
@@ -172,7 +189,7 @@ absl::StatusOr<double> RankModel::ForwardBackward(const std::vector<Tensor>& tok
   if (config_.parallel.tp > 1) {  // sequence-parallel norms: each tp rank saw its share of the tokens
     for (Model* m : models_) {
       for (Param& p : m->params()) {
-        if (p.tp_sum_grad) BATON_RETURN_IF_ERROR(comms_->tp->AllReduceSum(p.grad));
+        if (p.tp_sum_grad) BATON_RETURN_IF_ERROR(tp_coll_->AllReduceSum(p.grad));  // host or device grads
       }
     }
   }
@@ -181,9 +198,9 @@ absl::StatusOr<double> RankModel::ForwardBackward(const std::vector<Tensor>& tok
 }
 
 absl::StatusOr<double> RankModel::ClipGradNorm(float max_norm) {
-  if (whole_ && device_ == Device::kCuda) {  // the scale is applied inside AdamW's pass
-    return GradNormFlat(whole_->flat_grads(), max_norm, &grad_scale_);
-  }
+  // One GPU model: the scale is applied inside AdamW's pass.
+  const bool scale_in_adamw = whole_ && device_ == Device::kCuda;
+  if (scale_in_adamw && config_.parallel.tp == 1) return GradNormFlat(whole_->flat_grads(), max_norm, &grad_scale_);
   // Sum of squares of the logical gradient: a tensor replicated over tp is
   // counted by tp rank 0, the tied embedding copy not at all.
   double sum = 0;
@@ -200,6 +217,10 @@ absl::StatusOr<double> RankModel::ClipGradNorm(float max_norm) {
   const double norm = std::sqrt(sum);
   if (max_norm > 0 && norm > max_norm) {
     const auto scale = static_cast<float>(max_norm / norm);
+    if (scale_in_adamw) {
+      grad_scale_ = scale;
+      return norm;
+    }
     for (Model* m : models_) {
       for (Param& p : m->params()) ops::Scale(p.grad, scale);
     }

@@ -84,6 +84,11 @@ class RankModel {
   // moments and step.
   absl::StatusOr<LoadedCheckpoint> Load(const ShardReader& read);
 
+  // How the tp group's collectives travel, for the launcher's log line
+  // ("mpi (host tensors)", "nccl (2 ranks on 2 devices)", "host-staged
+  // (...)"); empty when tp = 1.
+  const std::string& tp_collectives() const { return tp_collectives_; }
+
   // Buckets started during the backward in the last step / all buckets.
   int buckets_started_early() const { return sync_ ? sync_->started_early() : 0; }
   int num_buckets() const { return sync_ ? sync_->num_buckets() : 0; }
@@ -99,7 +104,8 @@ class RankModel {
   MeshComms* comms_ = nullptr;
   Device device_ = Device::kCpu;
   int dp_ = 1, dp_rank_ = 0, tp_rank_ = 0;
-  std::unique_ptr<TpCollectives> tp_coll_;
+  std::unique_ptr<TpCollectives> tp_coll_;   // tp > 1: over comms_->tp (CPU) or on the device (CUDA)
+  std::string tp_collectives_;
   std::optional<Model> whole_;
   std::unique_ptr<PipelineStage> pipe_;
   std::vector<Model*> models_;

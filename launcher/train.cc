@@ -240,6 +240,9 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   }
   BATON_ASSIGN_OR_RETURN(std::unique_ptr<RankModel> model, RankModel::Create(config, comms, device, trace.get()));
   BATON_ASSIGN_OR_RETURN(const int64_t num_parameters, model->NumParameters());
+  if (root && !model->tp_collectives().empty()) {
+    std::printf("tp collectives: %s\n", model->tp_collectives().c_str());
+  }
 
   int64_t step = 0;
   BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));

@@ -143,6 +143,16 @@ absl::Status NcclCommunicator::AllReduceSum(Tensor& t) {
                  kOp);
 }
 
+absl::Status NcclCommunicator::AllReduceMax(Tensor& t) {
+  constexpr const char* kOp = "all_reduce_max";
+  BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, t, Device::kCuda), kOp));
+  BATON_ASSIGN_OR_RETURN(ncclDataType_t type, NcclTypeOf(t.dtype()));
+  return Context(FromNccl(ncclAllReduce(t.raw(), t.raw(), static_cast<size_t>(t.numel()), type,
+                                        ncclMax, comm_, stream_),
+                          "ncclAllReduce(max)", __FILE__, __LINE__),
+                 kOp);
+}
+
 absl::Status NcclCommunicator::ReduceScatterSum(const Tensor& in, Tensor& out) {
   constexpr const char* kOp = "reduce_scatter_sum";
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, in, Device::kCuda), kOp));

@@ -58,6 +58,9 @@ class NcclCommunicator final : public Communicator {
 
   // Reductions: f32, f64, i32, bf16, f16 (NCCL sums bf16 natively).
   absl::Status AllReduceSum(Tensor& t) override;
+  // Elementwise max over the group, in place (not in Communicator: only
+  // the vocab-parallel softmax needs it, see parallel/device_tp_collectives.h).
+  absl::Status AllReduceMax(Tensor& t);
   absl::Status ReduceScatterSum(const Tensor& in, Tensor& out) override;
   absl::Status AllGather(const Tensor& in, Tensor& out) override;
   absl::Status Broadcast(Tensor& t, int root) override;

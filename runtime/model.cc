@@ -80,9 +80,6 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Devi
       return absl::InvalidArgumentError(absl::StrCat("parallel.tp=", tp.size, " does not divide ", name, "=", value));
     }
   }
-  if (tp.size > 1 && device != Device::kCpu) {
-    return absl::FailedPreconditionError("tensor parallelism runs on the CPU backend only in this build");
-  }
   if (slice.last_layer < 0) slice.last_layer = config.layers;
   if (slice.first_layer < 0 || slice.first_layer > slice.last_layer || slice.last_layer > config.layers ||
       (slice.first_layer == slice.last_layer && !slice.embedding && !slice.head)) {
@@ -357,10 +354,13 @@ void Model::HeadCrossEntropy(Tensor& logits, const Tensor& targets, Tensor& loss
     ops::SoftmaxCrossEntropy(logits, targets, losses, grad ? &logits : nullptr, grad_scale);
     return;
   }
-  // Vocab-parallel: only (N) per-row numbers cross the tp group.
+  // Vocab-parallel: only (N) per-row numbers cross the tp group. They are
+  // f32 on CUDA whatever the logits' dtype (the stat dtype), the logits'
+  // dtype on the CPU.
   const int64_t n = logits.dim(0);
-  Tensor max = Tensor::Empty({n}, logits.dtype()), sum = Tensor::Empty({n}, logits.dtype()),
-         target = Tensor::Empty({n}, logits.dtype());
+  Allocator* alloc = format_.alloc != nullptr ? format_.alloc : DefaultCpuAllocator();
+  Tensor max = Tensor::Empty({n}, format_.stat_dtype, alloc), sum = Tensor::Empty({n}, format_.stat_dtype, alloc),
+         target = Tensor::Empty({n}, format_.stat_dtype, alloc);
   ops::RowMax(logits, max);
   tp_->AllReduceMax(max);
   ops::RowSumExp(logits, max, sum);

@@ -13,7 +13,7 @@
 // then holds only its layers (names stay global: "layers.5.attn.wq") and
 // runs one micro-batch at a time through PartForward/PartBackward, keeping
 // each in-flight micro-batch's activations in its own slot.
-// Tensor parallelism (TensorParallel, runtime/tensor_parallel.h; CPU):
+// Tensor parallelism (TensorParallel, runtime/tensor_parallel.h; CPU and CUDA):
 // each Param holds its tp slice (Param::full_shape/shard_dim/shard_offset),
 // q/k/v and gate/up column-parallel, wo and w_down row-parallel, the
 // embedding and lm head split over the vocabulary with a vocab-parallel

@@ -4,7 +4,8 @@
 // norm one reduction and the weight refresh one conversion. Init draws the
 // weights on the host with the same counter-based RNG as the CPU model
 // (threaded over chunks: the value of element e depends only on e) and
-// copies them up, so CPU and CUDA models start from identical bits.
+// copies them up, so CPU and CUDA models start from identical bits (a
+// tensor-parallel shard: its block of the logical tensor, as on the CPU).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -75,6 +76,13 @@ void Model::InitOnDevice(uint64_t seed) {
       case InitKind::kOnes: std::fill(h, h + n, 1.0f); break;
       case InitKind::kZeros: std::fill(h, h + n, 0.0f); break;
       case InitKind::kNormal: {
+        const Param& p = params_[i];
+        if (p.shard_dim >= 0) {  // this rank's block of the logical (R, C) tensor, as on the CPU
+          Tensor view = Tensor::Borrow(h, p.value.shape(), DType::kF32);
+          const int64_t row0 = p.shard_dim == 0 ? p.shard_offset : 0, col0 = p.shard_dim == 1 ? p.shard_offset : 0;
+          FillNormal2D(view, seed, p.name, init_std_[i], p.full_shape[1], row0, col0);
+          break;
+        }
         const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(dynamic)
         for (int64_t c = 0; c < chunks; ++c) {

@@ -90,7 +90,8 @@ void EmbeddingBackward(const Tensor& dout, const Tensor& tokens, int64_t vocab_s
 void SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, Tensor& losses,
                          Tensor* dlogits, float grad_scale);
 
-// ---- Vocab-parallel softmax cross-entropy (tensor parallelism; CPU).
+// ---- Vocab-parallel softmax cross-entropy (tensor parallelism). CPU: f32/f64
+// logits, statistics of their dtype; CUDA: f32/bf16 logits, f32 statistics.
 // logits (N, V_local) hold vocabulary ids [vocab_start, vocab_start + V_local)
 // of each row. The model reduces the per-row pieces over tp between calls:
 //   max = AllReduceMax(RowMax), sum = AllReduceSum(RowSumExp(max)),
