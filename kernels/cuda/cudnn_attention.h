@@ -1,0 +1,43 @@
+// Causal GQA attention, bf16, through cuDNN's fused flash-attention engines
+// (cuDNN 9 backend graph API; no cudnn-frontend). Same contract as
+// attention.h: q, out, dout, dq (b, t, h, d); k, v, dk, dv (b, t, kv, d)
+// bf16; lse (b, h, t) f32 natural-log log-sum-exp of the scaled scores.
+// attention.cu calls these when AttentionUsesCudnn() says so and falls back
+// to FlashAttention-2 when a shape has no engine (status Unimplemented).
+// One execution plan per (device, b, t, h, kv, d, direction), built on first
+// use and cached for the life of the thread (plans hold a cuDNN handle, and a
+// handle is used by one thread at a time). The backward is built
+// deterministically (cudnn-frontend's "dP workspace" graph on Hopper, and
+// engines noted NONDETERMINISTIC are refused), so recompute policies give
+// the same bits. Without cuDNN (BATON_HAVE_CUDNN undefined) every call
+// returns Unimplemented.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/cuda/attention.h"
+
+namespace baton::cuda {
+
+// Whether this binary was built with cuDNN.
+bool CudnnAttentionBuilt();
+// "cuDNN 91900 (built against 91900)" or why not; for benchmark headers.
+std::string CudnnAttentionVersion();
+
+absl::Status CudnnAttentionForward(const void* q, const void* k, const void* v,
+                                   const AttentionDims& dims, void* out, float* lse,
+                                   cudaStream_t stream);
+absl::Status CudnnAttentionBackward(const void* dout, const void* q, const void* k, const void* v,
+                                    const void* out, const float* lse, const AttentionDims& dims,
+                                    void* dq, void* dk, void* dv, cudaStream_t stream);
+
+// Builds (or finds) the plan for dims on the current device and describes
+// it: engine index, workspace bytes, build time. The error says which call
+// or engine failed. For benchmarks and tests.
+absl::StatusOr<std::string> CudnnAttentionPlanInfo(const AttentionDims& dims, bool backward);
+
+}  // namespace baton::cuda
