@@ -35,8 +35,14 @@ if ! cmake --build "$BUILD" -j "$(nproc)" --target attention_bench cuda_ops_gpu_
   grep -E "error|Error" -A3 "$OUT/cudnn-build.log" | head -n 60; echo "BUILD FAILED"; exit 1
 fi
 ldd "$BUILD/attention_bench" | grep -E "cudnn|cudart"
-timeout 170 "$BUILD/attention_bench" --json "$OUT/attention_bench.json" 2>&1 | tee "$OUT/attention_bench.txt"
+# cuDNN's own warnings (why an engine refused a graph) go to a file, shown on failure.
+CUDNN_LOGLEVEL_DBG=2 CUDNN_LOGDEST_DBG="$OUT/cudnn_warnings.log" \
+  timeout 170 "$BUILD/attention_bench" --json "$OUT/attention_bench.json" 2>&1 | tee "$OUT/attention_bench.txt"
 bench_rc=${PIPESTATUS[0]}
+if [[ $bench_rc != 0 && -s $OUT/cudnn_warnings.log ]]; then
+  echo "cuDNN warnings (unique):"; grep -E "Warning|Error|Reason" "$OUT/cudnn_warnings.log" | sed -E 's/^\s+//' \
+    | sort | uniq -c | sort -rn | head -n 25
+fi
 timeout 120 "$BUILD/cuda_ops_gpu_test" --gtest_filter='*Attention*:CudaCheck.*' \
   >"$OUT/cuda_ops_gpu_test.log" 2>&1
 test_rc=$?

@@ -241,14 +241,18 @@ Dims4 BthdT(const AttentionDims& s, int64_t heads) {
 
 // Op graph -> heuristics (mode A) -> the first engine config that finalizes
 // (and, when deterministic is asked, is not noted NONDETERMINISTIC).
-absl::Status FinalizePlan(cudnnHandle_t handle, bool deterministic, Plan& p) {
+// With handle null, device_prop (a DEVICEPROP descriptor) stands in for the
+// GPU: heuristics and plan finalize run without one (tests on CI machines).
+absl::Status FinalizePlan(cudnnHandle_t handle, bool deterministic, Plan& p,
+                          cudnnBackendDescriptor_t device_prop = nullptr) {
   Desc& og = p.graph.New();
   BATON_RETURN_IF_ERROR(og.Create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR));
   std::vector<cudnnBackendDescriptor_t> ops = p.graph.ops();
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  BATON_CHECK_CUDNN(cudnnBackendSetAttribute(og.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE,
-                                             CUDNN_TYPE_HANDLE, 1, &handle));
+  if (handle != nullptr)
+    BATON_CHECK_CUDNN(cudnnBackendSetAttribute(og.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE,
+                                               CUDNN_TYPE_HANDLE, 1, &handle));
 #pragma GCC diagnostic pop
   BATON_CHECK_CUDNN(cudnnBackendSetAttribute(og.get(), CUDNN_ATTR_OPERATIONGRAPH_OPS,
                                              CUDNN_TYPE_BACKEND_DESCRIPTOR,
@@ -263,6 +267,9 @@ absl::Status FinalizePlan(cudnnHandle_t handle, bool deterministic, Plan& p) {
   const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
   BATON_CHECK_CUDNN(cudnnBackendSetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_MODE,
                                              CUDNN_TYPE_HEUR_MODE, 1, &mode));
+  if (device_prop != nullptr)
+    BATON_CHECK_CUDNN(cudnnBackendSetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_DEVICEPROP,
+                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &device_prop));
   BATON_CHECK_CUDNN(cudnnBackendFinalize(heur.get()));
   int64_t count = 0;
   BATON_CHECK_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
@@ -313,9 +320,13 @@ absl::Status FinalizePlan(cudnnHandle_t handle, bool deterministic, Plan& p) {
     BATON_RETURN_IF_ERROR(plan.Create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR));
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    BATON_CHECK_CUDNN(cudnnBackendSetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
-                                               CUDNN_TYPE_HANDLE, 1, &handle));
+    if (handle != nullptr)
+      BATON_CHECK_CUDNN(cudnnBackendSetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
+                                                 CUDNN_TYPE_HANDLE, 1, &handle));
 #pragma GCC diagnostic pop
+    if (device_prop != nullptr)
+      BATON_CHECK_CUDNN(cudnnBackendSetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP,
+                                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &device_prop));
     BATON_CHECK_CUDNN(cudnnBackendSetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
                                                CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw[i]));
     const absl::Status fin = FromCudnn(cudnnBackendFinalize(plan.get()),
@@ -339,7 +350,7 @@ absl::Status FinalizePlan(cudnnHandle_t handle, bool deterministic, Plan& p) {
 
 // Forward: S = Q·Kᵀ·scale, causal mask, softmax with stats = max + log Σ exp
 // (the lse), O = P·V; uids in Execute order q, k, v, out, lse, scale, -inf.
-absl::Status BuildForward(cudnnHandle_t handle, const AttentionDims& s, Plan& p) {
+absl::Status BuildForwardOps(const AttentionDims& s, Plan& p) {
   Graph& g = p.graph;
   const int64_t b = s.b, t = s.t, h = s.h, kv = s.kv, d = s.d;
   const Dims4 score_dims{b, h, t, t}, score_strides{h * t * t, t * t, t, 1};
@@ -385,7 +396,7 @@ absl::Status BuildForward(cudnnHandle_t handle, const AttentionDims& s, Plan& p)
   BATON_T(prob, g.Virtual("P", score_dims, score_strides, CUDNN_DATA_BFLOAT16));
   BATON_RETURN_IF_ERROR(g.Pointwise("div", CUDNN_POINTWISE_DIV, ex, &sum, prob));
   BATON_RETURN_IF_ERROR(g.Matmul("bmm2", prob, v, o));
-  return FinalizePlan(handle, /*deterministic=*/false, p);
+  return absl::OkStatus();
 }
 
 // Backward (CompositeSDPABackwardNode with use_dp_workspace, the frontend's
@@ -393,7 +404,7 @@ absl::Status BuildForward(cudnnHandle_t handle, const AttentionDims& s, Plan& p)
 // accumulator). softmax_sum = Σ_d dO·O (b, h, t) lives in our workspace.
 // uids in Execute order q, k, v, out, dout, lse, dq, dk, dv, softmax_sum,
 // scale, -inf, one.
-absl::Status BuildBackward(cudnnHandle_t handle, const AttentionDims& s, Plan& p) {
+absl::Status BuildBackwardOps(const AttentionDims& s, Plan& p) {
   Graph& g = p.graph;
   const int64_t b = s.b, t = s.t, h = s.h, kv = s.kv, d = s.d;
   const Dims4 score_dims{b, h, t, t}, score_strides{h * t * t, t * t, t, 1};
@@ -479,7 +490,13 @@ absl::Status BuildBackward(cudnnHandle_t handle, const AttentionDims& s, Plan& p
   BATON_T(k, g.Virtual("reshape_k", {b, kv, t, d}, Bthd(s, kv), CUDNN_DATA_BFLOAT16));
   BATON_RETURN_IF_ERROR(g.Reshape("reshape_k", kt, k));
   BATON_RETURN_IF_ERROR(g.Matmul("matmul_dS_K", ds, k, dq));
-  return FinalizePlan(handle, /*deterministic=*/true, p);
+  return absl::OkStatus();
+}
+
+// The ops, then the plan; only the backward must be deterministic.
+absl::Status Build(cudnnHandle_t handle, const AttentionDims& s, bool backward, Plan& p) {
+  BATON_RETURN_IF_ERROR(backward ? BuildBackwardOps(s, p) : BuildForwardOps(s, p));
+  return FinalizePlan(handle, /*deterministic=*/backward, p);
 }
 
 // ---- per-thread cache of handles and plans
@@ -533,7 +550,7 @@ absl::StatusOr<Plan*> GetPlan(const AttentionDims& s, bool backward, cudnnHandle
     e.plan = std::make_unique<Plan>();
     e.plan->scale = 1.0f / std::sqrt(static_cast<float>(s.d));
     const auto t0 = std::chrono::steady_clock::now();
-    e.status = backward ? BuildBackward(handle, s, *e.plan) : BuildForward(handle, s, *e.plan);
+    e.status = Build(handle, s, backward, *e.plan);
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const std::string what = absl::StrCat("cuDNN attention ", backward ? "bwd" : "fwd", " (b ", s.b,
@@ -635,6 +652,28 @@ absl::Status CudnnAttentionBackward(const void* dout, const void* q, const void*
             "cuDNN attention bwd");
 }
 
+absl::Status CudnnAttentionBuildOps(const AttentionDims& dims, bool backward) {
+  Plan p;
+  return backward ? BuildBackwardOps(dims, p) : BuildForwardOps(dims, p);
+}
+
+absl::StatusOr<std::string> CudnnAttentionPlanInfoForDevice(const AttentionDims& dims,
+                                                            bool backward,
+                                                            const std::string& device_json) {
+  Desc prop;
+  BATON_RETURN_IF_ERROR(prop.Create(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR));
+  BATON_CHECK_CUDNN(cudnnBackendSetAttribute(prop.get(), CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION,
+                                             CUDNN_TYPE_CHAR,
+                                             static_cast<int64_t>(device_json.size()),
+                                             device_json.data()));
+  BATON_CHECK_CUDNN(cudnnBackendFinalize(prop.get()));
+  Plan p;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(dims.d));
+  BATON_RETURN_IF_ERROR(backward ? BuildBackwardOps(dims, p) : BuildForwardOps(dims, p));
+  BATON_RETURN_IF_ERROR(FinalizePlan(nullptr, /*deterministic=*/backward, p, prop.get()));
+  return p.info;
+}
+
 absl::StatusOr<std::string> CudnnAttentionPlanInfo(const AttentionDims& dims, bool backward) {
   cudnnHandle_t handle = nullptr;
   BATON_ASSIGN_OR_RETURN(Plan * p, GetPlan(dims, backward, &handle));
@@ -665,6 +704,11 @@ absl::Status CudnnAttentionBackward(const void*, const void*, const void*, const
   return NotBuilt();
 }
 absl::StatusOr<std::string> CudnnAttentionPlanInfo(const AttentionDims&, bool) {
+  return NotBuilt();
+}
+absl::Status CudnnAttentionBuildOps(const AttentionDims&, bool) { return NotBuilt(); }
+absl::StatusOr<std::string> CudnnAttentionPlanInfoForDevice(const AttentionDims&, bool,
+                                                            const std::string&) {
   return NotBuilt();
 }
 

@@ -39,5 +39,15 @@ absl::Status CudnnAttentionBackward(const void* dout, const void* q, const void*
 // it: engine index, workspace bytes, build time. The error says which call
 // or engine failed. For benchmarks and tests.
 absl::StatusOr<std::string> CudnnAttentionPlanInfo(const AttentionDims& dims, bool backward);
+// Only the graph's tensor and operation descriptors (no handle, no GPU):
+// checks every attribute cuDNN is given; for tests on machines without a GPU.
+absl::Status CudnnAttentionBuildOps(const AttentionDims& dims, bool backward);
+// The whole plan build (heuristics, engine finalize) for a described device
+// instead of this one: device_json is cuDNN's DEVICEPROP JSON
+// representation. Lets a machine without a GPU check that cuDNN's engines
+// accept the graphs; the plan is discarded.
+absl::StatusOr<std::string> CudnnAttentionPlanInfoForDevice(const AttentionDims& dims,
+                                                            bool backward,
+                                                            const std::string& device_json);
 
 }  // namespace baton::cuda

@@ -9,6 +9,7 @@
 //   bf16 outputs: rtol 1e-2, atol 1e-2 (bf16 has 8 significant bits: 3.9e-3).
 // Skips with "no GPU" where CudaDeviceCount() == 0; compiles to a skip
 // without BATON_HAVE_CUDA.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -552,6 +553,53 @@ TEST(CudaCheck, CudnnStatusCarriesNameExpressionAndCanonicalCode) {
   EXPECT_EQ(FromCudnn(CUDNN_STATUS_EXECUTION_FAILED, "x", "f.cc", 1).code(),
             absl::StatusCode::kInternal);
   EXPECT_TRUE(FromCudnn(CUDNN_STATUS_SUCCESS, "x", "f.cc", 1).ok());
+}
+
+// No GPU needed: every tensor and operation descriptor of both graphs
+// (MHA and GQA) takes its attributes and finalizes; only the op graph and
+// plan need a handle.
+TEST(CudaCheck, CudnnAttentionGraphOpsFinalizeWithoutAGpu) {
+  for (const cuda::AttentionDims& d : {cuda::AttentionDims{2, 333, 8, 2, 64},
+                                       cuda::AttentionDims{4, 2048, 16, 16, 128}})
+    for (bool bwd : {false, true}) {
+      const absl::Status s = cuda::CudnnAttentionBuildOps(d, bwd);
+      EXPECT_TRUE(s.ok()) << (bwd ? "bwd: " : "fwd: ") << s;
+    }
+}
+
+// No GPU needed: heuristics and engine finalize for a described H100 (SXM,
+// 132 SMs; cuDNN's DEVICEPROP JSON, field names from its parser's errors),
+// so a CI machine sees whether cuDNN's fused engines accept both graphs.
+constexpr const char* kH100Json =
+    R"({"maxGridSize": [2147483647, 65535, 65535], "maxBlockSize": [1024, 1024, 64],)"
+    R"( "regsPerBlock": 65536, "multiProcessorCount": 132, "warpSize": 32,)"
+    R"( "maxSharedMemoryPerBlock": 49152, "maxSharedMemoryPerBlockOptin": 232448,)"
+    R"( "reservedSharedMemoryPerBlock": 1024, "maxRegistersPerSM": 65536, "maxCtasPerSM": 32,)"
+    R"( "maxThreadsPerBlock": 1024, "maxThreadsPerSM": 2048, "pciDeviceId": 0, "isTccDriver": 0,)"
+    R"( "supportCoopLaunch": 1, "smClockRateKHz": 1980000, "memClockRateKHz": 2619000,)"
+    R"( "l2CacheSize": 52428800, "deviceName": "NVIDIA H100 80GB HBM3", "deviceVer": 900,)"
+    R"( "driverVer": 13000, "totalGlobalMem": 85045149696, "cudaDeviceId": 0})";
+
+TEST(CudaCheck, CudnnAttentionPlansFinalizeForAnH100WithoutAGpu) {
+  // cuDNN's engine support checks load the driver even for a described
+  // device (log: "RUNTIME_PREREQUISITE_MISSING; Reason: this->libcuda ==
+  // nullptr"); without it every config is refused before the graph is
+  // looked at. (Without a driver cuDNN still logs finalizeMode SDPA_FWD /
+  // SDPA_BWD for these graphs under CUDNN_LOGLEVEL_DBG=3: the patterns match.)
+  void* libcuda = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (libcuda == nullptr) GTEST_SKIP() << "no CUDA driver (libcuda.so.1)";
+  dlclose(libcuda);
+  for (const cuda::AttentionDims& d :
+       {cuda::AttentionDims{2, 333, 8, 2, 64}, cuda::AttentionDims{16, 1024, 12, 12, 64},
+        cuda::AttentionDims{4, 2048, 16, 16, 128}, cuda::AttentionDims{4, 2048, 16, 4, 128}})
+    for (bool bwd : {false, true}) {
+      const absl::StatusOr<std::string> info = cuda::CudnnAttentionPlanInfoForDevice(d, bwd, kH100Json);
+      EXPECT_TRUE(info.ok()) << (bwd ? "bwd " : "fwd ") << d.b << "," << d.t << "," << d.h << ","
+                             << d.kv << "," << d.d << ": " << info.status();
+      if (info.ok())
+        std::printf("H100 (described) %s %ld,%ld,%ld,%ld,%ld: %s\n", bwd ? "bwd" : "fwd", long(d.b),
+                    long(d.t), long(d.h), long(d.kv), long(d.d), info->c_str());
+    }
 }
 #endif
 
