@@ -361,6 +361,14 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  // cuDNN's workspace (hundreds of MB for the deterministic backward) comes
+  // from the stream-ordered pool per call; with the default release
+  // threshold (0) every event sync would hand it back to the driver and the
+  // next call would map it again. Keep the pool warm, as a training loop should.
+  cudaMemPool_t pool;
+  CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
+  uint64_t keep = UINT64_MAX;
+  CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
   std::vector<Impl> impls = {Impl::kFlash};
 #ifdef BATON_HAVE_CUDNN
   std::printf("%s\n", baton::cuda::CudnnAttentionVersion().c_str());
