@@ -380,12 +380,17 @@ int main(int argc, char** argv) {
   bool ok = true;
   const std::vector<Shape> timed = {Shape{16, 1024, 12, 12, 64}, Shape{4, 2048, 16, 16, 128},
                                     Shape{4, 2048, 16, 4, 128}};
-  std::vector<Shape> checked = {Shape{2, 333, 8, 2, 64}, Shape{2, 333, 4, 2, 64},
-                                Shape{1, 257, 6, 3, 128}, Shape{1, 1, 2, 1, 64},
+  // Odd t (partial tiles), t = 1, GQA 2/3/4, then the timed shapes. cuDNN
+  // skips two of the small ones: each new shape costs it a plan build (NVRTC).
+  std::vector<Shape> checked = {Shape{2, 333, 8, 2, 64}, Shape{1, 257, 6, 3, 128},
+                                Shape{1, 1, 2, 1, 64}, Shape{2, 333, 4, 2, 64},
                                 Shape{2, 64, 4, 1, 128}};
   checked.insert(checked.end(), timed.begin(), timed.end());
   for (Impl impl : impls)
-    for (const Shape& s : checked) ok = Check(impl, s, rng) && ok;
+    for (size_t i = 0; i < checked.size(); ++i) {
+      if (impl == Impl::kCudnn && (i == 3 || i == 4)) continue;
+      ok = Check(impl, checked[i], rng) && ok;
+    }
   std::vector<Row> rows;
   for (const Shape& s : timed) {
     Row r{s};
@@ -412,10 +417,19 @@ int main(int argc, char** argv) {
                 r.cudnn.fwd_tflops, r.cudnn.bwd_ms, r.cudnn.bwd_tflops,
                 r.fa2.fwd_ms / r.cudnn.fwd_ms, r.fa2.bwd_ms / r.cudnn.bwd_ms);
   }
-  for (const Row& r : rows)
-    if (!r.plan.empty())
-      std::printf("cudnn plans %d,%d,%d,%d,%d: %s\n", r.s.b, r.s.t, r.s.h, r.s.kv, r.s.d,
-                  r.plan.c_str());
+  for (const Row& r : rows) {
+    if (r.plan.empty()) continue;
+#ifdef BATON_HAVE_CUDNN
+    const baton::cuda::AttentionDims dims{r.s.b, r.s.t, r.s.h, r.s.kv, r.s.d};
+    const char* rule = baton::cuda::AttentionUsesCudnn(baton::cuda::Float::kBF16, dims, false)
+                           ? "cudnn"
+                           : "fa2";
+#else
+    const char* rule = "fa2";
+#endif
+    std::printf("cudnn plans %d,%d,%d,%d,%d (training takes %s): %s\n", r.s.b, r.s.t, r.s.h,
+                r.s.kv, r.s.d, rule, r.plan.c_str());
+  }
   if (json != nullptr) {
     FILE* f = std::fopen(json, "w");
     if (f == nullptr) return 1;

@@ -590,8 +590,7 @@ TEST(CudaCheck, CudnnAttentionPlansFinalizeForAnH100WithoutAGpu) {
   if (libcuda == nullptr) GTEST_SKIP() << "no CUDA driver (libcuda.so.1)";
   dlclose(libcuda);
   for (const cuda::AttentionDims& d :
-       {cuda::AttentionDims{2, 333, 8, 2, 64}, cuda::AttentionDims{16, 1024, 12, 12, 64},
-        cuda::AttentionDims{4, 2048, 16, 16, 128}, cuda::AttentionDims{4, 2048, 16, 4, 128}})
+       {cuda::AttentionDims{2, 333, 8, 2, 64}, cuda::AttentionDims{4, 2048, 16, 4, 128}})
     for (bool bwd : {false, true}) {
       const absl::StatusOr<std::string> info = cuda::CudnnAttentionPlanInfoForDevice(d, bwd, kH100Json);
       EXPECT_TRUE(info.ok()) << (bwd ? "bwd " : "fwd ") << d.b << "," << d.t << "," << d.h << ","
