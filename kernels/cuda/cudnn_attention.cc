@@ -28,199 +28,16 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/cudnn_check.h"
+#include "kernels/cuda/cudnn_graph.h"
 
 namespace baton::cuda {
 namespace {
 
-// Adds the graph node's name to a failing status: "attention fwd: exp_s: <cuDNN error>".
-absl::Status In(absl::Status s, const std::string& where) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrCat(where, ": ", s.message()));
-}
-#define BATON_CUDNN_IN(x, where) \
-  BATON_RETURN_IF_ERROR(In(::baton::FromCudnn((x), #x, __FILE__, __LINE__), (where)))
-
-// Owner of one backend descriptor.
-class Desc {
- public:
-  Desc() = default;
-  Desc(const Desc&) = delete;
-  Desc& operator=(const Desc&) = delete;
-  ~Desc() {
-    if (d_ != nullptr) cudnnBackendDestroyDescriptor(d_);
-  }
-  absl::Status Create(cudnnBackendDescriptorType_t type) {
-    BATON_CHECK_CUDNN(cudnnBackendCreateDescriptor(type, &d_));
-    return absl::OkStatus();
-  }
-  cudnnBackendDescriptor_t get() const { return d_; }
-  void Swap(Desc& other) { std::swap(d_, other.d_); }
-
- private:
-  cudnnBackendDescriptor_t d_ = nullptr;
-};
-
-using Dims4 = std::array<int64_t, 4>;
-
-// The descriptors of one operation graph, kept alive with the plan made from it.
-class Graph {
- public:
-  struct Tensor {
-    cudnnBackendDescriptor_t desc;
-    int64_t uid;
-  };
-
-  absl::StatusOr<Tensor> AddTensor(const std::string& name, cudnnDataType_t type, Dims4 dims,
-                                   Dims4 strides, bool is_virtual, bool by_value = false) {
-    const std::string where = absl::StrCat("tensor ", name);
-    Desc& t = New();
-    BATON_RETURN_IF_ERROR(In(t.Create(CUDNN_BACKEND_TENSOR_DESCRIPTOR), where));
-    const int64_t uid = next_uid_++;
-    const int64_t alignment = 16;
-    const bool is_virtual_flag = is_virtual, by_value_flag = by_value;
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_DATA_TYPE,
-                                            CUDNN_TYPE_DATA_TYPE, 1, &type), where);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64,
-                                            4, dims.data()), where);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64,
-                                            4, strides.data()), where);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64,
-                                            1, &uid), where);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT,
-                                            CUDNN_TYPE_INT64, 1, &alignment), where);
-    if (is_virtual)
-      BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_IS_VIRTUAL,
-                                              CUDNN_TYPE_BOOLEAN, 1, &is_virtual_flag), where);
-    if (by_value)
-      BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_IS_BY_VALUE,
-                                              CUDNN_TYPE_BOOLEAN, 1, &by_value_flag), where);
-    BATON_CUDNN_IN(cudnnBackendFinalize(t.get()), where);
-    return Tensor{t.get(), uid};
-  }
-  // A virtual f32 tensor (the frontend's intermediate type).
-  absl::StatusOr<Tensor> Virtual(const std::string& name, Dims4 dims, Dims4 strides,
-                                 cudnnDataType_t type = CUDNN_DATA_FLOAT) {
-    return AddTensor(name, type, dims, strides, /*is_virtual=*/true);
-  }
-  absl::StatusOr<Tensor> Scalar(const std::string& name) {
-    return AddTensor(name, CUDNN_DATA_FLOAT, {1, 1, 1, 1}, {1, 1, 1, 1}, /*is_virtual=*/false,
-                     /*by_value=*/true);
-  }
-
-  // y = mode(x[, b[, t]]); t is BINARY_SELECT's condition (y = t ? x : b).
-  absl::Status Pointwise(const std::string& name, cudnnPointwiseMode_t mode, const Tensor& x,
-                         const Tensor* b, const Tensor& y,
-                         cudnnDataType_t compute = CUDNN_DATA_FLOAT, int64_t axis = -1,
-                         const Tensor* t = nullptr) {
-    Desc& pw = New();
-    BATON_RETURN_IF_ERROR(In(pw.Create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR), name));
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_MODE,
-                                            CUDNN_TYPE_POINTWISE_MODE, 1, &mode), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_MATH_PREC,
-                                            CUDNN_TYPE_DATA_TYPE, 1, &compute), name);
-    if (axis >= 0)
-      BATON_CUDNN_IN(cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_AXIS,
-                                              CUDNN_TYPE_INT64, 1, &axis), name);
-    BATON_CUDNN_IN(cudnnBackendFinalize(pw.get()), name);
-    Desc& op = New();
-    BATON_RETURN_IF_ERROR(In(op.Create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR), name));
-    cudnnBackendDescriptor_t pwd = pw.get();
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pwd), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.desc), name);
-    if (b != nullptr)
-      BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_BDESC,
-                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b->desc), name);
-    if (t != nullptr)
-      BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_TDESC,
-                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t->desc), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_YDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.desc), name);
-    BATON_CUDNN_IN(cudnnBackendFinalize(op.get()), name);
-    ops_.push_back(op.get());
-    return absl::OkStatus();
-  }
-
-  // c = a · b (batched over the first two dims; b's head dim may divide a's: GQA).
-  absl::Status Matmul(const std::string& name, const Tensor& a, const Tensor& b, const Tensor& c) {
-    Desc& mm = New();
-    BATON_RETURN_IF_ERROR(In(mm.Create(CUDNN_BACKEND_MATMUL_DESCRIPTOR), name));
-    const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(mm.get(), CUDNN_ATTR_MATMUL_COMP_TYPE,
-                                            CUDNN_TYPE_DATA_TYPE, 1, &compute), name);
-    BATON_CUDNN_IN(cudnnBackendFinalize(mm.get()), name);
-    Desc& op = New();
-    BATON_RETURN_IF_ERROR(In(op.Create(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR), name));
-    cudnnBackendDescriptor_t mmd = mm.get();
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_MATMUL_ADESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a.desc), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_MATMUL_BDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b.desc), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_MATMUL_CDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c.desc), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_MATMUL_DESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mmd), name);
-    BATON_CUDNN_IN(cudnnBackendFinalize(op.get()), name);
-    ops_.push_back(op.get());
-    return absl::OkStatus();
-  }
-
-  // y = reduce(x) over the dims where y has extent 1 (or a divisor: GQA head sums).
-  absl::Status Reduction(const std::string& name, cudnnReduceTensorOp_t mode, const Tensor& x,
-                         const Tensor& y) {
-    Desc& red = New();
-    BATON_RETURN_IF_ERROR(In(red.Create(CUDNN_BACKEND_REDUCTION_DESCRIPTOR), name));
-    const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(red.get(), CUDNN_ATTR_REDUCTION_COMP_TYPE,
-                                            CUDNN_TYPE_DATA_TYPE, 1, &compute), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(red.get(), CUDNN_ATTR_REDUCTION_OPERATOR,
-                                            CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &mode), name);
-    BATON_CUDNN_IN(cudnnBackendFinalize(red.get()), name);
-    Desc& op = New();
-    BATON_RETURN_IF_ERROR(In(op.Create(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR), name));
-    cudnnBackendDescriptor_t redd = red.get();
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_REDUCTION_XDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.desc), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_REDUCTION_YDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.desc), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_REDUCTION_DESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &redd), name);
-    BATON_CUDNN_IN(cudnnBackendFinalize(op.get()), name);
-    ops_.push_back(op.get());
-    return absl::OkStatus();
-  }
-
-  // y is x under other dims/strides (a transposed view, and a cast to bf16).
-  absl::Status Reshape(const std::string& name, const Tensor& x, const Tensor& y) {
-    Desc& op = New();
-    BATON_RETURN_IF_ERROR(In(op.Create(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR), name));
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_RESHAPE_XDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.desc), name);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_RESHAPE_YDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.desc), name);
-    BATON_CUDNN_IN(cudnnBackendFinalize(op.get()), name);
-    ops_.push_back(op.get());
-    return absl::OkStatus();
-  }
-
-  Desc& New() {
-    descs_.push_back(std::make_unique<Desc>());
-    return *descs_.back();
-  }
-  const std::vector<cudnnBackendDescriptor_t>& ops() const { return ops_; }
-
- private:
-  std::vector<std::unique_ptr<Desc>> descs_;
-  std::vector<cudnnBackendDescriptor_t> ops_;
-  int64_t next_uid_ = 1;
-};
-
 // One shape's executable plan. Scalars passed by value live here: cuDNN
 // reads them through host pointers at execute time.
 struct Plan {
-  Graph graph;
-  Desc plan;
+  CudnnGraph graph;
+  CudnnDesc plan;
   int64_t plan_workspace = 0;  // bytes, cuDNN's own
   int64_t softmax_sum_bytes = 0;  // backward: Σ dO·O per row (b, h, t) f32, after cuDNN's part
   std::vector<int64_t> uids;  // in the order of the pointers Execute() gets
@@ -231,130 +48,34 @@ struct Plan {
 int64_t AlignUp(int64_t n, int64_t a) { return (n + a - 1) / a * a; }
 
 // Strides of a (b, t, heads, d) buffer seen as (b, heads, t, d).
-Dims4 Bthd(const AttentionDims& s, int64_t heads) {
+CudnnDims Bthd(const AttentionDims& s, int64_t heads) {
   return {s.t * heads * s.d, s.d, heads * s.d, 1};
 }
 // The same buffer seen as (b, heads, d, t): the transposed operand.
-Dims4 BthdT(const AttentionDims& s, int64_t heads) {
+CudnnDims BthdT(const AttentionDims& s, int64_t heads) {
   return {s.t * heads * s.d, s.d, 1, heads * s.d};
 }
 
-// Op graph -> heuristics (mode A) -> the first engine config that finalizes
-// (and, when deterministic is asked, is not noted NONDETERMINISTIC).
-// With handle null, device_prop (a DEVICEPROP descriptor) stands in for the
-// GPU: heuristics and plan finalize run without one (tests on CI machines).
+
+// The plan for p's graph; info gets the engine and the total workspace.
 absl::Status FinalizePlan(cudnnHandle_t handle, bool deterministic, Plan& p,
                           cudnnBackendDescriptor_t device_prop = nullptr) {
-  Desc& og = p.graph.New();
-  BATON_RETURN_IF_ERROR(og.Create(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR));
-  std::vector<cudnnBackendDescriptor_t> ops = p.graph.ops();
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  if (handle != nullptr)
-    BATON_CHECK_CUDNN(cudnnBackendSetAttribute(og.get(), CUDNN_ATTR_OPERATIONGRAPH_HANDLE,
-                                               CUDNN_TYPE_HANDLE, 1, &handle));
-#pragma GCC diagnostic pop
-  BATON_CHECK_CUDNN(cudnnBackendSetAttribute(og.get(), CUDNN_ATTR_OPERATIONGRAPH_OPS,
-                                             CUDNN_TYPE_BACKEND_DESCRIPTOR,
-                                             static_cast<int64_t>(ops.size()), ops.data()));
-  BATON_CHECK_CUDNN(cudnnBackendFinalize(og.get()));
-
-  Desc heur;
-  BATON_RETURN_IF_ERROR(heur.Create(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR));
-  cudnnBackendDescriptor_t ogd = og.get();
-  BATON_CHECK_CUDNN(cudnnBackendSetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH,
-                                             CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &ogd));
-  const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-  BATON_CHECK_CUDNN(cudnnBackendSetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_MODE,
-                                             CUDNN_TYPE_HEUR_MODE, 1, &mode));
-  if (device_prop != nullptr)
-    BATON_CHECK_CUDNN(cudnnBackendSetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_DEVICEPROP,
-                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &device_prop));
-  BATON_CHECK_CUDNN(cudnnBackendFinalize(heur.get()));
-  int64_t count = 0;
-  BATON_CHECK_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                             CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &count, nullptr));
-  std::vector<std::unique_ptr<Desc>> cfgs;
-  std::vector<cudnnBackendDescriptor_t> raw;
-  for (int64_t i = 0; i < count; ++i) {
-    cfgs.push_back(std::make_unique<Desc>());
-    BATON_RETURN_IF_ERROR(cfgs.back()->Create(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
-    raw.push_back(cfgs.back()->get());
-  }
-  int64_t got = 0;
-  if (count > 0)
-    BATON_CHECK_CUDNN(cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, count, &got,
-                                               raw.data()));
-  std::string tried;  // for the error: every config and why it was refused
-  for (int64_t i = 0; i < got; ++i) {
-    Desc engine;
-    BATON_RETURN_IF_ERROR(engine.Create(CUDNN_BACKEND_ENGINE_DESCRIPTOR));
-    cudnnBackendDescriptor_t ed = engine.get();
-    int64_t n = 0, index = -1;
-    // Engine index and numerical notes are for the log and the determinism
-    // filter; an engine that cannot report them is still tried (the
-    // benchmark's bitwise-repeat check is the final word on determinism).
-    std::array<cudnnBackendNumericalNote_t, CUDNN_NUMERICAL_NOTE_TYPE_COUNT> notes{};
-    int64_t n_notes = 0;
-    std::string note_list = "?";
-    if (cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_ENGINECFG_ENGINE,
-                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &ed) == CUDNN_STATUS_SUCCESS) {
-      cudnnBackendGetAttribute(ed, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &index);
-      if (cudnnBackendGetAttribute(ed, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
-                                   notes.size(), &n_notes, notes.data()) == CUDNN_STATUS_SUCCESS)
-        note_list.clear();
-    }
-    bool nondeterministic = false;
-    // Note codes: 0 tensor core, 1 down-convert inputs, 2 reduced-precision reduction, 4 nondeterministic.
-    for (int64_t j = 0; j < n_notes; ++j) {
-      nondeterministic |= notes[j] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC;
-      absl::StrAppend(&note_list, j ? "," : "", static_cast<int>(notes[j]));
-    }
-    absl::StrAppend(&tried, "\n  engine ", index, " notes [", note_list, "]: ");
-    if (deterministic && nondeterministic) {
-      absl::StrAppend(&tried, "refused (nondeterministic)");
-      continue;
-    }
-    Desc plan;
-    BATON_RETURN_IF_ERROR(plan.Create(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR));
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    if (handle != nullptr)
-      BATON_CHECK_CUDNN(cudnnBackendSetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_HANDLE,
-                                                 CUDNN_TYPE_HANDLE, 1, &handle));
-#pragma GCC diagnostic pop
-    if (device_prop != nullptr)
-      BATON_CHECK_CUDNN(cudnnBackendSetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP,
-                                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &device_prop));
-    BATON_CHECK_CUDNN(cudnnBackendSetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG,
-                                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw[i]));
-    const absl::Status fin = FromCudnn(cudnnBackendFinalize(plan.get()),
-                                       "cudnnBackendFinalize(plan)", __FILE__, __LINE__);
-    if (!fin.ok()) {
-      absl::StrAppend(&tried, fin.message());
-      continue;
-    }
-    BATON_CHECK_CUDNN(cudnnBackendGetAttribute(plan.get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                               CUDNN_TYPE_INT64, 1, &n, &p.plan_workspace));
-    p.plan.Swap(plan);
-    absl::StrAppend(&p.info, "engine ", index, " notes [", note_list, "], workspace ",
-                    p.plan_workspace + p.softmax_sum_bytes, " B");
-    return absl::OkStatus();
-  }
-  return absl::UnimplementedError(absl::StrCat("no cuDNN engine config finalized (", got,
-                                               " from heuristics mode A):", tried));
+  std::string engine;
+  BATON_RETURN_IF_ERROR(FinalizeGraph(handle, device_prop, deterministic, p.graph, p.plan,
+                                      &p.plan_workspace, &engine));
+  absl::StrAppend(&p.info, engine, ", workspace ", p.plan_workspace + p.softmax_sum_bytes, " B");
+  return absl::OkStatus();
 }
 
-#define BATON_T(var, expr) BATON_ASSIGN_OR_RETURN(const Graph::Tensor var, (expr))
+#define BATON_T(var, expr) BATON_ASSIGN_OR_RETURN(const CudnnGraph::Tensor var, (expr))
 
 // Forward: S = Q·Kᵀ·scale, causal mask, softmax with stats = max + log Σ exp
 // (the lse), O = P·V; uids in Execute order q, k, v, out, lse, scale, -inf.
 absl::Status BuildForwardOps(const AttentionDims& s, Plan& p) {
-  Graph& g = p.graph;
+  CudnnGraph& g = p.graph;
   const int64_t b = s.b, t = s.t, h = s.h, kv = s.kv, d = s.d;
-  const Dims4 score_dims{b, h, t, t}, score_strides{h * t * t, t * t, t, 1};
-  const Dims4 row_dims{b, h, t, 1}, row_strides{h * t, t, 1, 1};
+  const CudnnDims score_dims{b, h, t, t}, score_strides{h * t * t, t * t, t, 1};
+  const CudnnDims row_dims{b, h, t, 1}, row_strides{h * t, t, 1, 1};
   BATON_T(q, g.AddTensor("Q", CUDNN_DATA_BFLOAT16, {b, h, t, d}, Bthd(s, h), false));
   BATON_T(kt, g.AddTensor("K^T", CUDNN_DATA_BFLOAT16, {b, kv, d, t}, BthdT(s, kv), false));
   BATON_T(v, g.AddTensor("V", CUDNN_DATA_BFLOAT16, {b, kv, t, d}, Bthd(s, kv), false));
@@ -405,11 +126,11 @@ absl::Status BuildForwardOps(const AttentionDims& s, Plan& p) {
 // uids in Execute order q, k, v, out, dout, lse, dq, dk, dv, softmax_sum,
 // scale, -inf, one.
 absl::Status BuildBackwardOps(const AttentionDims& s, Plan& p) {
-  Graph& g = p.graph;
+  CudnnGraph& g = p.graph;
   const int64_t b = s.b, t = s.t, h = s.h, kv = s.kv, d = s.d;
-  const Dims4 score_dims{b, h, t, t}, score_strides{h * t * t, t * t, t, 1};
-  const Dims4 scoreT_strides{h * t * t, t * t, 1, t};  // (b, h, key, query) view
-  const Dims4 row_dims{b, h, t, 1}, row_strides{h * t, t, 1, 1};
+  const CudnnDims score_dims{b, h, t, t}, score_strides{h * t * t, t * t, t, 1};
+  const CudnnDims scoreT_strides{h * t * t, t * t, 1, t};  // (b, h, key, query) view
+  const CudnnDims row_dims{b, h, t, 1}, row_strides{h * t, t, 1, 1};
   BATON_T(q, g.AddTensor("Q", CUDNN_DATA_BFLOAT16, {b, h, t, d}, Bthd(s, h), false));
   BATON_T(kt, g.AddTensor("K^T", CUDNN_DATA_BFLOAT16, {b, kv, d, t}, BthdT(s, kv), false));
   BATON_T(vt, g.AddTensor("V^T", CUDNN_DATA_BFLOAT16, {b, kv, d, t}, BthdT(s, kv), false));
@@ -458,7 +179,7 @@ absl::Status BuildBackwardOps(const AttentionDims& s, Plan& p) {
   // dV = Pᵀ·dO (GQA: per query head, then summed over the group).
   BATON_T(pt, g.Virtual("reshape_p", score_dims, scoreT_strides, CUDNN_DATA_BFLOAT16));
   BATON_RETURN_IF_ERROR(g.Reshape("reshape_p", pexp, pt));
-  const Dims4 full_dims{b, h, t, d}, full_strides{h * t * d, t * d, d, 1};
+  const CudnnDims full_dims{b, h, t, d}, full_strides{h * t * d, t * d, d, 1};
   if (h == kv) {
     BATON_RETURN_IF_ERROR(g.Matmul("matmul_pT_dO", pt, d_o, dv));
   } else {
@@ -587,7 +308,7 @@ absl::Status Execute(const Plan& p, cudnnHandle_t handle, cudaStream_t stream,
   BATON_CHECK(ptrs.size() == p.uids.size());
   absl::Status st = [&]() -> absl::Status {
     BATON_CHECK_CUDNN(cudnnSetStream(handle, stream));
-    Desc pack;
+    CudnnDesc pack;
     BATON_RETURN_IF_ERROR(pack.Create(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR));
     BATON_CHECK_CUDNN(cudnnBackendSetAttribute(pack.get(), CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS,
                                                CUDNN_TYPE_INT64,
@@ -634,7 +355,7 @@ absl::Status CudnnAttentionForward(const void* q, const void* k, const void* v,
   BATON_RETURN_IF_ERROR(CheckArgs(dims, {q, k, v, out, lse}));
   cudnnHandle_t handle = nullptr;
   BATON_ASSIGN_OR_RETURN(Plan * p, GetPlan(dims, /*backward=*/false, &handle));
-  return In(Execute(*p, handle, stream,
+  return CudnnContext(Execute(*p, handle, stream,
                     {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), out, lse}),
             "cuDNN attention fwd");
 }
@@ -645,7 +366,7 @@ absl::Status CudnnAttentionBackward(const void* dout, const void* q, const void*
   BATON_RETURN_IF_ERROR(CheckArgs(dims, {dout, q, k, v, out, lse, dq, dk, dv}));
   cudnnHandle_t handle = nullptr;
   BATON_ASSIGN_OR_RETURN(Plan * p, GetPlan(dims, /*backward=*/true, &handle));
-  return In(Execute(*p, handle, stream,
+  return CudnnContext(Execute(*p, handle, stream,
                     {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v),
                      const_cast<void*>(out), const_cast<void*>(dout),
                      const_cast<float*>(lse), dq, dk, dv}),
@@ -660,7 +381,7 @@ absl::Status CudnnAttentionBuildOps(const AttentionDims& dims, bool backward) {
 absl::StatusOr<std::string> CudnnAttentionPlanInfoForDevice(const AttentionDims& dims,
                                                             bool backward,
                                                             const std::string& device_json) {
-  Desc prop;
+  CudnnDesc prop;
   BATON_RETURN_IF_ERROR(prop.Create(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR));
   BATON_CHECK_CUDNN(cudnnBackendSetAttribute(prop.get(), CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION,
                                              CUDNN_TYPE_CHAR,
