@@ -38,9 +38,9 @@ namespace {
 struct Plan {
   CudnnGraph graph;
   CudnnDesc plan;
-  int64_t plan_workspace = 0;  // bytes, cuDNN's own
+  int64_t plan_workspace = 0;     // bytes, cuDNN's own
   int64_t softmax_sum_bytes = 0;  // backward: Σ dO·O per row (b, h, t) f32, after cuDNN's part
-  std::vector<int64_t> uids;  // in the order of the pointers Execute() gets
+  std::vector<int64_t> uids;      // in the order of the pointers Execute() gets
   float scale = 1.f, neg_inf = -std::numeric_limits<float>::infinity(), one = 1.f;
   std::string info;
 };
@@ -55,7 +55,6 @@ CudnnDims Bthd(const AttentionDims& s, int64_t heads) {
 CudnnDims BthdT(const AttentionDims& s, int64_t heads) {
   return {s.t * heads * s.d, s.d, 1, heads * s.d};
 }
-
 
 // The plan for p's graph; info gets the engine and the total workspace.
 absl::Status FinalizePlan(cudnnHandle_t handle, bool deterministic, Plan& p,
@@ -249,8 +248,8 @@ absl::StatusOr<cudnnHandle_t> Handle(int device) {
   auto& slot = ThreadCache().handles[device];
   if (slot == nullptr) {
     if (cudnnGetVersion() < 90000)
-      return absl::UnimplementedError(absl::StrCat("cuDNN ", cudnnGetVersion(),
-                                                   " < 9.0: the fused attention graph needs 9"));
+      return absl::UnimplementedError(
+          absl::StrCat("cuDNN ", cudnnGetVersion(), " < 9.0: the fused attention graph needs 9"));
     auto owner = std::make_unique<HandleOwner>();
     BATON_CHECK_CUDNN(cudnnCreate(&owner->h));
     slot = std::move(owner);
@@ -274,8 +273,9 @@ absl::StatusOr<Plan*> GetPlan(const AttentionDims& s, bool backward, cudnnHandle
     e.status = Build(handle, s, backward, *e.plan);
     const double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    const std::string what = absl::StrCat("cuDNN attention ", backward ? "bwd" : "fwd", " (b ", s.b,
-                                          ", t ", s.t, ", h ", s.h, ", kv ", s.kv, ", d ", s.d, ")");
+    const std::string what =
+        absl::StrCat("cuDNN attention ", backward ? "bwd" : "fwd", " (b ", s.b, ", t ", s.t, ", h ",
+                     s.h, ", kv ", s.kv, ", d ", s.d, ")");
     if (e.status.ok()) {
       absl::StrAppend(&e.plan->info, ", built in ", static_cast<int64_t>(ms), " ms");
     } else {
@@ -324,20 +324,20 @@ absl::Status Execute(const Plan& p, cudnnHandle_t handle, cudaStream_t stream,
     return absl::OkStatus();
   }();
   if (ws != nullptr) {
-    const absl::Status f = FromCuda(cudaFreeAsync(ws, stream), "cudaFreeAsync(ws)", __FILE__,
-                                    __LINE__);
+    const absl::Status f =
+        FromCuda(cudaFreeAsync(ws, stream), "cudaFreeAsync(ws)", __FILE__, __LINE__);
     if (st.ok()) st = f;
   }
   return st;
 }
 
 absl::Status CheckArgs(const AttentionDims& s, std::initializer_list<const void*> ptrs) {
-  if (s.b <= 0 || s.t <= 0 || s.h <= 0 || s.kv <= 0 || s.h % s.kv != 0 || s.d % 8 != 0 ||
-      s.d > 256)
-    return absl::UnimplementedError(absl::StrCat("cuDNN attention: unsupported dims b ", s.b,
-                                                 " t ", s.t, " h ", s.h, " kv ", s.kv, " d ", s.d));
+  if (s.b <= 0 || s.t <= 0 || s.h <= 0 || s.kv <= 0 || s.h % s.kv != 0 || s.d % 8 != 0 || s.d > 256)
+    return absl::UnimplementedError(absl::StrCat("cuDNN attention: unsupported dims b ", s.b, " t ",
+                                                 s.t, " h ", s.h, " kv ", s.kv, " d ", s.d));
   for (const void* p : ptrs)
-    if (!Aligned16(p)) return absl::UnimplementedError("cuDNN attention: pointer not 16-byte aligned");
+    if (!Aligned16(p))
+      return absl::UnimplementedError("cuDNN attention: pointer not 16-byte aligned");
   return absl::OkStatus();
 }
 
@@ -355,9 +355,10 @@ absl::Status CudnnAttentionForward(const void* q, const void* k, const void* v,
   BATON_RETURN_IF_ERROR(CheckArgs(dims, {q, k, v, out, lse}));
   cudnnHandle_t handle = nullptr;
   BATON_ASSIGN_OR_RETURN(Plan * p, GetPlan(dims, /*backward=*/false, &handle));
-  return CudnnContext(Execute(*p, handle, stream,
-                    {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), out, lse}),
-            "cuDNN attention fwd");
+  return CudnnContext(
+      Execute(*p, handle, stream,
+              {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), out, lse}),
+      "cuDNN attention fwd");
 }
 
 absl::Status CudnnAttentionBackward(const void* dout, const void* q, const void* k, const void* v,
@@ -367,10 +368,10 @@ absl::Status CudnnAttentionBackward(const void* dout, const void* q, const void*
   cudnnHandle_t handle = nullptr;
   BATON_ASSIGN_OR_RETURN(Plan * p, GetPlan(dims, /*backward=*/true, &handle));
   return CudnnContext(Execute(*p, handle, stream,
-                    {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v),
-                     const_cast<void*>(out), const_cast<void*>(dout),
-                     const_cast<float*>(lse), dq, dk, dv}),
-            "cuDNN attention bwd");
+                              {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v),
+                               const_cast<void*>(out), const_cast<void*>(dout),
+                               const_cast<float*>(lse), dq, dk, dv}),
+                      "cuDNN attention bwd");
 }
 
 absl::Status CudnnAttentionBuildOps(const AttentionDims& dims, bool backward) {
@@ -383,10 +384,9 @@ absl::StatusOr<std::string> CudnnAttentionPlanInfoForDevice(const AttentionDims&
                                                             const std::string& device_json) {
   CudnnDesc prop;
   BATON_RETURN_IF_ERROR(prop.Create(CUDNN_BACKEND_DEVICEPROP_DESCRIPTOR));
-  BATON_CHECK_CUDNN(cudnnBackendSetAttribute(prop.get(), CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION,
-                                             CUDNN_TYPE_CHAR,
-                                             static_cast<int64_t>(device_json.size()),
-                                             device_json.data()));
+  BATON_CHECK_CUDNN(cudnnBackendSetAttribute(
+      prop.get(), CUDNN_ATTR_DEVICEPROP_JSON_REPRESENTATION, CUDNN_TYPE_CHAR,
+      static_cast<int64_t>(device_json.size()), device_json.data()));
   BATON_CHECK_CUDNN(cudnnBackendFinalize(prop.get()));
   Plan p;
   p.scale = 1.0f / std::sqrt(static_cast<float>(dims.d));
@@ -419,9 +419,9 @@ absl::Status CudnnAttentionForward(const void*, const void*, const void*, const 
                                    void*, float*, cudaStream_t) {
   return NotBuilt();
 }
-absl::Status CudnnAttentionBackward(const void*, const void*, const void*, const void*,
-                                    const void*, const float*, const AttentionDims&, void*, void*,
-                                    void*, cudaStream_t) {
+absl::Status CudnnAttentionBackward(const void*, const void*, const void*, const void*, const void*,
+                                    const float*, const AttentionDims&, void*, void*, void*,
+                                    cudaStream_t) {
   return NotBuilt();
 }
 absl::StatusOr<std::string> CudnnAttentionPlanInfo(const AttentionDims&, bool) {

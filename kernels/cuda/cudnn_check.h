@@ -21,7 +21,6 @@ absl::Status FromCudnn(cudnnStatus_t s, const char* expr, const char* file, int 
 
 }  // namespace baton
 
-#define BATON_CHECK_CUDNN(x) \
-  BATON_RETURN_IF_ERROR(::baton::FromCudnn((x), #x, __FILE__, __LINE__))
+#define BATON_CHECK_CUDNN(x) BATON_RETURN_IF_ERROR(::baton::FromCudnn((x), #x, __FILE__, __LINE__))
 
 #endif  // BATON_HAVE_CUDNN

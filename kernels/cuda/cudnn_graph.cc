@@ -61,15 +61,16 @@ absl::Status FinalizeGraph(cudnnHandle_t handle, cudnnBackendDescriptor_t device
     std::array<cudnnBackendNumericalNote_t, CUDNN_NUMERICAL_NOTE_TYPE_COUNT> notes{};
     int64_t n_notes = 0;
     std::string note_list = "?";
-    if (cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_ENGINECFG_ENGINE,
-                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &ed) == CUDNN_STATUS_SUCCESS) {
+    if (cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                 1, &n, &ed) == CUDNN_STATUS_SUCCESS) {
       cudnnBackendGetAttribute(ed, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &index);
       if (cudnnBackendGetAttribute(ed, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
                                    notes.size(), &n_notes, notes.data()) == CUDNN_STATUS_SUCCESS)
         note_list.clear();
     }
     bool nondeterministic = false;
-    // Note codes: 0 tensor core, 1 down-convert inputs, 2 reduced-precision reduction, 4 nondeterministic.
+    // Note codes: 0 tensor core, 1 down-convert inputs, 2 reduced-precision reduction, 4
+    // nondeterministic.
     for (int64_t j = 0; j < n_notes; ++j) {
       nondeterministic |= notes[j] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC;
       absl::StrAppend(&note_list, j ? "," : "", static_cast<int>(notes[j]));
@@ -104,8 +105,8 @@ absl::Status FinalizeGraph(cudnnHandle_t handle, cudnnBackendDescriptor_t device
     *engine_info = absl::StrCat("engine ", index, " notes [", note_list, "]");
     return absl::OkStatus();
   }
-  return absl::UnimplementedError(absl::StrCat("no cuDNN engine config finalized (", got,
-                                               " from heuristics mode A):", tried));
+  return absl::UnimplementedError(
+      absl::StrCat("no cuDNN engine config finalized (", got, " from heuristics mode A):", tried));
 }
 
 }  // namespace baton::cuda

@@ -29,8 +29,8 @@ inline absl::Status CudnnContext(absl::Status s, const std::string& where) {
   return absl::Status(s.code(), absl::StrCat(where, ": ", s.message()));
 }
 // BATON_CHECK_CUDNN with the node's name in front of the message.
-#define BATON_CUDNN_IN(x, where)   \
-  BATON_RETURN_IF_ERROR(           \
+#define BATON_CUDNN_IN(x, where) \
+  BATON_RETURN_IF_ERROR(         \
       ::baton::cuda::CudnnContext(::baton::FromCudnn((x), #x, __FILE__, __LINE__), (where)))
 
 // Owner of one backend descriptor.
@@ -72,21 +72,28 @@ class CudnnGraph {
     const int64_t alignment = 16;
     const bool is_virtual_flag = is_virtual, by_value_flag = by_value;
     BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_DATA_TYPE,
-                                            CUDNN_TYPE_DATA_TYPE, 1, &type), where);
+                                            CUDNN_TYPE_DATA_TYPE, 1, &type),
+                   where);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64,
-                                            4, dims.data()), where);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64,
-                                            4, strides.data()), where);
-    BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64,
-                                            1, &uid), where);
+                                            4, dims.data()),
+                   where);
+    BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4,
+                                            strides.data()),
+                   where);
+    BATON_CUDNN_IN(
+        cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid),
+        where);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT,
-                                            CUDNN_TYPE_INT64, 1, &alignment), where);
+                                            CUDNN_TYPE_INT64, 1, &alignment),
+                   where);
     if (is_virtual)
       BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_IS_VIRTUAL,
-                                              CUDNN_TYPE_BOOLEAN, 1, &is_virtual_flag), where);
+                                              CUDNN_TYPE_BOOLEAN, 1, &is_virtual_flag),
+                     where);
     if (by_value)
       BATON_CUDNN_IN(cudnnBackendSetAttribute(t.get(), CUDNN_ATTR_TENSOR_IS_BY_VALUE,
-                                              CUDNN_TYPE_BOOLEAN, 1, &by_value_flag), where);
+                                              CUDNN_TYPE_BOOLEAN, 1, &by_value_flag),
+                     where);
     BATON_CUDNN_IN(cudnnBackendFinalize(t.get()), where);
     return Tensor{t.get(), uid};
   }
@@ -108,28 +115,37 @@ class CudnnGraph {
     CudnnDesc& pw = New();
     BATON_RETURN_IF_ERROR(CudnnContext(pw.Create(CUDNN_BACKEND_POINTWISE_DESCRIPTOR), name));
     BATON_CUDNN_IN(cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_MODE,
-                                            CUDNN_TYPE_POINTWISE_MODE, 1, &mode), name);
+                                            CUDNN_TYPE_POINTWISE_MODE, 1, &mode),
+                   name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_MATH_PREC,
-                                            CUDNN_TYPE_DATA_TYPE, 1, &compute), name);
+                                            CUDNN_TYPE_DATA_TYPE, 1, &compute),
+                   name);
     if (axis >= 0)
-      BATON_CUDNN_IN(cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_AXIS,
-                                              CUDNN_TYPE_INT64, 1, &axis), name);
+      BATON_CUDNN_IN(
+          cudnnBackendSetAttribute(pw.get(), CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis),
+          name);
     BATON_CUDNN_IN(cudnnBackendFinalize(pw.get()), name);
     CudnnDesc& op = New();
-    BATON_RETURN_IF_ERROR(CudnnContext(op.Create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR), name));
+    BATON_RETURN_IF_ERROR(
+        CudnnContext(op.Create(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR), name));
     cudnnBackendDescriptor_t pwd = pw.get();
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pwd), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pwd),
+                   name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_XDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.desc), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.desc),
+                   name);
     if (b != nullptr)
       BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_BDESC,
-                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b->desc), name);
+                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b->desc),
+                     name);
     if (t != nullptr)
       BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_TDESC,
-                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t->desc), name);
+                                              CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t->desc),
+                     name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_POINTWISE_YDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.desc), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.desc),
+                   name);
     BATON_CUDNN_IN(cudnnBackendFinalize(op.get()), name);
     ops_.push_back(op.get());
     return absl::OkStatus();
@@ -141,19 +157,24 @@ class CudnnGraph {
     BATON_RETURN_IF_ERROR(CudnnContext(mm.Create(CUDNN_BACKEND_MATMUL_DESCRIPTOR), name));
     const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
     BATON_CUDNN_IN(cudnnBackendSetAttribute(mm.get(), CUDNN_ATTR_MATMUL_COMP_TYPE,
-                                            CUDNN_TYPE_DATA_TYPE, 1, &compute), name);
+                                            CUDNN_TYPE_DATA_TYPE, 1, &compute),
+                   name);
     BATON_CUDNN_IN(cudnnBackendFinalize(mm.get()), name);
     CudnnDesc& op = New();
     BATON_RETURN_IF_ERROR(CudnnContext(op.Create(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR), name));
     cudnnBackendDescriptor_t mmd = mm.get();
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_MATMUL_ADESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a.desc), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a.desc),
+                   name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_MATMUL_BDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b.desc), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b.desc),
+                   name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_MATMUL_CDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c.desc), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c.desc),
+                   name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_MATMUL_DESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mmd), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mmd),
+                   name);
     BATON_CUDNN_IN(cudnnBackendFinalize(op.get()), name);
     ops_.push_back(op.get());
     return absl::OkStatus();
@@ -166,19 +187,25 @@ class CudnnGraph {
     BATON_RETURN_IF_ERROR(CudnnContext(red.Create(CUDNN_BACKEND_REDUCTION_DESCRIPTOR), name));
     const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
     BATON_CUDNN_IN(cudnnBackendSetAttribute(red.get(), CUDNN_ATTR_REDUCTION_COMP_TYPE,
-                                            CUDNN_TYPE_DATA_TYPE, 1, &compute), name);
+                                            CUDNN_TYPE_DATA_TYPE, 1, &compute),
+                   name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(red.get(), CUDNN_ATTR_REDUCTION_OPERATOR,
-                                            CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &mode), name);
+                                            CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &mode),
+                   name);
     BATON_CUDNN_IN(cudnnBackendFinalize(red.get()), name);
     CudnnDesc& op = New();
-    BATON_RETURN_IF_ERROR(CudnnContext(op.Create(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR), name));
+    BATON_RETURN_IF_ERROR(
+        CudnnContext(op.Create(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR), name));
     cudnnBackendDescriptor_t redd = red.get();
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_REDUCTION_XDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.desc), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.desc),
+                   name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_REDUCTION_YDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.desc), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.desc),
+                   name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_REDUCTION_DESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &redd), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &redd),
+                   name);
     BATON_CUDNN_IN(cudnnBackendFinalize(op.get()), name);
     ops_.push_back(op.get());
     return absl::OkStatus();
@@ -187,11 +214,14 @@ class CudnnGraph {
   // y is x under other dims/strides (a transposed view, and a cast to bf16).
   absl::Status Reshape(const std::string& name, const Tensor& x, const Tensor& y) {
     CudnnDesc& op = New();
-    BATON_RETURN_IF_ERROR(CudnnContext(op.Create(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR), name));
+    BATON_RETURN_IF_ERROR(
+        CudnnContext(op.Create(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR), name));
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_RESHAPE_XDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.desc), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x.desc),
+                   name);
     BATON_CUDNN_IN(cudnnBackendSetAttribute(op.get(), CUDNN_ATTR_OPERATION_RESHAPE_YDESC,
-                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.desc), name);
+                                            CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y.desc),
+                   name);
     BATON_CUDNN_IN(cudnnBackendFinalize(op.get()), name);
     ops_.push_back(op.get());
     return absl::OkStatus();
