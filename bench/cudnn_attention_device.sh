@@ -19,6 +19,9 @@ LIB=$PWD/.bundle/prefix/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH=$LIB:$LIB/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export LIBRARY_PATH=$LIB:$LIB/openblas-pthread${LIBRARY_PATH:+:$LIBRARY_PATH}
 export CMAKE_POLICY_VERSION_MINIMUM=3.5
+# As scripts/device-build.sh sets them, for the re-configure CMake does when CMakeLists.txt changed.
+P=$PWD/.bundle/prefix
+export PKG_CONFIG_PATH="$P/usr/lib/x86_64-linux-gnu/pkgconfig:$P/usr/lib/x86_64-linux-gnu/openblas-pthread/pkgconfig:$P/usr/share/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 # cuDNN's runtime-compiled engines need NVRTC; the wheel's cuDNN sits beside its own.
 TORCH_NV=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
 for d in /usr/local/cuda/lib64 "$TORCH_NV/cudnn/lib" "$TORCH_NV/cuda_nvrtc/lib" "$TORCH_NV/cu13/lib"; do
