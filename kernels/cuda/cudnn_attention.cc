@@ -16,6 +16,7 @@
 #include <cudnn.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -214,9 +215,11 @@ absl::Status BuildBackwardOps(const AttentionDims& s, Plan& p) {
 }
 
 // The ops, then the plan; only the backward must be deterministic.
+std::atomic<bool> g_require_deterministic{true};
+
 absl::Status Build(cudnnHandle_t handle, const AttentionDims& s, bool backward, Plan& p) {
   BATON_RETURN_IF_ERROR(backward ? BuildBackwardOps(s, p) : BuildForwardOps(s, p));
-  return FinalizePlan(handle, /*deterministic=*/backward, p);
+  return FinalizePlan(handle, /*deterministic=*/backward && g_require_deterministic.load(), p);
 }
 
 // ---- per-thread cache of handles and plans
@@ -228,7 +231,8 @@ struct HandleOwner {
   }
 };
 
-using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, bool>;
+// (device, b, t, h, kv, d, backward, deterministic engines only)
+using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>;
 struct Entry {
   absl::Status status;  // a failed build is remembered: no rebuild per step
   std::unique_ptr<Plan> plan;
@@ -262,7 +266,7 @@ absl::StatusOr<Plan*> GetPlan(const AttentionDims& s, bool backward, cudnnHandle
   BATON_CHECK_CUDA(cudaGetDevice(&device));
   BATON_ASSIGN_OR_RETURN(cudnnHandle_t handle, Handle(device));
   *handle_out = handle;
-  const Key key{device, s.b, s.t, s.h, s.kv, s.d, backward};
+  const Key key{device, s.b, s.t, s.h, s.kv, s.d, backward, g_require_deterministic.load()};
   auto& plans = ThreadCache().plans;
   auto it = plans.find(key);
   if (it == plans.end()) {
@@ -345,6 +349,8 @@ absl::Status CheckArgs(const AttentionDims& s, std::initializer_list<const void*
 
 bool CudnnAttentionBuilt() { return true; }
 
+void SetCudnnAttentionRequireDeterministic(bool require) { g_require_deterministic.store(require); }
+
 std::string CudnnAttentionVersion() {
   return absl::StrCat("cuDNN ", cudnnGetVersion(), " (built against ", CUDNN_VERSION, ")");
 }
@@ -414,6 +420,7 @@ absl::Status NotBuilt() {
 }  // namespace
 
 bool CudnnAttentionBuilt() { return false; }
+void SetCudnnAttentionRequireDeterministic(bool) {}
 std::string CudnnAttentionVersion() { return "built without cuDNN"; }
 absl::Status CudnnAttentionForward(const void*, const void*, const void*, const AttentionDims&,
                                    void*, float*, cudaStream_t) {

@@ -25,6 +25,10 @@ namespace baton::cuda {
 
 // Whether this binary was built with cuDNN.
 bool CudnnAttentionBuilt();
+// Diagnostics only (attention_bench): false lets backward plans use engines
+// noted NONDETERMINISTIC, to measure what the determinism filter costs.
+// Training never changes it (default true); plans are cached per setting.
+void SetCudnnAttentionRequireDeterministic(bool require);
 // "cuDNN 91900 (built against 91900)" or why not; for benchmark headers.
 std::string CudnnAttentionVersion();
 
