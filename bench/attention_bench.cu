@@ -1,12 +1,17 @@
 // Micro-benchmark of baton's causal FlashAttention-2 kernels
-// (kernels/cuda/flash_attention.cuh), forward and backward, bf16, against
-// the same table printed by bench/attention_reference.py for PyTorch's
-// F.scaled_dot_product_attention(is_causal=True). Standalone: no Abseil, no
-// baton libraries, built with
-//   nvcc -O3 -std=c++20 -arch=sm_90 -I. bench/attention_bench.cu -o attention_bench
+// (kernels/cuda/flash_attention.cuh) and, where built with cuDNN, of the
+// cuDNN fused attention path (kernels/cuda/cudnn_attention.h), forward and
+// backward, bf16, against the same table printed by
+// bench/attention_reference.py for PyTorch's
+// F.scaled_dot_product_attention(is_causal=True). Two builds:
+//   cmake --build build --target attention_bench   (links baton_kernels_cuda: FA2 + cuDNN)
+//   nvcc -O3 -std=c++20 -arch=sm_90 -I. bench/attention_bench.cu -o attention_bench   (FA2 only)
 // and run as `attention_bench [--json out.json]`. Before timing it checks
-// each kernel against plain fp32 reference kernels on a small GQA shape and
-// prints ‖got − ref‖/‖ref‖ (bf16 operands: expect 1e-3..1e-2; NaN fails).
+// each implementation against plain fp32 reference kernels (small odd
+// shapes and the timed ones) and prints ‖got − ref‖/‖ref‖ of out, lse, dq,
+// dk, dv (bf16 operands: expect 1e-3..1e-2; NaN or > 2e-2 fails) and
+// whether two backward runs give the same bits; any failure, or a cuDNN
+// error (printed with its status and failing call), makes the exit status 1.
 // Causal FLOPs: forward 4·B·H·T²·D/2, backward 2.5× that (the FA2
 // convention; this backward actually does 7/5 of FA2's GEMM work, to stay
 // deterministic). Timing: CUDA events, 3 warm-ups, median of 20.
@@ -23,6 +28,9 @@
 #include <vector>
 
 #include "kernels/cuda/flash_attention.cuh"
+#ifdef BATON_HAVE_CUDNN
+#include "kernels/cuda/cudnn_attention.h"
+#endif
 
 namespace {
 
@@ -181,63 +189,139 @@ flash::Params MakeParams(const Shape& s) {
   p.scale = 1.f / std::sqrt(static_cast<float>(s.d));
   return p;
 }
-cudaError_t Fwd(const flash::Params& p, int d) {
-  return d == 64 ? flash::Forward<64>(p, 0) : flash::Forward<128>(p, 0);
+
+enum class Impl { kFlash, kCudnn };
+const char* Name(Impl impl) { return impl == Impl::kFlash ? "fa2" : "cudnn"; }
+
+// Device buffers of one shape. o and lse are written by forward, read by backward.
+struct Bufs {
+  Shape s;
+  bf16 *q, *k, *v, *dout, *o, *dq, *dk, *dv;
+  float *lse, *delta;  // (b, h, t)
+  Bufs(const Shape& shape, std::mt19937_64& rng) : s(shape) {
+    q = RandomBf16(s.QElems(), rng);
+    k = RandomBf16(s.KvElems(), rng);
+    v = RandomBf16(s.KvElems(), rng);
+    dout = RandomBf16(s.QElems(), rng);
+    o = Alloc<bf16>(s.QElems());
+    dq = Alloc<bf16>(s.QElems());
+    dk = Alloc<bf16>(s.KvElems());
+    dv = Alloc<bf16>(s.KvElems());
+    lse = Alloc<float>(s.Rows());
+    delta = Alloc<float>(s.Rows());
+  }
+  ~Bufs() {
+    for (void* x : {(void*)q, (void*)k, (void*)v, (void*)dout, (void*)o, (void*)dq, (void*)dk,
+                    (void*)dv, (void*)lse, (void*)delta})
+      CHECK(cudaFree(x));
+  }
+  flash::Params Params() const {
+    flash::Params p = MakeParams(s);
+    p.q = q, p.k = k, p.v = v, p.o = o, p.out = o, p.dout = dout, p.lse = lse, p.delta = delta;
+    p.dq = dq, p.dk = dk, p.dv = dv;
+    return p;
+  }
+};
+
+// Returns false (after printing why) when the implementation fails to run.
+bool Forward(Impl impl, Bufs& b) {
+  if (impl == Impl::kFlash) {
+    const cudaError_t e = b.s.d == 64 ? flash::Forward<64>(b.Params(), 0)
+                                      : flash::Forward<128>(b.Params(), 0);
+    if (e != cudaSuccess) std::printf("  fa2 fwd: %s\n", cudaGetErrorString(e));
+    return e == cudaSuccess;
+  }
+#ifdef BATON_HAVE_CUDNN
+  const absl::Status st = baton::cuda::CudnnAttentionForward(
+      b.q, b.k, b.v, {b.s.b, b.s.t, b.s.h, b.s.kv, b.s.d}, b.o, b.lse, 0);
+  if (!st.ok()) std::printf("  cudnn fwd error: %s\n", st.ToString().c_str());
+  return st.ok();
+#else
+  return false;
+#endif
 }
-cudaError_t Bwd(const flash::Params& p, int d) {
-  return d == 64 ? flash::Backward<64>(p, 0) : flash::Backward<128>(p, 0);
+bool Backward(Impl impl, Bufs& b) {
+  if (impl == Impl::kFlash) {
+    const cudaError_t e = b.s.d == 64 ? flash::Backward<64>(b.Params(), 0)
+                                      : flash::Backward<128>(b.Params(), 0);
+    if (e != cudaSuccess) std::printf("  fa2 bwd: %s\n", cudaGetErrorString(e));
+    return e == cudaSuccess;
+  }
+#ifdef BATON_HAVE_CUDNN
+  const absl::Status st = baton::cuda::CudnnAttentionBackward(
+      b.dout, b.q, b.k, b.v, b.o, b.lse, {b.s.b, b.s.t, b.s.h, b.s.kv, b.s.d}, b.dq, b.dk, b.dv, 0);
+  if (!st.ok()) std::printf("  cudnn bwd error: %s\n", st.ToString().c_str());
+  return st.ok();
+#else
+  return false;
+#endif
 }
 
-// Returns false when an error is over 2e-2 or NaN.
-bool Check(const Shape& s, std::mt19937_64& rng) {
-  flash::Params p = MakeParams(s);
-  bf16 *q = RandomBf16(s.QElems(), rng), *k = RandomBf16(s.KvElems(), rng),
-       *v = RandomBf16(s.KvElems(), rng), *dout = RandomBf16(s.QElems(), rng);
-  bf16* o = Alloc<bf16>(s.QElems());
-  float* lse = Alloc<float>(s.Rows());
-  p.q = q, p.k = k, p.v = v, p.o = o, p.lse = lse;
-  CHECK(Fwd(p, s.d));
+std::vector<uint16_t> Bits(const bf16* d, int64_t n) {
+  std::vector<uint16_t> h(n);
+  CHECK(cudaMemcpy(h.data(), d, n * sizeof(bf16), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+// Parity against the fp32 references and determinism of the backward.
+// Returns false when an error is over 2e-2 or NaN, the backward is not
+// bitwise repeatable, or the implementation did not run.
+bool Check(Impl impl, const Shape& s, std::mt19937_64& rng) {
+  std::printf("check %-5s B=%d T=%d H=%d KV=%d D=%d", Name(impl), s.b, s.t, s.h, s.kv, s.d);
+  std::fflush(stdout);
+  Bufs b(s, rng);
+  if (!Forward(impl, b)) {
+    std::printf("  FAIL (fwd did not run)\n");
+    return false;
+  }
   float *ro = Alloc<float>(s.QElems()), *rlse = Alloc<float>(s.Rows());
   const int64_t rows = std::max(s.Rows(), int64_t{s.b} * s.kv * s.t);
   const int blocks = static_cast<int>((rows + 127) / 128);
-  RefForward<<<blocks, 128>>>(q, k, v, s, ro, rlse);
+  RefForward<<<blocks, 128>>>(b.q, b.k, b.v, s, ro, rlse);
   CHECK(cudaGetLastError());
-  bf16* dq = Alloc<bf16>(s.QElems());
-  bf16 *dk = Alloc<bf16>(s.KvElems()), *dv = Alloc<bf16>(s.KvElems());
-  float* delta = Alloc<float>(s.Rows());
-  p.out = o, p.dout = dout, p.delta = delta, p.dq = dq, p.dk = dk, p.dv = dv;
-  CHECK(Bwd(p, s.d));
+  bool ran = Backward(impl, b);
+  // The reference backward reads the implementation's own out and lse.
   float* rdq = Alloc<float>(s.QElems());
   float *rdk = Alloc<float>(s.KvElems()), *rdv = Alloc<float>(s.KvElems());
-  RefBackward<<<blocks, 128>>>(q, k, v, o, dout, lse, s, rdq, rdk, rdv);
+  RefBackward<<<blocks, 128>>>(b.q, b.k, b.v, b.o, b.dout, b.lse, s, rdq, rdk, rdv);
   CHECK(cudaGetLastError());
   CHECK(cudaDeviceSynchronize());
-  const double e[5] = {RelErr(Host(o, s.QElems()), Host(ro, s.QElems())),
-                       RelErr(Host(lse, s.Rows()), Host(rlse, s.Rows())),
-                       RelErr(Host(dq, s.QElems()), Host(rdq, s.QElems())),
-                       RelErr(Host(dk, s.KvElems()), Host(rdk, s.KvElems())),
-                       RelErr(Host(dv, s.KvElems()), Host(rdv, s.KvElems()))};
-  bool ok = true;
+  const double e[5] = {RelErr(Host(b.o, s.QElems()), Host(ro, s.QElems())),
+                       RelErr(Host(b.lse, s.Rows()), Host(rlse, s.Rows())),
+                       RelErr(Host(b.dq, s.QElems()), Host(rdq, s.QElems())),
+                       RelErr(Host(b.dk, s.KvElems()), Host(rdk, s.KvElems())),
+                       RelErr(Host(b.dv, s.KvElems()), Host(rdv, s.KvElems()))};
+  bool repeat = false;
+  if (ran) {
+    const auto dq1 = Bits(b.dq, s.QElems()), dk1 = Bits(b.dk, s.KvElems()),
+               dv1 = Bits(b.dv, s.KvElems());
+    CHECK(cudaMemset(b.dq, 0xff, s.QElems() * sizeof(bf16)));  // a rerun must rewrite all
+    CHECK(cudaMemset(b.dk, 0xff, s.KvElems() * sizeof(bf16)));
+    CHECK(cudaMemset(b.dv, 0xff, s.KvElems() * sizeof(bf16)));
+    ran = Backward(impl, b);
+    CHECK(cudaDeviceSynchronize());
+    repeat = ran && dq1 == Bits(b.dq, s.QElems()) && dk1 == Bits(b.dk, s.KvElems()) &&
+             dv1 == Bits(b.dv, s.KvElems());
+  }
+  bool ok = ran && repeat;
   for (double x : e) ok = ok && !std::isnan(x) && x < 2e-2;
-  std::printf("check B=%d T=%d H=%d KV=%d D=%d  rel err: out %.2e lse %.2e dq %.2e dk %.2e dv %.2e  %s\n",
-              s.b, s.t, s.h, s.kv, s.d, e[0], e[1], e[2], e[3], e[4], ok ? "ok" : "FAIL");
-  for (void* x : {(void*)q, (void*)k, (void*)v, (void*)dout, (void*)o, (void*)lse, (void*)ro,
-                  (void*)rlse, (void*)dq, (void*)dk, (void*)dv, (void*)delta, (void*)rdq,
-                  (void*)rdk, (void*)rdv})
-    CHECK(cudaFree(x));
+  std::printf("  rel err: out %.2e lse %.2e dq %.2e dk %.2e dv %.2e  bwd bitwise repeat: %s  %s\n",
+              e[0], e[1], e[2], e[3], e[4], repeat ? "yes" : "NO", ok ? "ok" : "FAIL");
+  for (void* x : {(void*)ro, (void*)rlse, (void*)rdq, (void*)rdk, (void*)rdv}) CHECK(cudaFree(x));
   return ok;
 }
 
 template <typename F>
 double MedianMs(F&& f, int warmup = 3, int reps = 20) {
-  for (int i = 0; i < warmup; ++i) CHECK(f());
+  for (int i = 0; i < warmup; ++i)
+    if (!f()) return NAN;
   cudaEvent_t a, b;
   CHECK(cudaEventCreate(&a));
   CHECK(cudaEventCreate(&b));
   std::vector<float> ms(reps);
   for (int i = 0; i < reps; ++i) {
     CHECK(cudaEventRecord(a));
-    CHECK(f());
+    if (!f()) return NAN;
     CHECK(cudaEventRecord(b));
     CHECK(cudaEventSynchronize(b));
     CHECK(cudaEventElapsedTime(&ms[i], a, b));
@@ -248,35 +332,23 @@ double MedianMs(F&& f, int warmup = 3, int reps = 20) {
   return ms[reps / 2];
 }
 
+struct Timing {
+  double fwd_ms = NAN, bwd_ms = NAN, fwd_tflops = NAN, bwd_tflops = NAN;
+};
 struct Row {
   Shape s;
-  double fwd_ms, bwd_ms, fwd_tflops, bwd_tflops;
+  Timing fa2, cudnn;
+  std::string plan;  // cuDNN plans: engine, workspace, build time
 };
 
-Row Time(const Shape& s, std::mt19937_64& rng) {
-  flash::Params p = MakeParams(s);
-  p.q = RandomBf16(s.QElems(), rng);
-  p.k = RandomBf16(s.KvElems(), rng);
-  p.v = RandomBf16(s.KvElems(), rng);
-  p.dout = RandomBf16(s.QElems(), rng);
-  bf16* o = Alloc<bf16>(s.QElems());
-  p.o = o;
-  p.out = o;
-  p.lse = Alloc<float>(s.Rows());
-  p.delta = Alloc<float>(s.Rows());
-  p.dq = Alloc<bf16>(s.QElems());
-  p.dk = Alloc<bf16>(s.KvElems());
-  p.dv = Alloc<bf16>(s.KvElems());
-  Row r{s};
-  r.fwd_ms = MedianMs([&] { return Fwd(p, s.d); });
-  r.bwd_ms = MedianMs([&] { return Bwd(p, s.d); });
+Timing Time(Impl impl, const Shape& s, std::mt19937_64& rng) {
+  Bufs b(s, rng);
+  Timing r;
+  r.fwd_ms = MedianMs([&] { return Forward(impl, b); });
+  r.bwd_ms = MedianMs([&] { return Backward(impl, b); });
   const double flops = 4.0 * s.b * s.h * double(s.t) * s.t * s.d / 2;
   r.fwd_tflops = flops / (r.fwd_ms * 1e-3) / 1e12;
   r.bwd_tflops = 2.5 * flops / (r.bwd_ms * 1e-3) / 1e12;
-  for (const void* x : {(const void*)p.q, (const void*)p.k, (const void*)p.v, (const void*)p.dout,
-                        (const void*)p.o, (const void*)p.lse, (const void*)p.delta,
-                        (const void*)p.dq, (const void*)p.dk, (const void*)p.dv})
-    CHECK(cudaFree(const_cast<void*>(x)));
   return r;
 }
 
@@ -289,22 +361,95 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  // cuDNN's workspace (hundreds of MB for the deterministic backward) comes
+  // from the stream-ordered pool per call; with the default release
+  // threshold (0) every event sync would hand it back to the driver and the
+  // next call would map it again. Keep the pool warm, as a training loop should.
+  cudaMemPool_t pool;
+  CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
+  uint64_t keep = UINT64_MAX;
+  CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  std::vector<Impl> impls = {Impl::kFlash};
+#ifdef BATON_HAVE_CUDNN
+  std::printf("%s\n", baton::cuda::CudnnAttentionVersion().c_str());
+  impls.push_back(Impl::kCudnn);
+#else
+  std::printf("built without cuDNN: FA2 only\n");
+#endif
   std::mt19937_64 rng(2024);
   bool ok = true;
-  for (Shape s : {Shape{2, 333, 4, 2, 64}, Shape{1, 257, 6, 3, 128}, Shape{1, 1, 2, 1, 64},
-                  Shape{2, 64, 4, 1, 128}})
-    ok = Check(s, rng) && ok;
+  const std::vector<Shape> timed = {Shape{16, 1024, 12, 12, 64}, Shape{4, 2048, 16, 16, 128},
+                                    Shape{4, 2048, 16, 4, 128}};
+  // Odd t (partial tiles), t = 1, GQA 2/3/4, then the timed shapes. cuDNN
+  // skips two of the small ones: each new shape costs it a plan build (NVRTC).
+  std::vector<Shape> checked = {Shape{2, 333, 8, 2, 64}, Shape{1, 257, 6, 3, 128},
+                                Shape{1, 1, 2, 1, 64}, Shape{2, 333, 4, 2, 64},
+                                Shape{2, 64, 4, 1, 128}};
+  checked.insert(checked.end(), timed.begin(), timed.end());
+  for (Impl impl : impls)
+    for (size_t i = 0; i < checked.size(); ++i) {
+      if (impl == Impl::kCudnn && (i == 3 || i == 4)) continue;
+      ok = Check(impl, checked[i], rng) && ok;
+    }
+#ifdef BATON_HAVE_CUDNN
+  // Diagnostic, not counted: where the backward had no deterministic engine
+  // only because the candidates are noted NONDETERMINISTIC, check and time
+  // those engines anyway (is the note real? what does the filter cost?).
+  for (size_t i = 0; i < checked.size(); ++i) {
+    if (i == 3 || i == 4) continue;
+    const Shape& s = checked[i];
+    const auto info = baton::cuda::CudnnAttentionPlanInfo({s.b, s.t, s.h, s.kv, s.d}, true);
+    if (info.ok() || info.status().message().find("nondeterministic") == std::string::npos)
+      continue;
+    baton::cuda::SetCudnnAttentionRequireDeterministic(false);
+    std::printf("diagnostic (not counted): cuDNN bwd without the determinism filter:\n  ");
+    Check(Impl::kCudnn, s, rng);
+    if (i >= 5) {
+      const Timing t = Time(Impl::kCudnn, s, rng);
+      std::printf("  nondeterministic-allowed cudnn: fwd %.3f ms, bwd %.3f ms (%.1f TF/s)\n",
+                  t.fwd_ms, t.bwd_ms, t.bwd_tflops);
+    }
+    baton::cuda::SetCudnnAttentionRequireDeterministic(true);
+  }
+#endif
   std::vector<Row> rows;
-  for (Shape s : {Shape{16, 1024, 12, 12, 64}, Shape{4, 2048, 16, 16, 128},
-                  Shape{4, 2048, 16, 4, 128}})
-    rows.push_back(Time(s, rng));
-  std::printf("\nbaton flash attention (bf16, causal), median of 20\n");
-  std::printf("%-28s %9s %9s %9s %9s\n", "B,T,H,KV,D", "fwd ms", "fwd TF/s", "bwd ms", "bwd TF/s");
+  for (const Shape& s : timed) {
+    Row r{s};
+    r.fa2 = Time(Impl::kFlash, s, rng);
+#ifdef BATON_HAVE_CUDNN
+    r.cudnn = Time(Impl::kCudnn, s, rng);
+    const baton::cuda::AttentionDims dims{s.b, s.t, s.h, s.kv, s.d};
+    for (bool bwd : {false, true}) {
+      auto info = baton::cuda::CudnnAttentionPlanInfo(dims, bwd);
+      r.plan += std::string(bwd ? " bwd: " : "fwd: ") +
+                (info.ok() ? *info : info.status().ToString());
+    }
+#endif
+    rows.push_back(r);
+  }
+  std::printf("\ncausal attention, bf16, median of 20 (cudnn: workspace malloc/free included)\n");
+  std::printf("%-18s %8s %8s %8s %8s | %8s %8s %8s %8s | %7s %7s\n", "B,T,H,KV,D", "fa2 fwd",
+              "TF/s", "fa2 bwd", "TF/s", "cdn fwd", "TF/s", "cdn bwd", "TF/s", "fwd x", "bwd x");
   for (const Row& r : rows) {
     char name[64];
     std::snprintf(name, sizeof name, "%d,%d,%d,%d,%d", r.s.b, r.s.t, r.s.h, r.s.kv, r.s.d);
-    std::printf("%-28s %9.3f %9.1f %9.3f %9.1f\n", name, r.fwd_ms, r.fwd_tflops, r.bwd_ms,
-                r.bwd_tflops);
+    std::printf("%-18s %8.3f %8.1f %8.3f %8.1f | %8.3f %8.1f %8.3f %8.1f | %7.2f %7.2f\n", name,
+                r.fa2.fwd_ms, r.fa2.fwd_tflops, r.fa2.bwd_ms, r.fa2.bwd_tflops, r.cudnn.fwd_ms,
+                r.cudnn.fwd_tflops, r.cudnn.bwd_ms, r.cudnn.bwd_tflops,
+                r.fa2.fwd_ms / r.cudnn.fwd_ms, r.fa2.bwd_ms / r.cudnn.bwd_ms);
+  }
+  for (const Row& r : rows) {
+    if (r.plan.empty()) continue;
+#ifdef BATON_HAVE_CUDNN
+    const baton::cuda::AttentionDims dims{r.s.b, r.s.t, r.s.h, r.s.kv, r.s.d};
+    const char* rule = baton::cuda::AttentionUsesCudnn(baton::cuda::Float::kBF16, dims, false)
+                           ? "cudnn"
+                           : "fa2";
+#else
+    const char* rule = "fa2";
+#endif
+    std::printf("cudnn plans %d,%d,%d,%d,%d (training takes %s): %s\n", r.s.b, r.s.t, r.s.h,
+                r.s.kv, r.s.d, rule, r.plan.c_str());
   }
   if (json != nullptr) {
     FILE* f = std::fopen(json, "w");
@@ -315,12 +460,16 @@ int main(int argc, char** argv) {
       const Row& r = rows[i];
       std::fprintf(f,
                    "%s{\"b\": %d, \"t\": %d, \"h\": %d, \"kv\": %d, \"d\": %d, \"fwd_ms\": %.4f, "
-                   "\"fwd_tflops\": %.2f, \"bwd_ms\": %.4f, \"bwd_tflops\": %.2f}",
-                   i ? ", " : "", r.s.b, r.s.t, r.s.h, r.s.kv, r.s.d, r.fwd_ms, r.fwd_tflops,
-                   r.bwd_ms, r.bwd_tflops);
+                   "\"fwd_tflops\": %.2f, \"bwd_ms\": %.4f, \"bwd_tflops\": %.2f, "
+                   "\"cudnn_fwd_ms\": %.4f, \"cudnn_bwd_ms\": %.4f}",
+                   i ? ", " : "", r.s.b, r.s.t, r.s.h, r.s.kv, r.s.d, r.fa2.fwd_ms,
+                   r.fa2.fwd_tflops, r.fa2.bwd_ms, r.fa2.bwd_tflops,
+                   std::isnan(r.cudnn.fwd_ms) ? -1.0 : r.cudnn.fwd_ms,
+                   std::isnan(r.cudnn.bwd_ms) ? -1.0 : r.cudnn.bwd_ms);
     }
     std::fprintf(f, "]}\n");
     std::fclose(f);
   }
+  std::printf("%s\n", ok ? "all checks ok" : "CHECKS FAILED");
   return ok ? 0 : 1;
 }

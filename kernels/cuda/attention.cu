@@ -1,13 +1,16 @@
-// Causal GQA attention launchers (see attention.h): bf16 with d 64 or 128
+// Causal GQA attention launchers (see attention.h): bf16 first asks cuDNN
+// where AttentionUsesCudnn says so (cudnn_attention.h), then with d 64 or 128
 // goes to FlashAttention-2 (flash_attention.cuh); everything else to the
 // plain kernels below, where a row of d elements lives in one warp: lane l
 // holds elements l, l+32, ... (kPer registers), so every dot product is a
 // register FMA and a warp sum.
+#include <atomic>
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cudnn_attention.h"
 #include "kernels/cuda/flash_attention.cuh"
 
 namespace baton::cuda {
@@ -177,11 +180,51 @@ bool AttentionUsesFlash(Float t_el, const AttentionDims& dims) {
          dims.t < (int64_t{1} << 30);
 }
 
+namespace {
+std::atomic<AttentionBackend> g_backend{AttentionBackend::kAuto};
+}  // namespace
+
+void SetAttentionBackend(AttentionBackend backend) { g_backend.store(backend); }
+AttentionBackend GetAttentionBackend() { return g_backend.load(); }
+
+// kAuto rule, from H100 measurements (bench/attention_notes.md; bf16, causal):
+//   d 128 (B4,T2048,H16): FA2 fwd 189 / bwd 170 TF/s, cuDNN (torch) 272-386 / 254-257 -> cuDNN
+//   d 64 (B16,T1024,H12): FA2 fwd 160 / bwd 150 TF/s, cuDNN (torch) 139 / 128        -> FA2
+// Re-measure with attention_bench (it prints both) before changing it.
+bool AttentionUsesCudnn(Float t_el, const AttentionDims& dims, bool backward) {
+  (void)backward;  // the same rule for both passes, as the numbers above say
+  if (t_el != Float::kBF16 || !CudnnAttentionBuilt()) return false;
+  switch (GetAttentionBackend()) {
+    case AttentionBackend::kFlash: return false;
+    case AttentionBackend::kCudnn: return true;
+    case AttentionBackend::kAuto: return dims.d == 128;
+  }
+  return false;
+}
+
+namespace {
+// cuDNN's answer decides: ok -> done; Unimplemented under kAuto (no plan for
+// this shape, remembered by the plan cache) -> take our kernels; anything
+// else is a real failure and is returned.
+bool CudnnHandled(const absl::Status& s, absl::Status* out) {
+  if (s.ok() || s.code() != absl::StatusCode::kUnimplemented ||
+      GetAttentionBackend() == AttentionBackend::kCudnn) {
+    *out = s;
+    return true;
+  }
+  return false;
+}
+}  // namespace
+
 absl::Status AttentionForward(Float t_el, const void* q, const void* k, const void* v,
                               const AttentionDims& dims, void* out, float* lse,
                               cudaStream_t stream) {
   CheckDims(dims);
   if (dims.b == 0 || dims.t == 0) return absl::OkStatus();
+  if (AttentionUsesCudnn(t_el, dims, /*backward=*/false)) {
+    absl::Status s;
+    if (CudnnHandled(CudnnAttentionForward(q, k, v, dims, out, lse, stream), &s)) return s;
+  }
   if (AttentionUsesFlash(t_el, dims) && Aligned16(q) && Aligned16(k) && Aligned16(v) &&
       Aligned16(out)) {
     flash::Params p = FlashParams(dims);
@@ -212,6 +255,11 @@ absl::Status AttentionBackward(Float t_el, const void* dout, const void* q, cons
                                cudaStream_t stream) {
   CheckDims(dims);
   if (dims.b == 0 || dims.t == 0) return absl::OkStatus();
+  if (AttentionUsesCudnn(t_el, dims, /*backward=*/true)) {
+    absl::Status s;
+    if (CudnnHandled(CudnnAttentionBackward(dout, q, k, v, out, lse, dims, dq, dk, dv, stream), &s))
+      return s;
+  }
   const float scale = 1.0f / std::sqrt(static_cast<float>(dims.d));
   float* delta = nullptr;  // (b, h, t)
   BATON_CHECK_CUDA(cudaMallocAsync(&delta, sizeof(float) * dims.b * dims.h * dims.t, stream));

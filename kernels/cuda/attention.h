@@ -4,7 +4,8 @@
 // reads kv head hh / (h / kv).
 // bf16 with d ∈ {64, 128} (16-byte aligned pointers) runs FlashAttention-2
 // on tensor cores (kernels/cuda/flash_attention.cuh): deterministic, no
-// atomics; backward takes a b·h·t f32 scratch from the stream's pool. f32
+// atomics; backward takes a b·h·t f32 scratch from the stream's pool.
+// bf16 may instead run cuDNN's fused attention (AttentionBackend below). f32
 // and other head dims (d ≤ 256) run the plain kernels here: one warp per
 // query row (forward: online softmax, saves lse; backward dq: P recomputed
 // from lse) and one warp per key row for dk/dv (summing over the query heads
@@ -34,5 +35,18 @@ absl::Status AttentionBackward(Float t_el, const void* dout, const void* q, cons
 // Whether these dims and dtype take the FlashAttention-2 path (pointers
 // aside); for tests and benchmarks.
 bool AttentionUsesFlash(Float t_el, const AttentionDims& dims);
+
+// Which bf16 implementation runs (process-wide). kAuto: cuDNN's fused
+// attention where AttentionUsesCudnn's rule says it is faster, falling back
+// to FlashAttention-2 when cuDNN has no plan for the shape; kFlash: never
+// cuDNN; kCudnn: cuDNN for every bf16 call, its errors returned instead of
+// falling back (tests and benchmarks).
+enum class AttentionBackend { kAuto, kFlash, kCudnn };
+void SetAttentionBackend(AttentionBackend backend);
+AttentionBackend GetAttentionBackend();
+// Whether a call with these dims asks cuDNN first (cudnn_attention.h).
+// The kAuto rule is static, not timed, so that every process of a run and
+// its resume take the same kernels and give the same bits.
+bool AttentionUsesCudnn(Float t_el, const AttentionDims& dims, bool backward);
 
 }  // namespace baton::cuda
