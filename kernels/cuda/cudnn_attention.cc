@@ -299,7 +299,7 @@ bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 absl::Status Execute(const Plan& p, cudnnHandle_t handle, cudaStream_t stream,
                      std::vector<void*> ptrs) {
-  BATON_CHECK(ptrs.size() + 3 >= p.uids.size());
+  BATON_CHECK(ptrs.size() + 4 >= p.uids.size());  // + softmax_sum, scale, -inf[, one]
   const int64_t plan_bytes = AlignUp(p.plan_workspace, 256);
   const int64_t bytes = plan_bytes + p.softmax_sum_bytes;
   char* ws = nullptr;
