@@ -11,6 +11,8 @@
 //               [--batch B] [--seq T] [--layers L] [--profile] [--gemm-autotune]
 // --gemm-autotune: time up to 8 cuBLASLt algorithms per GEMM shape on its
 // first call and keep the fastest (kernels/cuda/gemm.h; off by default).
+// --attention auto|flash|cudnn: the attention kernels (kernels/cuda/attention.h;
+// auto = the op table's rule).
 // --profile: also time one step op by op (CUDA events, runtime/op_profile.h)
 // and print where the step's GPU time goes, GEMMs next to their ideal time
 // at the GEMM peak measured in the same run.
@@ -25,6 +27,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/stream.h"
@@ -52,6 +55,7 @@ struct Options {
   int layers = 0;
   bool profile = false;
   bool gemm_autotune = false;
+  std::string attention = "auto";
 };
 
 struct Preset {
@@ -160,6 +164,7 @@ Options Parse(int argc, char** argv) {
     else if (a == "--layers") o.layers = std::atoi(next().c_str());
     else if (a == "--profile") o.profile = true;
     else if (a == "--gemm-autotune") o.gemm_autotune = true;
+    else if (a == "--attention") o.attention = next();
     else {
       std::fprintf(stderr, "train_bench: error: unknown flag %s\n", a.c_str());
       std::exit(2);
@@ -199,6 +204,14 @@ int Main(int argc, char** argv) {
   }
   CudaCachingAllocator* alloc = DefaultCudaAllocator();
   cuda::SetGemmAutotune(o.gemm_autotune);
+  if (o.attention == "flash") {
+    cuda::SetAttentionBackend(cuda::AttentionBackend::kFlash);
+  } else if (o.attention == "cudnn") {
+    cuda::SetAttentionBackend(cuda::AttentionBackend::kCudnn);
+  } else if (o.attention != "auto") {
+    std::fprintf(stderr, "train_bench: error: --attention %s (auto|flash|cudnn)\n", o.attention.c_str());
+    return 2;
+  }
   const double t_cuda = Seconds(launch, Clock::now());
   const ModelConfig& c = p.model;
   const int64_t B = p.batch, T = p.seq, tokens_per_step = B * T;
@@ -329,7 +342,7 @@ int Main(int argc, char** argv) {
   }
 
   std::printf("\n%s | %s%s | %s\n", CudaDeviceSummary().c_str(),
-              o.gemm_autotune ? "[gemm autotune] " : "",
+              (std::string(o.gemm_autotune ? "[gemm autotune] " : "") + "[attention " + o.attention + "] ").c_str(),
               absl::StrFormat("baton %s: d%d L%d H%d ffn%d V%d, B%d T%d, %.1fM params (%.1fM non-emb)",
                               o.preset, c.dim, c.layers, c.heads, c.ffn_dim, c.vocab_size, B, T,
                               n_params / 1e6, n_non_embedding / 1e6).c_str(),
