@@ -29,6 +29,14 @@ absl::StatusOr<std::unique_ptr<CudaCachingAllocator>> CudaCachingAllocator::Crea
   if (device < 0 || device >= count)
     return absl::FailedPreconditionError(
         absl::StrCat("CUDA device ", device, " requested, ", count, " visible"));
+  // Kernels take their scratch (RMSNorm dw partials, attention workspaces of
+  // hundreds of MB) stream-ordered from the device's default pool; by default
+  // the pool gives freed memory back to the driver at every synchronisation,
+  // i.e. once per step. Keep it cached instead, as this allocator does.
+  cudaMemPool_t pool = nullptr;
+  BATON_CHECK_CUDA(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t keep = UINT64_MAX;
+  BATON_CHECK_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
   return std::unique_ptr<CudaCachingAllocator>(new CudaCachingAllocator(device));
 }
 

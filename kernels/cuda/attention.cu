@@ -187,17 +187,22 @@ std::atomic<AttentionBackend> g_backend{AttentionBackend::kAuto};
 void SetAttentionBackend(AttentionBackend backend) { g_backend.store(backend); }
 AttentionBackend GetAttentionBackend() { return g_backend.load(); }
 
-// kAuto rule, from H100 measurements (bench/attention_notes.md; bf16, causal):
-//   d 128 (B4,T2048,H16): FA2 fwd 189 / bwd 170 TF/s, cuDNN (torch) 272-386 / 254-257 -> cuDNN
-//   d 64 (B16,T1024,H12): FA2 fwd 160 / bwd 150 TF/s, cuDNN (torch) 139 / 128        -> FA2
-// Re-measure with attention_bench (it prints both) before changing it.
+// kAuto rule, from this program's own numbers (bench/attention_bench.cu on
+// an H200, 2026-12-03, bf16, causal, deterministic cuDNN backward;
+// bench/attention_notes.md):
+//   d 128 (B4,T2048,H16):    FA2 fwd 186 / bwd 168 TF/s, cuDNN 457 / 352 -> cuDNN
+//   d 128 GQA (KV4):         FA2 fwd 184 / bwd 145 TF/s, cuDNN 463 / 342 -> cuDNN
+//   d 64 (B16,T1024,H12):    FA2 fwd 162 / bwd 151 TF/s, cuDNN 259 / 198 -> cuDNN
+// The deterministic backward keeps dS in a b·h·t² bf16 workspace: above
+// kMaxCudnnBackwardWorkspace (long sequences) the backward takes FA2.
+constexpr double kMaxCudnnBackwardWorkspace = 4.0 * (1 << 30);
 bool AttentionUsesCudnn(Float t_el, const AttentionDims& dims, bool backward) {
-  (void)backward;  // the same rule for both passes, as the numbers above say
   if (t_el != Float::kBF16 || !CudnnAttentionBuilt()) return false;
   switch (GetAttentionBackend()) {
     case AttentionBackend::kFlash: return false;
     case AttentionBackend::kCudnn: return true;
-    case AttentionBackend::kAuto: return dims.d == 128;
+    case AttentionBackend::kAuto:
+      return !backward || 2.0 * dims.b * dims.h * dims.t * dims.t <= kMaxCudnnBackwardWorkspace;
   }
   return false;
 }

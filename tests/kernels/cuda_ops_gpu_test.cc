@@ -417,13 +417,18 @@ TEST(CudaOpsCudnn, AttentionMatchesCpuThroughTheOpTable) {
   }
 }
 
-// No GPU needed: the kAuto rule (d 128 -> cuDNN where built, d 64 and f32 -> ours).
-TEST(CudaOpsCudnn, AutoRuleTakesCudnnForHeadDim128Only) {
+// No GPU needed: the kAuto rule (bf16 -> cuDNN where built, both head dims
+// measured; the backward only while its b·h·t² workspace is <= 4 GiB; f32
+// and a forced kFlash -> ours).
+TEST(CudaOpsCudnn, AutoRuleTakesCudnnForBf16WithinTheWorkspaceCap) {
   ScopedAttentionBackend automatic(cuda::AttentionBackend::kAuto);
   const bool built = cuda::CudnnAttentionBuilt();
   EXPECT_EQ(cuda::AttentionUsesCudnn(cuda::Float::kBF16, {4, 2048, 16, 4, 128}, true), built);
   EXPECT_EQ(cuda::AttentionUsesCudnn(cuda::Float::kBF16, {4, 2048, 16, 4, 128}, false), built);
-  EXPECT_FALSE(cuda::AttentionUsesCudnn(cuda::Float::kBF16, {16, 1024, 12, 12, 64}, true));
+  EXPECT_EQ(cuda::AttentionUsesCudnn(cuda::Float::kBF16, {16, 1024, 12, 12, 64}, true), built);
+  // 2·1·32·16384² bytes = 16 GiB of dS workspace: the backward stays on FA2.
+  EXPECT_FALSE(cuda::AttentionUsesCudnn(cuda::Float::kBF16, {1, 16384, 32, 8, 128}, true));
+  EXPECT_EQ(cuda::AttentionUsesCudnn(cuda::Float::kBF16, {1, 16384, 32, 8, 128}, false), built);
   EXPECT_FALSE(cuda::AttentionUsesCudnn(cuda::Float::kF32, {4, 2048, 16, 4, 128}, true));
   ScopedAttentionBackend flash(cuda::AttentionBackend::kFlash);
   EXPECT_FALSE(cuda::AttentionUsesCudnn(cuda::Float::kBF16, {4, 2048, 16, 4, 128}, true));
