@@ -33,6 +33,7 @@
 #include "kernels/cuda/stream.h"
 #include "runtime/cuda_allocator.h"
 #include "runtime/ops_cuda.h"
+#include "tests/kernels/gpu_test_util.h"
 
 namespace baton {
 namespace {
@@ -40,51 +41,16 @@ namespace {
 using testing::AllClose;
 using testing::RandomTensor;
 using testing::Tolerance;
+using testing::Input;
+using testing::RoundBf16;
+using testing::ToDevice;
+using testing::ToDeviceI32;
+using testing::ToHost;
 
-#define REQUIRE_GPU() \
-  if (CudaDeviceCount() == 0) GTEST_SKIP() << "no GPU"
 
 constexpr Tolerance kF32{1e-5, 1e-5};
 constexpr Tolerance kBf16{1e-2, 1e-2};
 Tolerance Tol(DType t) { return t == DType::kF32 ? kF32 : kBf16; }
-
-// f32 values rounded to bf16 and back (what a bf16 tensor can hold).
-Tensor RoundBf16(const Tensor& f32) {
-  Tensor out = Tensor::Empty(f32.shape(), DType::kF32);
-  for (int64_t i = 0; i < f32.numel(); ++i)
-    out.data<float>()[i] = cpu::Bf16ToF32(cpu::F32ToBf16(f32.data<float>()[i]));
-  return out;
-}
-// A CPU f32 tensor as a CUDA tensor of dtype t.
-Tensor ToDevice(const Tensor& f32, DType t) {
-  Tensor host = f32;
-  if (t == DType::kBF16) {
-    host = Tensor::Empty(f32.shape(), DType::kBF16);
-    cpu::F32ToBf16(f32.data<float>(), f32.numel(), static_cast<uint16_t*>(host.raw()));
-  }
-  Tensor d = Tensor::Empty(f32.shape(), t, DefaultCudaAllocator());
-  d.CopyFrom(host);
-  return d;
-}
-Tensor ToDeviceI32(const Tensor& i32) {
-  Tensor d = Tensor::Empty(i32.shape(), DType::kI32, DefaultCudaAllocator());
-  d.CopyFrom(i32);
-  return d;
-}
-// A CUDA tensor back as CPU f32.
-Tensor ToHost(const Tensor& d) {
-  Tensor host = Tensor::Empty(d.shape(), d.dtype());
-  host.CopyFrom(d);
-  if (d.dtype() == DType::kF32) return host;
-  Tensor out = Tensor::Empty(d.shape(), DType::kF32);
-  cpu::Bf16ToF32(static_cast<const uint16_t*>(host.raw()), d.numel(), out.data<float>());
-  return out;
-}
-// Random f32 on the CPU, already rounded to what dtype t holds.
-Tensor Input(const Shape& s, DType t, std::mt19937_64& rng, double lo = 0.1, double hi = 1.0) {
-  Tensor x = RandomTensor(s, DType::kF32, rng, lo, hi);
-  return t == DType::kBF16 ? RoundBf16(x) : x;
-}
 
 class CudaOps : public ::testing::TestWithParam<DType> {};
 INSTANTIATE_TEST_SUITE_P(DTypes, CudaOps, ::testing::Values(DType::kF32, DType::kBF16),

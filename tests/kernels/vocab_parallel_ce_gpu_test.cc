@@ -30,6 +30,7 @@
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cpu/convert.h"
 #include "runtime/cuda_allocator.h"
+#include "tests/kernels/gpu_test_util.h"
 
 namespace baton {
 namespace {
@@ -37,39 +38,16 @@ namespace {
 using testing::AllClose;
 using testing::RandomTensor;
 using testing::Tolerance;
+using testing::RoundBf16;
+using testing::ToDevice;
+using testing::ToHost;
 
-#define REQUIRE_GPU() \
-  if (CudaDeviceCount() == 0) GTEST_SKIP() << CudaDeviceSummary()
 
 constexpr Tolerance kExact{0, 0};
 constexpr Tolerance kSum{0, 2e-5};
 constexpr Tolerance kLoss{2e-5, 1e-5};
 Tolerance GradTol(DType t) { return t == DType::kF32 ? Tolerance{1e-6, 2e-5} : Tolerance{1e-6, 8e-3}; }
 
-Tensor RoundBf16(const Tensor& f32) {
-  Tensor out = Tensor::Empty(f32.shape(), DType::kF32);
-  for (int64_t i = 0; i < f32.numel(); ++i)
-    out.data<float>()[i] = cpu::Bf16ToF32(cpu::F32ToBf16(f32.data<float>()[i]));
-  return out;
-}
-Tensor ToDevice(const Tensor& host, DType t) {
-  Tensor h = host;
-  if (t == DType::kBF16) {
-    h = Tensor::Empty(host.shape(), DType::kBF16);
-    cpu::F32ToBf16(host.data<float>(), host.numel(), static_cast<uint16_t*>(h.raw()));
-  }
-  Tensor d = Tensor::Empty(host.shape(), t, DefaultCudaAllocator());
-  d.CopyFrom(h);
-  return d;
-}
-Tensor ToHost(const Tensor& d) {
-  Tensor h = Tensor::Empty(d.shape(), d.dtype());
-  h.CopyFrom(d);
-  if (d.dtype() != DType::kBF16) return h;
-  Tensor out = Tensor::Empty(d.shape(), DType::kF32);
-  cpu::Bf16ToF32(static_cast<const uint16_t*>(h.raw()), d.numel(), out.data<float>());
-  return out;
-}
 Tensor DeviceF32(int64_t n) { return Tensor::Empty({n}, DType::kF32, DefaultCudaAllocator()); }
 
 // Logits of shard `shard` of 3 (vocab_start = shard·v); targets over the
