@@ -2,6 +2,7 @@
 #include "launcher/rank_model.h"
 
 #include <cmath>
+#include <future>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -96,7 +97,10 @@ absl::StatusOr<std::unique_ptr<RankModel>> RankModel::Create(const JobConfig& co
   const DType compute = device == Device::kCuda && tc.precision == "bf16" ? DType::kBF16 : DType::kF32;
   if (config.parallel.pp == 1) {
     BATON_ASSIGN_OR_RETURN(Model m, Model::Create(config.model, compute, device, ModelSlice{}, tp));
+    // Kernel plans for the micro-batch shape build while the host draws the weights.
+    std::future<absl::Status> prepared = m.PrepareKernelsAsync(tc.micro_batch_size, tc.seq_len);
     m.Init(static_cast<uint64_t>(tc.seed));
+    BATON_RETURN_IF_ERROR(prepared.get());
     r->whole_.emplace(std::move(m));
     r->models_ = {&*r->whole_};
   } else {

@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -78,6 +79,11 @@ class Model {
   // weights N(0, init_std), wo and w_down N(0, init_std/sqrt(2·layers)),
   // norm weights 1, biases 0. On CUDA: drawn on the host, then copied.
   void Init(uint64_t seed);
+  // Starts building, on another thread, what the first step of (batch, seq)
+  // micro-batches would compile on first use (cuDNN attention plans: about a
+  // second per shape); run Init meanwhile and wait on the result before the
+  // first step. A no-op (ready at once) on the CPU.
+  std::future<absl::Status> PrepareKernelsAsync(int64_t batch, int64_t seq) const;
   // Rewrites every Param.compute from Param.value (bf16 on CUDA); a no-op
   // where there is no copy. Call after writing values other than through
   // Init or AdamWOptimizer::Step (a checkpoint load, a test).

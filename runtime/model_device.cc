@@ -8,6 +8,7 @@
 // tensor-parallel shard: its block of the logical tensor, as on the CPU).
 #include <algorithm>
 #include <cmath>
+#include <future>
 #include <string>
 
 #include "runtime/cuda_allocator.h"
@@ -17,6 +18,7 @@
 #ifdef BATON_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/stream.h"
 #include "runtime/ops_cuda.h"
 #endif
@@ -142,6 +144,24 @@ Tensor Model::OnDevice(const Tensor& t, Tensor& staging) const {
   BATON_CHECK_MSG(staging.defined() && staging.shape() == t.shape(), t.DebugString().c_str());
   staging.CopyFrom(t);
   return staging;
+}
+
+std::future<absl::Status> Model::PrepareKernelsAsync(int64_t batch, int64_t seq) const {
+#ifdef BATON_HAVE_CUDA
+  if (device_ == Device::kCuda) {
+    int device = 0;
+    if (cudaGetDevice(&device) == cudaSuccess) {  // the caller's device, for the helper thread
+      const cuda::Float t = format_.dtype == DType::kBF16 ? cuda::Float::kBF16 : cuda::Float::kF32;
+      const cuda::AttentionDims dims{batch, seq, config_.heads / tp_->size(), config_.kv_heads / tp_->size(),
+                                     config_.head_dim()};
+      return std::async(std::launch::async, [t, dims, device] { return cuda::PrepareAttention(t, dims, device); });
+    }
+    cudaGetLastError();
+  }
+#endif
+  std::promise<absl::Status> ready;
+  ready.set_value(absl::OkStatus());
+  return ready.get_future();
 }
 
 }  // namespace baton

@@ -207,6 +207,16 @@ bool AttentionUsesCudnn(Float t_el, const AttentionDims& dims, bool backward) {
   return false;
 }
 
+absl::Status PrepareAttention(Float t_el, const AttentionDims& dims, int device) {
+  BATON_CHECK_CUDA(cudaSetDevice(device));
+  for (bool backward : {false, true}) {
+    if (!AttentionUsesCudnn(t_el, dims, backward)) continue;
+    const absl::Status st = CudnnAttentionPrepare(dims, backward);
+    if (!st.ok() && st.code() != absl::StatusCode::kUnimplemented) return st;  // no plan: FA2 then
+  }
+  return absl::OkStatus();
+}
+
 namespace {
 // cuDNN's answer decides: ok -> done; Unimplemented under kAuto (no plan for
 // this shape, remembered by the plan cache) -> take our kernels; anything

@@ -35,6 +35,10 @@ absl::Status AttentionBackward(Float t_el, const void* dout, const void* q, cons
 // Whether these dims and dtype take the FlashAttention-2 path (pointers
 // aside); for tests and benchmarks.
 bool AttentionUsesFlash(Float t_el, const AttentionDims& dims);
+// Builds ahead of time whatever the calls with these dims will compile on
+// first use (cuDNN plans where AttentionUsesCudnn says so) on device
+// `device`; callable from another thread while that one does host work.
+absl::Status PrepareAttention(Float t_el, const AttentionDims& dims, int device);
 
 // Which bf16 implementation runs (process-wide). kAuto: cuDNN's fused
 // attention where AttentionUsesCudnn's rule says it is faster, falling back

@@ -22,6 +22,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -241,15 +242,20 @@ struct Cache {
   std::map<int, std::unique_ptr<HandleOwner>> handles;  // by device
   std::map<Key, Entry> plans;
 };
-// Leaked on purpose: destroying cuDNN handles from thread-exit or static
-// destructors can run after the CUDA runtime has torn down.
-Cache& ThreadCache() {
-  thread_local Cache* cache = new Cache();
+// One cache for the process, so that plans built ahead of the first step
+// on another thread (CudnnAttentionPrepare) serve the training thread. A
+// cuDNN handle may move between threads but not be used by two at once:
+// every use of the cache, its handles and plans holds g_cache_mu.
+// Leaked on purpose: destroying cuDNN handles from static destructors can
+// run after the CUDA runtime has torn down.
+std::mutex g_cache_mu;
+Cache& ProcessCache() {
+  static Cache* cache = new Cache();
   return *cache;
 }
 
 absl::StatusOr<cudnnHandle_t> Handle(int device) {
-  auto& slot = ThreadCache().handles[device];
+  auto& slot = ProcessCache().handles[device];
   if (slot == nullptr) {
     if (cudnnGetVersion() < 90000)
       return absl::UnimplementedError(
@@ -267,7 +273,7 @@ absl::StatusOr<Plan*> GetPlan(const AttentionDims& s, bool backward, cudnnHandle
   BATON_ASSIGN_OR_RETURN(cudnnHandle_t handle, Handle(device));
   *handle_out = handle;
   const Key key{device, s.b, s.t, s.h, s.kv, s.d, backward, g_require_deterministic.load()};
-  auto& plans = ThreadCache().plans;
+  auto& plans = ProcessCache().plans;
   auto it = plans.find(key);
   if (it == plans.end()) {
     Entry e;
@@ -359,6 +365,7 @@ absl::Status CudnnAttentionForward(const void* q, const void* k, const void* v,
                                    const AttentionDims& dims, void* out, float* lse,
                                    cudaStream_t stream) {
   BATON_RETURN_IF_ERROR(CheckArgs(dims, {q, k, v, out, lse}));
+  std::lock_guard<std::mutex> lock(g_cache_mu);
   cudnnHandle_t handle = nullptr;
   BATON_ASSIGN_OR_RETURN(Plan * p, GetPlan(dims, /*backward=*/false, &handle));
   return CudnnContext(
@@ -371,6 +378,7 @@ absl::Status CudnnAttentionBackward(const void* dout, const void* q, const void*
                                     const void* out, const float* lse, const AttentionDims& dims,
                                     void* dq, void* dk, void* dv, cudaStream_t stream) {
   BATON_RETURN_IF_ERROR(CheckArgs(dims, {dout, q, k, v, out, lse, dq, dk, dv}));
+  std::lock_guard<std::mutex> lock(g_cache_mu);
   cudnnHandle_t handle = nullptr;
   BATON_ASSIGN_OR_RETURN(Plan * p, GetPlan(dims, /*backward=*/true, &handle));
   return CudnnContext(Execute(*p, handle, stream,
@@ -402,9 +410,16 @@ absl::StatusOr<std::string> CudnnAttentionPlanInfoForDevice(const AttentionDims&
 }
 
 absl::StatusOr<std::string> CudnnAttentionPlanInfo(const AttentionDims& dims, bool backward) {
+  std::lock_guard<std::mutex> lock(g_cache_mu);
   cudnnHandle_t handle = nullptr;
   BATON_ASSIGN_OR_RETURN(Plan * p, GetPlan(dims, backward, &handle));
   return p->info;
+}
+
+absl::Status CudnnAttentionPrepare(const AttentionDims& dims, bool backward) {
+  std::lock_guard<std::mutex> lock(g_cache_mu);
+  cudnnHandle_t handle = nullptr;
+  return GetPlan(dims, backward, &handle).status();
 }
 
 }  // namespace baton::cuda
@@ -435,6 +450,7 @@ absl::StatusOr<std::string> CudnnAttentionPlanInfo(const AttentionDims&, bool) {
   return NotBuilt();
 }
 absl::Status CudnnAttentionBuildOps(const AttentionDims&, bool) { return NotBuilt(); }
+absl::Status CudnnAttentionPrepare(const AttentionDims&, bool) { return NotBuilt(); }
 absl::StatusOr<std::string> CudnnAttentionPlanInfoForDevice(const AttentionDims&, bool,
                                                             const std::string&) {
   return NotBuilt();

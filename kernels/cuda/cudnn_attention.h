@@ -39,6 +39,10 @@ absl::Status CudnnAttentionBackward(const void* dout, const void* q, const void*
                                     const void* out, const float* lse, const AttentionDims& dims,
                                     void* dq, void* dk, void* dv, cudaStream_t stream);
 
+// Builds the plan for dims on the current device ahead of its first use
+// (NVRTC compiles the engine: ~0.1-1 s per shape); from any thread, e.g.
+// while the host initialises the weights. Unimplemented: no plan here.
+absl::Status CudnnAttentionPrepare(const AttentionDims& dims, bool backward);
 // Builds (or finds) the plan for dims on the current device and describes
 // it: engine index, workspace bytes, build time. The error says which call
 // or engine failed. For benchmarks and tests.
