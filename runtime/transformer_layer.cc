@@ -215,8 +215,7 @@ void LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
                     LayerActivations& a, LayerScratch& s, LayerMode mode) {
   switch (mode) {
     case LayerMode::kKeepAll: return;
-    case LayerMode::kSelective:  // the same ops as LayerForward: the same bits
-    {
+    case LayerMode::kSelective: {  // the same ops as LayerForward: the same bits
       NormForGemm(d, x, w.attn_norm, a.ln1, a.rstd1, s);
       Tensor k2 = As2D(a.k, d.rows()), v2 = As2D(a.v, d.rows());  // (N, KV·D)
       ops::Linear(a.ln1, w.wk, w.bk.defined() ? &w.bk : nullptr, k2);

@@ -223,7 +223,7 @@ absl::Status Build(cudnnHandle_t handle, const AttentionDims& s, bool backward, 
   return FinalizePlan(handle, /*deterministic=*/backward && g_require_deterministic.load(), p);
 }
 
-// ---- per-thread cache of handles and plans
+// ---- the process's cache of handles and plans
 
 struct HandleOwner {
   cudnnHandle_t h = nullptr;

@@ -5,8 +5,9 @@
 // attention.cu calls these when AttentionUsesCudnn() says so and falls back
 // to FlashAttention-2 when a shape has no engine (status Unimplemented).
 // One execution plan per (device, b, t, h, kv, d, direction), built on first
-// use and cached for the life of the thread (plans hold a cuDNN handle, and a
-// handle is used by one thread at a time). The backward is built
+// use (or ahead of it, CudnnAttentionPrepare) and cached for the process;
+// plans and their handle are used under one lock, since a cuDNN handle may
+// change threads but not serve two at once. The backward is built
 // deterministically (cudnn-frontend's "dP workspace" graph on Hopper, and
 // engines noted NONDETERMINISTIC are refused), so recompute policies give
 // the same bits. Without cuDNN (BATON_HAVE_CUDNN undefined) every call

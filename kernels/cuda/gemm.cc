@@ -72,6 +72,14 @@ struct Preference {
   cublasLtMatmulPreference_t p = nullptr;
   ~Preference() { if (p) cublasLtMatmulPreferenceDestroy(p); }
 };
+// What every algorithm query here asks for: at most our workspace.
+absl::Status MakePreference(Preference* pref) {
+  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceCreate(&pref->p));
+  const uint64_t ws = kWorkspaceBytes;
+  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceSetAttribute(
+      pref->p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -108,10 +116,7 @@ absl::Status MakePlan(const GemmArgs& g, cublasLtHandle_t handle, Plan* plan) {
   BATON_CHECK_CUBLAS(cublasLtMatrixLayoutCreate(&lc.l, CudaType(g.t_c), g.n, g.m, g.ldc));
 
   Preference pref;
-  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceCreate(&pref.p));
-  const uint64_t ws = kWorkspaceBytes;
-  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceSetAttribute(
-      pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  BATON_RETURN_IF_ERROR(MakePreference(&pref));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   BATON_CHECK_CUBLAS(cublasLtMatmulAlgoGetHeuristic(handle, desc.d, lb.l, la.l, lc.l, lc.l,
@@ -136,10 +141,7 @@ absl::Status Autotune(const GemmArgs& g, cublasLtHandle_t handle, void* workspac
                       cudaStream_t stream) {
   constexpr int kCandidates = 8, kReps = 3;
   Preference pref;
-  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceCreate(&pref.p));
-  const uint64_t ws = kWorkspaceBytes;
-  BATON_CHECK_CUBLAS(cublasLtMatmulPreferenceSetAttribute(
-      pref.p, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  BATON_RETURN_IF_ERROR(MakePreference(&pref));
   cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
   int found = 0;
   BATON_CHECK_CUBLAS(cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->lb, plan->la, plan->lc, plan->lc,

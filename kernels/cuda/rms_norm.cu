@@ -108,6 +108,27 @@ __global__ void RmsNormForwardPackedKernel(const T* __restrict__ x, const T* __r
   }
 }
 
+// dx for one pack of a row: rs·dy·w − coef·x, plus the residual's gradient
+// (one rounding for both) when dres_row is non-null; shared by the packed
+// dx kernel and the fused backward so both give the same bits.
+template <typename T>
+__device__ __forceinline__ void StoreNormGradPack(const Pack<T>& dp, const Pack<T>& xp, const Pack<T>& wp,
+                                                  float rs, float coef, const T* dres_row, int64_t k,
+                                                  T* dx_row) {
+  float g[kPack];
+#pragma unroll
+  for (int e = 0; e < kPack; ++e) g[e] = rs * ToF32(dp.v[e]) * ToF32(wp.v[e]) - coef * ToF32(xp.v[e]);
+  if (dres_row != nullptr) {
+    const Pack<T> rp = LoadPack(dres_row, k);
+#pragma unroll
+    for (int e = 0; e < kPack; ++e) g[e] += ToF32(rp.v[e]);
+  }
+  Pack<T> o;
+#pragma unroll
+  for (int e = 0; e < kPack; ++e) o.v[e] = FromF32<T>(g[e]);
+  StorePack(dx_row, k, o);
+}
+
 template <typename T>
 __global__ void RmsNormBackwardDxPackedKernel(const T* __restrict__ dy, const T* __restrict__ x,
                                               const T* __restrict__ w, const float* __restrict__ rstd,
@@ -128,20 +149,10 @@ __global__ void RmsNormBackwardDxPackedKernel(const T* __restrict__ dy, const T*
   const float rs = rstd[row];
   const float coef = rs * rs * rs * dot / static_cast<float>(c);
   T* dxr = dx + row * c;
+  const T* rr = dres != nullptr ? dres + row * c : nullptr;
   for (int64_t k = lane; k < packs; k += 32) {
     const Pack<T> xp = LoadPack(xr, k), dp = LoadPack(dyr, k), wp = LoadPack(w, k);
-    float g[kPack];
-#pragma unroll
-    for (int e = 0; e < kPack; ++e) g[e] = rs * ToF32(dp.v[e]) * ToF32(wp.v[e]) - coef * ToF32(xp.v[e]);
-    if (dres != nullptr) {  // one rounding for the norm grad and the residual
-      const Pack<T> rp = LoadPack(dres + row * c, k);
-#pragma unroll
-      for (int e = 0; e < kPack; ++e) g[e] += ToF32(rp.v[e]);
-    }
-    Pack<T> o;
-#pragma unroll
-    for (int e = 0; e < kPack; ++e) o.v[e] = FromF32<T>(g[e]);
-    StorePack(dxr, k, o);
+    StoreNormGradPack(dp, xp, wp, rs, coef, rr, k, dxr);
   }
 }
 
@@ -210,26 +221,15 @@ __global__ void __launch_bounds__(32 * kFusedWarps)
     const float rs = rstd[row];
     const float coef = rs * rs * rs * dot / static_cast<float>(c);
     T* dxr = dx + row * c;
+    const T* rr = dres != nullptr ? dres + row * c : nullptr;
 #pragma unroll
     for (int j = 0; j < NP; ++j) {
       const int64_t k = lane + 32 * j;
       if (k < packs) {
         const Pack<T> xp = LoadPack(xr, k), dp = LoadPack(dyr, k), wp = LoadPack(w, k);
-        float g[kPack];
+        StoreNormGradPack(dp, xp, wp, rs, coef, rr, k, dxr);
 #pragma unroll
-        for (int e = 0; e < kPack; ++e) {
-          g[e] = rs * ToF32(dp.v[e]) * ToF32(wp.v[e]) - coef * ToF32(xp.v[e]);
-          acc[j][e] += ToF32(dp.v[e]) * (ToF32(xp.v[e]) * rs);
-        }
-        if (dres != nullptr) {
-          const Pack<T> rp = LoadPack(dres + row * c, k);
-#pragma unroll
-          for (int e = 0; e < kPack; ++e) g[e] += ToF32(rp.v[e]);
-        }
-        Pack<T> o;
-#pragma unroll
-        for (int e = 0; e < kPack; ++e) o.v[e] = FromF32<T>(g[e]);
-        StorePack(dxr, k, o);
+        for (int e = 0; e < kPack; ++e) acc[j][e] += ToF32(dp.v[e]) * (ToF32(xp.v[e]) * rs);
       }
     }
   }
@@ -274,7 +274,9 @@ __global__ void SumChunksParallelKernel(const float* __restrict__ partial, int64
 // sum = a + b (rounded to T, as the Add kernel does) and y = RMSNorm(sum)
 // in one pass over the rows: the residual add before a norm without a
 // separate read of the sum. Pass 2 recomputes a + b (the same bits) rather
-// than reading back the stored sum.
+// than reading back the stored sum. The norm's arithmetic and summation
+// order are RmsNormForwardPackedKernel's, so RmsNorm of the stored sum (what
+// selective recompute runs) gives the same bits.
 template <typename T>
 __global__ void AddRmsNormForwardPackedKernel(const T* __restrict__ a, const T* __restrict__ b,
                                               const T* __restrict__ w, float eps, int64_t n, int64_t c,
