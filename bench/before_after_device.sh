@@ -48,9 +48,12 @@ bench() {  # bench TAG TREE PRESET
 for p in 125m 1.3b; do bench before "$OLD" $p; bench after "$ROOT" $p; done
 
 echo; echo "================ before / after (tokens/s) ================"
+(cd "$RES" && tar -czf runs.tgz tb_* train_* build_*.log cfg_*.log 2>/dev/null && rm -f tb_* train_* build_*.log cfg_*.log)
 python3 - "$RES" <<'PY'
 import json, sys, glob, statistics, re
 res = sys.argv[1]
+import tarfile, os, tempfile
+d = tempfile.mkdtemp(); tarfile.open(f"{res}/runs.tgz").extractall(d); res = d
 def tb(tag, p):
     try:
         j = json.load(open(f"{res}/tb_{tag}_{p}.json"))
