@@ -177,7 +177,7 @@ progress = "lines"
   EXPECT_EQ(c->train.optimizer.decay, LrDecay::kLinear);
   EXPECT_EQ(c->train.optimizer.beta2, 0.95f);  // default
   EXPECT_EQ(c->parallel.dp, 2);
-  EXPECT_EQ(c->parallel.schedule, PipelineScheduleKind::k1F1B);
+  EXPECT_EQ(c->parallel.schedule, ScheduleKind::k1F1B);
   EXPECT_EQ(c->microbatches(), 2);  // 8 / (2 × 2)
   EXPECT_EQ(c->recompute.policy, RecomputePolicy::kEveryK);
   EXPECT_EQ(c->recompute.every_k, 3);
@@ -211,7 +211,7 @@ TEST(ConfigTest, OverridesWinAndBareWordsAreStrings) {
   EXPECT_EQ(c->model.rope_theta, 5e5);
   EXPECT_TRUE(c->model.qkv_bias);
   EXPECT_EQ(c->train.optimizer.lr, 1.0f);  // an integer is a fine float
-  EXPECT_EQ(c->parallel.schedule, PipelineScheduleKind::kGPipe);
+  EXPECT_EQ(c->parallel.schedule, ScheduleKind::kGPipe);
   EXPECT_EQ(c->output.trace, "t.json");
   EXPECT_EQ(c->checkpoint.resume, "ckpt/step_00000100.h5");
   EXPECT_EQ(c->output.metrics, "");  // "x=" sets the empty string
@@ -222,7 +222,7 @@ TEST(ConfigTest, OverrideCreatesAMissingSectionAndOneWordIsAList) {
   absl::StatusOr<JobConfig> c = ParseJobConfig(
       "", "x.toml", {"parallel.schedule=zb-h1", "data.path=d", "data.corpus=/usr/share/dict/*"});
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->parallel.schedule, PipelineScheduleKind::kZbH1);
+  EXPECT_EQ(c->parallel.schedule, ScheduleKind::kZeroBubbleH1);
   EXPECT_EQ(c->data.corpus, std::vector<std::string>{"/usr/share/dict/*"});
 }
 

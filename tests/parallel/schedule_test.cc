@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "parallel/schedule_simulate.h"
 #include "parallel/schedule_validate.h"
 
 namespace baton {
@@ -201,6 +202,64 @@ TEST(BuildSchedule, EveryGeneratedSchedulePassesTheValidator) {
   // gpipe 384 + 1f1b 128 + interleaved (128 with v=1, 2·(16+8+5+4+3+2+2+2) with v>1)
   // + zb-h1 128 + zb-v 128.
   EXPECT_EQ(validated, 384 + 128 + 128 + 84 + 128 + 128);
+}
+
+// Forward only (validation, inference prefill): every layout, F only, valid.
+TEST(BuildSchedule, ForwardOnlySchedulesRunEveryForwardOnceAndPassTheValidator) {
+  int validated = 0;
+  for (ScheduleKind kind : {ScheduleKind::kGPipe, ScheduleKind::k1F1B, ScheduleKind::kInterleaved1F1B,
+                            ScheduleKind::kZeroBubbleH1, ScheduleKind::kZeroBubbleV}) {
+    for (int p = 1; p <= 6; ++p) {
+      for (int m = 1; m <= 7; ++m) {
+        for (int v = 1; v <= 2; ++v) {
+          ScheduleSpec spec{kind, p, m, v};
+          spec.forward_only = true;
+          absl::StatusOr<Schedule> s = BuildSchedule(spec);
+          if (!s.ok()) continue;  // layouts that need another v
+          ASSERT_TRUE(ValidateSchedule(*s, spec).ok()) << ToString(spec);
+          for (const auto& ops : ComputeOnly(*s)) {
+            EXPECT_EQ(static_cast<int>(ops.size()), m * v) << ToString(spec);
+            for (const Action& a : ops) EXPECT_EQ(a.op, Op::kForward) << ToString(spec);
+          }
+          ++validated;
+        }
+      }
+    }
+  }
+  // gpipe v=1,2 + 1f1b v=1 + interleaved v=1,2 (any m when forward only) + zb-h1 v=1 + zb-v v=2.
+  EXPECT_EQ(validated, 6 * 7 * 7);
+  ScheduleSpec spec{ScheduleKind::k1F1B, 2, 2};
+  spec.forward_only = true;
+  EXPECT_EQ(ToString(spec), "forward 1f1b(pp=2, m=2, v=1)");
+  EXPECT_EQ(absl::StrJoin(BuildSchedule(spec)->at(1), " ", [](std::string* out, const Action& a) {
+              out->append(ToString(a));
+            }),
+            "0RECV_F0<0 0F0 0RECV_F1<0 0F1");
+}
+
+TEST(ValidateSchedule, ForwardOnlyRefusesABackward) {
+  ScheduleSpec spec{ScheduleKind::k1F1B, 2, 1};
+  absl::StatusOr<Schedule> train = BuildSchedule(spec);  // F and B
+  ASSERT_TRUE(train.ok());
+  spec.forward_only = true;
+  ExpectInvalid(ValidateSchedule(*train, spec), "a forward-only schedule runs no backward");
+}
+
+// No activation is kept from F to a backward; the bubble is the fill and drain of one pass.
+TEST(Simulate, ForwardOnlyKeepsNothingAndHasTheFillDrainBubble) {
+  for (int p : {1, 2, 4}) {
+    for (int m : {1, 4, 8}) {
+      ScheduleSpec spec{ScheduleKind::k1F1B, p, m};
+      spec.forward_only = true;
+      absl::StatusOr<Schedule> s = BuildSchedule(spec);
+      ASSERT_TRUE(s.ok());
+      absl::StatusOr<SimResult> r = Simulate(*s, spec);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_DOUBLE_EQ(r->makespan, m + p - 1) << ToString(spec);
+      EXPECT_NEAR(r->bubble, (p - 1.0) / (m + p - 1.0), 1e-12) << ToString(spec);
+      for (int st = 0; st < p; ++st) EXPECT_EQ(r->peak_activations[st], 0);
+    }
+  }
 }
 
 // ---- the grid ----
