@@ -271,16 +271,50 @@ struct Run {
   TrainSummary* summary;
 };
 
+struct StepResult {
+  double loss = 0, grad_norm = 0;
+  float lr = 0;
+};
+
+// One optimizer step: this replica's share of the global batch, forward +
+// backward with every gradient collective, clip, AdamW.
+absl::StatusOr<StepResult> TrainStep(Run& r, int64_t step, int64_t stop, std::vector<Tensor>& tokens,
+                                     std::vector<Tensor>& targets) {
+  const TrainConfig& tc = r.config.train;
+  const int dp_rank = r.comms != nullptr ? r.comms->dp->rank() : 0;
+  const int64_t b = tc.micro_batch_size, tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * tc.seq_len;
+  // Every rank draws the same global batch; dp rank r trains on its contiguous share.
+  const std::vector<int64_t> ids = r.sampler.NextSampleIds(tc.global_batch_size);
+  const int64_t share = tc.global_batch_size / r.config.parallel.dp;
+  for (size_t m = 0; m < tokens.size(); ++m) {
+    r.sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), tokens[m], targets[m]);
+  }
+  if (r.trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
+    BATON_RETURN_IF_ERROR(r.trace->SyncOrigin(*r.comms->world));
+  }
+  if (r.trace != nullptr) r.trace->Clear();
+  const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
+  BATON_ASSIGN_OR_RETURN(const double loss_sum, r.trainer.ForwardBackward(tokens, targets, grad_scale));
+  StepResult out;
+  out.loss = loss_sum / static_cast<double>(tokens_per_step);
+  if (!std::isfinite(out.loss)) {
+    return absl::InternalError(absl::StrCat("loss is ", out.loss, " at step ", step + 1, " (try a lower train.lr)"));
+  }
+  BATON_ASSIGN_OR_RETURN(out.grad_norm, r.trainer.ClipGradNorm(tc.optimizer.grad_clip));
+  out.lr = LearningRate(tc.optimizer, step, tc.steps);
+  BATON_RETURN_IF_ERROR(r.trainer.OptimizerStep(out.lr));
+  return out;
+}
+
 // The step loop: from `step` to the stop step, with validation, checkpoints,
 // metrics and progress on the way.
 absl::Status RunLoop(Run& r, int64_t step) {
   const TrainConfig& tc = r.config.train;
   const int world = r.comms != nullptr ? r.comms->world->size() : 1;
-  const int dp_rank = r.comms != nullptr ? r.comms->dp->rank() : 0;
-  const int64_t b = tc.micro_batch_size, t = tc.seq_len, micro_steps = r.config.microbatches();
+  const int64_t b = tc.micro_batch_size, t = tc.seq_len;
   const int64_t tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * t;
   std::vector<Tensor> mb_tokens, mb_targets;  // this replica's micro-batches of the step
-  for (int64_t m = 0; m < micro_steps; ++m) {
+  for (int64_t m = 0; m < r.config.microbatches(); ++m) {
     mb_tokens.push_back(Tensor::Empty({b, t}, DType::kI32));
     mb_targets.push_back(Tensor::Empty({b, t}, DType::kI32));
   }
@@ -297,34 +331,15 @@ absl::Status RunLoop(Run& r, int64_t step) {
   int64_t timed_tokens = 0;
   while (step < stop) {
     const Clock::time_point t0 = Clock::now();
-    // Every rank draws the same global batch; dp rank r trains on its contiguous share.
-    const std::vector<int64_t> ids = r.sampler.NextSampleIds(tc.global_batch_size);
-    const int64_t share = tc.global_batch_size / r.config.parallel.dp;
-    for (int64_t m = 0; m < micro_steps; ++m) {
-      r.sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), mb_tokens[m], mb_targets[m]);
-    }
-    if (r.trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
-      BATON_RETURN_IF_ERROR(r.trace->SyncOrigin(*r.comms->world));
-    }
-    if (r.trace != nullptr) r.trace->Clear();
-    const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
-    BATON_ASSIGN_OR_RETURN(const double loss_sum, r.trainer.ForwardBackward(mb_tokens, mb_targets, grad_scale));
-    const double loss = loss_sum / static_cast<double>(tokens_per_step);
-    if (!std::isfinite(loss)) {
-      return absl::InternalError(absl::StrCat("loss is ", loss, " at step ", step + 1, " (try a lower train.lr)"));
-    }
-    BATON_ASSIGN_OR_RETURN(const double grad_norm, r.trainer.ClipGradNorm(tc.optimizer.grad_clip));
-    const float lr = LearningRate(tc.optimizer, step, tc.steps);
-    BATON_RETURN_IF_ERROR(r.trainer.OptimizerStep(lr));
+    BATON_ASSIGN_OR_RETURN(const StepResult s, TrainStep(r, step, stop, mb_tokens, mb_targets));
     ++step;
     const double dt = Seconds(t0, Clock::now());
     if (step > summary.first_step) {  // the first step pays for allocation
       timed_seconds += dt;
       timed_tokens += tokens_per_step;
     }
-    const double tok_s = tokens_per_step / dt;
-    if (step == summary.first_step) summary.first_loss = loss;
-    summary.last_loss = loss;
+    if (step == summary.first_step) summary.first_loss = s.loss;
+    summary.last_loss = s.loss;
 
     const bool last = step == stop;
     const bool eval = tc.eval_every > 0 && (step % tc.eval_every == 0 || last);
@@ -340,9 +355,10 @@ absl::Status RunLoop(Run& r, int64_t step) {
                                            r.world_comm, r.root, &summary.checkpoint));
     }
     if (!r.root) continue;  // the rest is reporting
-    r.metrics.Write({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
+    const double tok_s = tokens_per_step / dt;
+    r.metrics.Write({{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                      {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}});
-    progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s", loss, lr, grad_norm,
+    progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s", s.loss, s.lr, s.grad_norm,
                                           HumanRate(tok_s)));
     if (val >= 0) {
       summary.last_val_loss = val;

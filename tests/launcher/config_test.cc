@@ -104,6 +104,8 @@ std::vector<BadCase> BadCases() {
       {"beta1 of one", With("train", "beta1 = 1.0"), {}, "train.beta1=1 must be in [0, 1)"},
       {"min_lr above lr", With("train", "min_lr = 0.01"), {}, "train.min_lr=0.01 must be <= train.lr=0.001"},
       {"zero stage 2", With("parallel", "zero = 2"), {}, "parallel.zero=2 must be 0 or 1"},
+      {"p2p nccl not wired", With("parallel", "p2p = \"nccl\""), {},
+       "parallel.p2p=\"nccl\" is not implemented yet; use \"mpi\" or \"ucx\""},
       {"microbatches mismatch", With("parallel", "microbatches = 3"), {},
        "parallel.microbatches=3 != train.global_batch_size=8 / (train.micro_batch_size=2 × parallel.dp=2) = 2"},
       {"negative exit interval", With("train", "exit_interval = -1"), {}, "train.exit_interval=-1 must be >= 0"},
