@@ -186,29 +186,33 @@ absl::Status Stage::Forward(int mb, int chunk, const Tensor* input, Tensor* outp
   return ChunkStatus(chunk);
 }
 
-absl::Status Stage::Backward(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input) {
+absl::Status Stage::BackwardOf(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input, bool split) {
   BATON_ASSIGN_OR_RETURN(const int slot, SlotOf(mb, chunk, "backward"));
   const Tensor go = grad_output != nullptr ? Up(*grad_output) : Tensor();
   Tensor gi = grad_input != nullptr ? (config_.device == Device::kCpu ? *grad_input : DeviceLike(*grad_input))
                                     : Tensor();
-  chunks_[chunk].PartBackward(slot, grad_output != nullptr ? &go : nullptr, grad_input != nullptr ? &gi : nullptr);
+  const Tensor* go_here = grad_output != nullptr ? &go : nullptr;
+  Tensor* gi_here = grad_input != nullptr ? &gi : nullptr;
+  if (split) {
+    chunks_[chunk].PartBackwardInput(slot, go_here, gi_here);
+  } else {
+    chunks_[chunk].PartBackward(slot, go_here, gi_here);
+  }
   if (grad_input != nullptr) Down(gi, *grad_input);
   TakeLoss(mb, chunk, slot);
-  free_slots_[chunk].push_back(slot);
-  slot_of_[chunk].erase(mb);
+  if (!split) {  // a split backward keeps the slot until its weight half
+    free_slots_[chunk].push_back(slot);
+    slot_of_[chunk].erase(mb);
+  }
   return ChunkStatus(chunk);
 }
 
+absl::Status Stage::Backward(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input) {
+  return BackwardOf(mb, chunk, grad_output, grad_input, /*split=*/false);
+}
+
 absl::Status Stage::BackwardInput(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input) {
-  BATON_ASSIGN_OR_RETURN(const int slot, SlotOf(mb, chunk, "backward"));
-  const Tensor go = grad_output != nullptr ? Up(*grad_output) : Tensor();
-  Tensor gi = grad_input != nullptr ? (config_.device == Device::kCpu ? *grad_input : DeviceLike(*grad_input))
-                                    : Tensor();
-  chunks_[chunk].PartBackwardInput(slot, grad_output != nullptr ? &go : nullptr,
-                                   grad_input != nullptr ? &gi : nullptr);
-  if (grad_input != nullptr) Down(gi, *grad_input);
-  TakeLoss(mb, chunk, slot);
-  return ChunkStatus(chunk);  // the slot stays until the weight half
+  return BackwardOf(mb, chunk, grad_output, grad_input, /*split=*/true);
 }
 
 absl::Status Stage::BackwardWeight(int mb, int chunk) {

@@ -97,6 +97,8 @@ class Stage final : public StageWork {
   absl::StatusOr<int> SlotOf(int mb, int chunk, const char* what);
   // The status of the chunk's tensor-parallel collectives after a call.
   absl::Status ChunkStatus(int chunk) const { return chunks_[chunk].comm_status(); }
+  // B (split = false) or I: the slot's backward, the loss read after it is queued.
+  absl::Status BackwardOf(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input, bool split);
   // The head chunk's loss of mb, read after its backward was queued.
   void TakeLoss(int mb, int chunk, int slot);
 
