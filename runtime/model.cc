@@ -17,8 +17,8 @@ namespace baton {
 struct Model::Buffers {
   int64_t batch = 0, seq = 0;
   LayerDims dims;
-  // Forward only (Loss, PartLoss, Logits): allocated on first use, so a
-  // training model does not hold them next to its slots' copies.
+  // Forward only (Loss, PartLoss, Logits): made on first use, as views of
+  // slot 0's tensors when training made one (EnsureBuffers).
   std::vector<Tensor> resid;            // L+1 × (N_r, C): resid[l] is layer l's input
   Tensor lnf;                           // (N, C) final_norm(resid[L])
   Tensor rstdf;                         // (N_r)
@@ -282,11 +282,20 @@ void Model::EnsureBuffers(int64_t batch, int64_t seq, bool forward_only) {
   Buffers& b = *buffers_;
   if (forward_only && b.resid.empty()) {
     const int64_t N = batch * seq, Nr = b.dims.resid_rows(), C = config_.dim, V = config_.vocab_size / tp_->size();
-    for (int l = 0; l <= num_layers(); ++l) b.resid.push_back(act({Nr, C}));
-    b.lnf = act({N, C});
-    b.rstdf = Tensor::Empty({Nr}, format_.stat_dtype, alloc);
-    if (slice_.head) b.logits = act({N, V});
-    b.losses = Tensor::Empty({N}, format_.stat_dtype, alloc);
+    // A training model lends slot 0's tensors: a forward-only pass runs
+    // between steps, never while a micro-batch is in flight, so training
+    // and validation hold one set, as when they shared buffers_.
+    const Slot* lend = !slots_.empty() ? slots_[0].get() : nullptr;
+    if (lend != nullptr) {
+      b.resid = lend->resid;
+    } else {
+      for (int l = 0; l <= num_layers(); ++l) b.resid.push_back(act({Nr, C}));
+    }
+    const bool head_lent = lend != nullptr && slice_.head;
+    b.lnf = head_lent ? lend->lnf : act({N, C});
+    b.rstdf = head_lent ? lend->rstdf : Tensor::Empty({Nr}, format_.stat_dtype, alloc);
+    if (slice_.head) b.logits = head_lent ? lend->logits : act({N, V});
+    b.losses = head_lent ? lend->losses : Tensor::Empty({N}, format_.stat_dtype, alloc);
   }
 }
 
