@@ -120,7 +120,7 @@ int RunTrainCommand(const std::vector<std::string>& args) {
   TrainSummary summary;
   absl::Status s = Train(*config, &summary, mpi.size() > 1 ? &comms : nullptr);
   if (s.ok()) {
-    if (auto* ucx = dynamic_cast<UcxP2pCommunicator*>(comms.pp.get())) s = ucx->ucx().Close();
+    s = comms.Close();
   }
   if (!s.ok()) return mpi.Fail(s);
   if (mpi.rank() != 0) return 0;

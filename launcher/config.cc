@@ -402,16 +402,6 @@ absl::Status CheckNoUnknownKeys(const toml::table& root, const std::string& sour
 
 // ---- public API
 
-const char* PipelineScheduleKindName(PipelineScheduleKind k) {
-  switch (k) {
-    case PipelineScheduleKind::kGPipe: return "gpipe";
-    case PipelineScheduleKind::k1F1B: return "1f1b";
-    case PipelineScheduleKind::kInterleaved: return "interleaved";
-    case PipelineScheduleKind::kZbH1: return "zb-h1";
-  }
-  return "?";
-}
-
 const char* P2pTransportName(P2pTransport t) {
   switch (t) {
     case P2pTransport::kMpi: return "mpi";

@@ -1,8 +1,8 @@
 // The job config: one TOML file (+ `--set section.key=value` overrides)
 // turned into plain aggregates, one per concern, validated before any work.
 // Only launcher/ reads configs; the structs below are passed down by value
-// (runtime/ gets ModelConfig, RecomputeConfig, OptimizerConfig; the lead
-// maps ParallelConfig onto parallel/'s own types). Invariant: a JobConfig
+// (runtime/ gets ModelConfig, RecomputeConfig, OptimizerConfig; the
+// engine an EngineConfig that launcher/train.cc fills from the rest). Invariant: a JobConfig
 // that LoadJobConfig returns passed every check that needs no world size,
 // and its source_text parses back to the same JobConfig. Every error is
 // one line (absl::InvalidArgumentError) naming the key and what was expected.
@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "parallel/schedule.h"
 #include "runtime/model_config.h"
 #include "runtime/optimizer_config.h"
 
@@ -39,25 +40,25 @@ struct TrainConfig {
   int seq_len = 64;               // tokens per sequence; >= 1
   int64_t eval_every = 0;         // steps between validation passes; 0 = off
   int eval_batches = 4;           // micro-batches per validation pass; >= 1
-  int64_t log_every = 1;
+  int64_t log_every = 1;          // steps between metric lines; >= 1
   std::string device = "auto";     // "auto" (cuda when a GPU is visible, else cpu), "cpu" or "cuda"
-  std::string precision = "bf16";  // compute dtype on cuda: "bf16" or "fp32" (fp32 master weights either way); cpu is fp32          // steps between metric lines; >= 1
+  std::string precision = "bf16";  // compute dtype on cuda: "bf16" or "fp32" (fp32 master weights either way); cpu is fp32
   int64_t exit_interval = 0;      // stop this run after so many steps (then resume); 0 = off, run to `steps`
   OptimizerConfig optimizer;
 };
 
-enum class PipelineScheduleKind { kGPipe, k1F1B, kInterleaved, kZbH1 };
-enum class P2pTransport { kMpi, kUcx, kNccl };
+// parallel.schedule is a ScheduleKind (parallel/schedule.h): gpipe, 1f1b,
+// interleaved or zb-h1 (zb-v is not offered yet).
+enum class P2pTransport { kMpi, kUcx, kNccl };  // "nccl" parses, and validation refuses it (not wired yet)
 
-const char* PipelineScheduleKindName(PipelineScheduleKind k);  // "gpipe", "1f1b", "interleaved", "zb-h1"
-const char* P2pTransportName(P2pTransport t);                  // "mpi", "ucx", "nccl"
+const char* P2pTransportName(P2pTransport t);  // "mpi", "ucx", "nccl"
 
 // [parallel] — dp·pp·tp must equal the world size (ValidateMesh).
 struct ParallelConfig {
   int dp = 1;                     // data-parallel replicas; 1 = off
   int pp = 1;                     // pipeline stages; 1 = no pipeline
   int tp = 1;                     // tensor-parallel ranks per layer; 1 = off
-  PipelineScheduleKind schedule = PipelineScheduleKind::k1F1B;
+  ScheduleKind schedule = ScheduleKind::k1F1B;
   int virtual_stages = 1;         // model chunks per pipeline stage; >= 2 with "interleaved", else must be 1
   int microbatches = 0;           // per step per replica; 0 = derived: global_batch_size / (micro_batch_size·dp)
   P2pTransport p2p = P2pTransport::kMpi;  // transport for activations between stages

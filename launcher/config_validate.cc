@@ -74,12 +74,14 @@ absl::Status ValidateParallel(const ParallelConfig& p) {
   BATON_RETURN_IF_ERROR(AtLeast("parallel.microbatches", p.microbatches, 0));
   if (p.zero != 0 && p.zero != 1) return Bad("parallel.zero=", p.zero, " must be 0 or 1");
   if (!(p.bucket_mb >= 0)) return Bad("parallel.bucket_mb=", p.bucket_mb, " must be >= 0");
-  bool interleaved = p.schedule == PipelineScheduleKind::kInterleaved;
+  if (p.p2p == P2pTransport::kNccl)
+    return Bad("parallel.p2p=\"nccl\" is not implemented yet; use \"mpi\" or \"ucx\"");
+  bool interleaved = p.schedule == ScheduleKind::kInterleaved1F1B;
   if (interleaved && p.virtual_stages < 2)
     return Bad("parallel.virtual_stages=", p.virtual_stages, " must be >= 2 with parallel.schedule=\"interleaved\"");
   if (!interleaved && p.virtual_stages != 1)
     return Bad("parallel.virtual_stages=", p.virtual_stages, " must be 1 with parallel.schedule=\"",
-               PipelineScheduleKindName(p.schedule), "\" (only \"interleaved\" has virtual stages)");
+               ScheduleKindName(p.schedule), "\" (only \"interleaved\" has virtual stages)");
   return absl::OkStatus();
 }
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "kernels/check.h"
+#include "launcher/mpi_session.h"
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/bpe_trainer.h"
 #include "runtime/corpus.h"
@@ -21,15 +22,7 @@ namespace {
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "baton: error: %s\n", std::string(s.message()).c_str());
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-      return 2;
-    default:
-      return 1;
-  }
+  return ExitCodeFor(s);
 }
 
 int Usage(const std::string& why, const char* usage) {

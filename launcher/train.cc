@@ -1,5 +1,5 @@
 // The training loop (see train.h). One step: sample the global batch, run
-// this replica's micro-batches through the rank's model share (RankModel:
+// this replica's micro-batches through the rank's model share (RankTrainer:
 // forward + backward with grads scaled by 1/tokens of the global batch, so
 // the loss is the mean over every token of the step, then the dp/tp/pp
 // gradient collectives), clip, schedule the learning rate, AdamW; then
@@ -24,8 +24,7 @@
 #include "checkpoints/dist_checkpoint.h"
 #include "kernels/gpu.h"
 #include "launcher/metrics.h"
-#include "launcher/pipeline_stage.h"
-#include "launcher/rank_model.h"
+#include "engine/rank_trainer.h"
 #include "launcher/progress.h"
 #include "nlohmann/json.hpp"
 #include "runtime/bpe_tokenizer.h"
@@ -178,32 +177,11 @@ absl::Status CheckSameConfig(const JobConfig& config, Communicator& world) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms) {
-  const Clock::time_point start = Clock::now();
+// Tokenizes data.corpus on first use (rank 0 writes, the others wait), then
+// opens the dataset and its sampler.
+absl::StatusOr<Sampler> PrepareData(const JobConfig& config, MeshComms* comms, bool root,
+                                    std::optional<IndexedDataset>* dataset) {
   const TrainConfig& tc = config.train;
-  const int world = comms != nullptr ? comms->world->size() : 1;
-  const int world_rank = comms != nullptr ? comms->world->rank() : 0;
-  const bool root = world_rank == 0;
-  MPI_Comm world_comm = MPI_COMM_NULL;  // collective checkpoint I/O
-  if (comms != nullptr) {
-    auto* w = dynamic_cast<MpiCommunicator*>(comms->world.get());
-    if (w == nullptr) return absl::InternalError("the world communicator is not an MPI communicator");
-    world_comm = w->comm();
-  }
-  const int dp = config.parallel.dp;
-  const int dp_rank = comms != nullptr ? comms->dp->rank() : 0;
-  const int pp = config.parallel.pp;
-  BATON_RETURN_IF_ERROR(ValidateMesh(config, world));
-  if (pp > 1) BATON_RETURN_IF_ERROR(PipelineSpecOf(config).status());
-  if (pp > 1 && config.parallel.p2p == P2pTransport::kNccl) {
-    return absl::FailedPreconditionError(
-        "parallel.p2p=\"nccl\" needs CUDA pipeline stages, not wired into baton train yet; use \"mpi\" or \"ucx\"");
-  }
-  if (comms != nullptr) BATON_RETURN_IF_ERROR(CheckSameConfig(config, *comms->world));
-
-  // ---- data (tokenized from data.corpus on first use; rank 0 writes, the others wait)
   if (!config.data.corpus.empty() && !std::filesystem::exists(config.data.path + ".idx")) {
     if (root) {
       BATON_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(config.data.tokenizer));
@@ -220,178 +198,257 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
     }
     if (comms != nullptr) BATON_RETURN_IF_ERROR(comms->world->Barrier());
   }
-  BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(config.data.path));
-  BATON_ASSIGN_OR_RETURN(Sampler sampler,
-                         Sampler::Create(dataset, tc.seq_len, static_cast<uint64_t>(tc.seed),
-                                         config.data.val_fraction));
+  BATON_ASSIGN_OR_RETURN(IndexedDataset opened, IndexedDataset::Open(config.data.path));
+  dataset->emplace(std::move(opened));  // the sampler reads it in place from here on
+  BATON_ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(**dataset, tc.seq_len, static_cast<uint64_t>(tc.seed),
+                                                          config.data.val_fraction));
   if (sampler.num_train_samples() < tc.global_batch_size) {
     return absl::InvalidArgumentError(absl::StrCat(
         "data.path=", config.data.path, " holds ", sampler.num_train_samples(),
         " training samples of train.seq_len=", tc.seq_len, ", fewer than train.global_batch_size=",
         tc.global_batch_size));
   }
+  return sampler;
+}
 
-  // ---- this rank's share of the model, and its optimizer state
-  BATON_ASSIGN_OR_RETURN(const Device device, ChooseDevice(tc));
-  std::unique_ptr<TraceRecorder> trace;
-  if (pp > 1 && !config.output.trace.empty()) {
-    BATON_ASSIGN_OR_RETURN(Mesh mesh, Mesh::Create({dp, pp, config.parallel.tp}, world, world_rank));
-    trace = std::make_unique<TraceRecorder>(world_rank, TraceRowName(mesh));
-  }
-  BATON_ASSIGN_OR_RETURN(std::unique_ptr<RankModel> model, RankModel::Create(config, comms, device, trace.get()));
-  BATON_ASSIGN_OR_RETURN(const int64_t num_parameters, model->NumParameters());
-  if (root && !model->tp_collectives().empty()) {
-    std::printf("tp collectives: %s\n", model->tp_collectives().c_str());
-  }
-
-  int64_t step = 0;
-  BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
-  if (resume) {
-    BATON_ASSIGN_OR_RETURN(LoadedCheckpoint loaded, model->Load(CheckpointReader(*resume, world_comm)));
-    if (!loaded.weights_only) {
-      nlohmann::json s = nlohmann::json::parse(loaded.attrs["sampler"], nullptr, /*allow_exceptions=*/false);
-      if (!s.is_object() || !s.contains("epoch") || !s.contains("position")) {
-        return absl::InvalidArgumentError(absl::StrCat(*resume, ": corrupt sampler state"));
-      }
-      BATON_RETURN_IF_ERROR(sampler.Restore({s["epoch"].get<int64_t>(), s["position"].get<int64_t>()}));
-      step = loaded.step;
-    }
-    if (root && loaded.weights_only) {
+// Loads checkpoint.resume into the trainer and the sampler; returns the
+// step to continue from (0 for a fresh start or a weights-only file).
+absl::StatusOr<int64_t> Resume(const JobConfig& config, const std::optional<std::string>& resume,
+                               MPI_Comm world, bool root, RankTrainer& trainer, Sampler& sampler) {
+  if (!resume) return 0;
+  BATON_ASSIGN_OR_RETURN(LoadedCheckpoint loaded, trainer.Load(CheckpointReader(*resume, world)));
+  if (loaded.weights_only) {
+    if (root) {
       std::printf("initialised weights from %s (no optimizer or data state: a new run from step 0)\n",
                   resume->c_str());
-    } else if (root) {
-      std::printf("resumed from %s at step %lld\n", resume->c_str(), static_cast<long long>(step));
     }
+    return 0;
   }
+  nlohmann::json s = nlohmann::json::parse(loaded.attrs["sampler"], nullptr, /*allow_exceptions=*/false);
+  if (!s.is_object() || !s.contains("epoch") || !s.contains("position")) {
+    return absl::InvalidArgumentError(absl::StrCat(*resume, ": corrupt sampler state"));
+  }
+  BATON_RETURN_IF_ERROR(sampler.Restore({s["epoch"].get<int64_t>(), s["position"].get<int64_t>()}));
+  if (root) std::printf("resumed from %s at step %lld\n", resume->c_str(), static_cast<long long>(loaded.step));
+  return loaded.step;
+}
 
-  // ---- metrics manifest (rank 0 only)
-  BATON_ASSIGN_OR_RETURN(MetricsWriter metrics,
-                         MetricsWriter::Open(root ? config.output.metrics : "", step > 0));
-  BATON_ASSIGN_OR_RETURN(std::string data_hash, HashFile(config.data.path + ".bin"));
-  metrics.Write({{"manifest",
-                  {{"config", config.source_text},
-                   {"git_revision", GitRevision()},
-                   {"data_path", config.data.path},
-                   {"data_bin_fnv1a64", data_hash},
-                   {"parameters", num_parameters},
-                   {"resumed_from", resume ? *resume : ""},
-                   {"start_step", step}}}});
+// What rank 0 prints before the first step: mesh, pipeline, model, data, activations.
+void PrintBanner(const JobConfig& config, MeshComms* comms, RankTrainer& trainer, int64_t num_parameters,
+                 const Sampler& sampler) {
+  const ParallelConfig& p = config.parallel;
+  const int world = comms != nullptr ? comms->world->size() : 1;
+  if (world > 1) {
+    std::printf("mesh: dp=%d pp=%d tp=%d%s over %d ranks (MPI, p2p %s%s)\n", p.dp, p.pp, p.tp,
+                p.sequence_parallel && p.tp > 1 ? " +sp" : "", world, comms->pp->backend(),
+                p.zero == 1 && p.dp > 1 ? ", ZeRO-1" : "");
+  }
+  if (p.pp > 1) {
+    std::printf("pipeline: %s; %s\n", ToString(trainer.stage().spec()).c_str(), trainer.stage().Describe().c_str());
+  }
+  const ModelConfig& m = config.model;
+  std::printf("model: %lld parameters (%d layers, dim %d, %d heads, %d kv heads, ffn %d, vocab %d)\n",
+              static_cast<long long>(num_parameters), m.layers, m.dim, m.heads, m.kv_heads, m.ffn_dim, m.vocab_size);
+  const int64_t b = config.train.micro_batch_size, t = config.train.seq_len;
+  std::printf("data: %s, %lld train / %lld val samples of %lld tokens; %lld micro-batches of %lld per step\n",
+              config.data.path.c_str(), static_cast<long long>(sampler.num_train_samples()),
+              static_cast<long long>(sampler.num_val_samples()), static_cast<long long>(t),
+              static_cast<long long>(config.microbatches()), static_cast<long long>(b));
+  std::printf("%s\n", ActivationReport(*trainer.models()[0], config.recompute, b, t).c_str());
+  std::fflush(stdout);
+}
 
+// Everything one run of the loop needs besides the trainer.
+struct Run {
+  const JobConfig& config;
+  MeshComms* comms;
+  MPI_Comm world_comm;
+  bool root;
+  RankTrainer& trainer;
+  Sampler& sampler;
+  TraceRecorder* trace;
+  MetricsWriter& metrics;
+  TrainSummary* summary;
+};
+
+struct StepResult {
+  double loss = 0, grad_norm = 0;
+  float lr = 0;
+};
+
+// One optimizer step: this replica's share of the global batch, forward +
+// backward with every gradient collective, clip, AdamW.
+absl::StatusOr<StepResult> TrainStep(Run& r, int64_t step, int64_t stop, std::vector<Tensor>& tokens,
+                                     std::vector<Tensor>& targets) {
+  const TrainConfig& tc = r.config.train;
+  const int dp_rank = r.comms != nullptr ? r.comms->dp->rank() : 0;
+  const int64_t b = tc.micro_batch_size, tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * tc.seq_len;
+  // Every rank draws the same global batch; dp rank r trains on its contiguous share.
+  const std::vector<int64_t> ids = r.sampler.NextSampleIds(tc.global_batch_size);
+  const int64_t share = tc.global_batch_size / r.config.parallel.dp;
+  for (size_t m = 0; m < tokens.size(); ++m) {
+    r.sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), tokens[m], targets[m]);
+  }
+  if (r.trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
+    BATON_RETURN_IF_ERROR(r.trace->SyncOrigin(*r.comms->world));
+  }
+  if (r.trace != nullptr) r.trace->Clear();
+  const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
+  BATON_ASSIGN_OR_RETURN(const double loss_sum, r.trainer.ForwardBackward(tokens, targets, grad_scale));
+  StepResult out;
+  out.loss = loss_sum / static_cast<double>(tokens_per_step);
+  if (!std::isfinite(out.loss)) {
+    return absl::InternalError(absl::StrCat("loss is ", out.loss, " at step ", step + 1, " (try a lower train.lr)"));
+  }
+  BATON_ASSIGN_OR_RETURN(out.grad_norm, r.trainer.ClipGradNorm(tc.optimizer.grad_clip));
+  out.lr = LearningRate(tc.optimizer, step, tc.steps);
+  BATON_RETURN_IF_ERROR(r.trainer.OptimizerStep(out.lr));
+  return out;
+}
+
+// The step loop: from `step` to the stop step, with validation, checkpoints,
+// metrics and progress on the way.
+absl::Status RunLoop(Run& r, int64_t step) {
+  const TrainConfig& tc = r.config.train;
+  const int world = r.comms != nullptr ? r.comms->world->size() : 1;
   const int64_t b = tc.micro_batch_size, t = tc.seq_len;
-  const int64_t micro_steps = config.microbatches();  // per dp replica
   const int64_t tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * t;
-  if (root) {
-    if (world > 1) {
-      std::printf("mesh: dp=%d pp=%d tp=%d%s over %d ranks (MPI, p2p %s%s)\n", dp, pp, config.parallel.tp,
-                  config.parallel.sequence_parallel && config.parallel.tp > 1 ? " +sp" : "", world,
-                  comms->pp->backend(), config.parallel.zero == 1 && dp > 1 ? ", ZeRO-1" : "");
-    }
-    if (model->pipeline() != nullptr) {
-      std::printf("pipeline: %s; %s\n", ToString(model->pipeline()->spec()).c_str(),
-                  model->pipeline()->Describe().c_str());
-    }
-    std::printf("model: %lld parameters (%d layers, dim %d, %d heads, %d kv heads, ffn %d, vocab %d)\n",
-                static_cast<long long>(num_parameters), config.model.layers, config.model.dim,
-                config.model.heads, config.model.kv_heads, config.model.ffn_dim, config.model.vocab_size);
-    std::printf("data: %s, %lld train / %lld val samples of %lld tokens; %lld micro-batches of %lld per step\n",
-                config.data.path.c_str(), static_cast<long long>(sampler.num_train_samples()),
-                static_cast<long long>(sampler.num_val_samples()), static_cast<long long>(t),
-                static_cast<long long>(micro_steps), static_cast<long long>(b));
-    std::printf("%s\n", ActivationReport(*model->models()[0], config.recompute, b, t).c_str());
-    std::fflush(stdout);
-  }
-
   std::vector<Tensor> mb_tokens, mb_targets;  // this replica's micro-batches of the step
-  for (int64_t m = 0; m < micro_steps; ++m) {
+  for (int64_t m = 0; m < r.config.microbatches(); ++m) {
     mb_tokens.push_back(Tensor::Empty({b, t}, DType::kI32));
     mb_targets.push_back(Tensor::Empty({b, t}, DType::kI32));
   }
   // Under mpirun rank 0's stdout may be a pty, but it ends up in a job log: lines.
+  const ProgressMode pm = r.config.output.progress;
   Progress progress(tc.steps, tc.log_every,
-                    config.output.progress == ProgressMode::kBar     ? Progress::Mode::kBar
-                    : config.output.progress == ProgressMode::kLines ? Progress::Mode::kLines
-                    : world > 1                                      ? Progress::Mode::kLines
-                                                                     : Progress::Mode::kAuto);
+                    pm == ProgressMode::kBar ? Progress::Mode::kBar
+                    : pm == ProgressMode::kLines || world > 1 ? Progress::Mode::kLines
+                                                               : Progress::Mode::kAuto);
   const int64_t stop = tc.exit_interval > 0 ? std::min(tc.steps, step + tc.exit_interval) : tc.steps;
-  summary->first_step = step + 1;
+  TrainSummary& summary = *r.summary;
+  summary.first_step = step + 1;
   double timed_seconds = 0;
   int64_t timed_tokens = 0;
-  std::string last_checkpoint;
   while (step < stop) {
     const Clock::time_point t0 = Clock::now();
-    // Every rank draws the same global batch; dp rank r trains on its
-    // contiguous share, micro-batch by micro-batch.
-    const std::vector<int64_t> ids = sampler.NextSampleIds(tc.global_batch_size);
-    const int64_t share = tc.global_batch_size / dp;
-    for (int64_t m = 0; m < micro_steps; ++m) {
-      sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), mb_tokens[m],
-                        mb_targets[m]);
-    }
-    if (trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
-      BATON_RETURN_IF_ERROR(trace->SyncOrigin(*comms->world));
-    }
-    if (trace != nullptr) trace->Clear();
-    const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
-    BATON_ASSIGN_OR_RETURN(const double loss_sum,
-                           model->ForwardBackward(mb_tokens, mb_targets, grad_scale, config.recompute));
-    const double loss = loss_sum / static_cast<double>(tokens_per_step);
-    if (!std::isfinite(loss)) {
-      return absl::InternalError(absl::StrCat("loss is ", loss, " at step ", step + 1,
-                                              " (try a lower train.lr)"));
-    }
-    BATON_ASSIGN_OR_RETURN(const double grad_norm, model->ClipGradNorm(tc.optimizer.grad_clip));
-    const float lr = LearningRate(tc.optimizer, step, tc.steps);
-    BATON_RETURN_IF_ERROR(model->OptimizerStep(lr));
+    BATON_ASSIGN_OR_RETURN(const StepResult s, TrainStep(r, step, stop, mb_tokens, mb_targets));
     ++step;
     const double dt = Seconds(t0, Clock::now());
-    if (step > summary->first_step) {  // the first step pays for allocation
+    if (step > summary.first_step) {  // the first step pays for allocation
       timed_seconds += dt;
       timed_tokens += tokens_per_step;
     }
-    const double tok_s = tokens_per_step / dt;
-    if (step == summary->first_step) summary->first_loss = loss;
-    summary->last_loss = loss;
+    if (step == summary.first_step) summary.first_loss = s.loss;
+    summary.last_loss = s.loss;
 
     const bool last = step == stop;
-    const bool eval = (tc.eval_every > 0 && step % tc.eval_every == 0) || (last && tc.eval_every > 0);
-    const bool save = !config.checkpoint.dir.empty() &&
-                      ((config.checkpoint.every > 0 && step % config.checkpoint.every == 0) || last);
+    const bool eval = tc.eval_every > 0 && (step % tc.eval_every == 0 || last);
+    const CheckpointConfig& cc = r.config.checkpoint;
+    const bool save = !cc.dir.empty() && ((cc.every > 0 && step % cc.every == 0) || last);
     double val = -1;
     if (eval) {
-      BATON_ASSIGN_OR_RETURN(val, model->ValidationLoss(sampler));
+      BATON_ASSIGN_OR_RETURN(val, r.trainer.ValidationLoss(r.sampler));
     }
     if (save) {  // collective: every rank writes its slices
-      BATON_RETURN_IF_ERROR(SaveCheckpoint(config, step, model->CheckpointShards(),
-                                           CheckpointAttrs(config, sampler, model->optimizer_step()),
-                                           world_comm, root, &last_checkpoint));
+      BATON_RETURN_IF_ERROR(SaveCheckpoint(r.config, step, r.trainer.CheckpointShards(),
+                                           CheckpointAttrs(r.config, r.sampler, r.trainer.optimizer_step()),
+                                           r.world_comm, r.root, &summary.checkpoint));
     }
-    if (!root) continue;  // the rest is reporting
-    metrics.Write({{"step", step}, {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm},
-                   {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}});
-    progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s", loss, lr,
-                                          grad_norm, HumanRate(tok_s)));
+    if (!r.root) continue;  // the rest is reporting
+    const double tok_s = tokens_per_step / dt;
+    r.metrics.Write({{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                     {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}});
+    progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s", s.loss, s.lr, s.grad_norm,
+                                          HumanRate(tok_s)));
     if (val >= 0) {
-      summary->last_val_loss = val;
-      metrics.Write({{"step", step}, {"val_loss", val}});
+      summary.last_val_loss = val;
+      r.metrics.Write({{"step", step}, {"val_loss", val}});
       progress.Note(absl::StrFormat("step %lld  val_loss %.4f", static_cast<long long>(step), val));
     }
-    if (save) progress.Note(absl::StrCat("step ", step, "  checkpoint ", last_checkpoint));
+    if (save) progress.Note(absl::StrCat("step ", step, "  checkpoint ", summary.checkpoint));
   }
-  if (root) progress.Finish();
-  if (trace != nullptr) {
-    BATON_RETURN_IF_ERROR(GatherChromeTrace(*comms->world, *trace, config.output.trace));
-    if (root) std::printf("trace: %s (the last step, one row per rank)\n", config.output.trace.c_str());
+  if (r.root) progress.Finish();
+  summary.last_step = step;
+  summary.tokens_per_s = timed_seconds > 0 ? timed_tokens / timed_seconds : 0;
+  return absl::OkStatus();
+}
+
+// After the loop: the trace file and the dp bucket report.
+absl::Status Summarize(Run& r) {
+  if (r.trace != nullptr) {
+    BATON_RETURN_IF_ERROR(GatherChromeTrace(*r.comms->world, *r.trace, r.config.output.trace));
+    if (r.root) std::printf("trace: %s (the last step, one row per rank)\n", r.config.output.trace.c_str());
   }
-  summary->dp_buckets = model->num_buckets();
-  summary->dp_buckets_early = model->buckets_started_early();
-  if (root && summary->dp_buckets > 0) {
+  r.summary->dp_buckets = r.trainer.num_buckets();
+  r.summary->dp_buckets_early = r.trainer.buckets_started_early();
+  if (r.root && r.summary->dp_buckets > 0) {
     std::printf("dp gradient sums: %d buckets of parallel.bucket_mb=%g, %d started during the backward\n",
-                summary->dp_buckets, config.parallel.bucket_mb, summary->dp_buckets_early);
+                r.summary->dp_buckets, r.config.parallel.bucket_mb, r.summary->dp_buckets_early);
   }
-  summary->last_step = step;
-  summary->tokens_per_s = timed_seconds > 0 ? timed_tokens / timed_seconds : 0;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+EngineConfig EngineConfigOf(const JobConfig& config, Device device) {
+  const ParallelConfig& p = config.parallel;
+  const TrainConfig& tc = config.train;
+  EngineConfig e;
+  e.model = config.model;
+  e.recompute = config.recompute;
+  e.optimizer = tc.optimizer;
+  e.mesh = {p.dp, p.pp, p.tp, p.sequence_parallel, p.zero, p.bucket_mb};
+  e.pipeline = {p.schedule, p.virtual_stages, p.layers_per_stage};
+  e.micro_batch_size = tc.micro_batch_size;
+  e.seq_len = tc.seq_len;
+  e.microbatches = config.microbatches();
+  e.eval_batches = tc.eval_batches;
+  e.seed = tc.seed;
+  e.device = device;
+  e.compute = device == Device::kCuda && tc.precision == "bf16" ? DType::kBF16 : DType::kF32;
+  return e;
+}
+
+absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms) {
+  const Clock::time_point start = Clock::now();
+  // ---- set-up: the mesh, the same config everywhere, the device
+  const int world = comms != nullptr ? comms->world->size() : 1;
+  const int world_rank = comms != nullptr ? comms->world->rank() : 0;
+  const bool root = world_rank == 0;
+  const MPI_Comm world_comm = comms != nullptr ? comms->world->comm() : MPI_COMM_NULL;  // checkpoint I/O
+  BATON_RETURN_IF_ERROR(ValidateMesh(config, world));
+  if (comms != nullptr) BATON_RETURN_IF_ERROR(CheckSameConfig(config, *comms->world));
+  // ---- data
+  std::optional<IndexedDataset> dataset;
+  BATON_ASSIGN_OR_RETURN(Sampler sampler, PrepareData(config, comms, root, &dataset));
+  // ---- this rank's share of the model, and its optimizer state
+  BATON_ASSIGN_OR_RETURN(const Device device, ChooseDevice(config.train));
+  std::unique_ptr<TraceRecorder> trace;
+  if (config.parallel.pp > 1 && !config.output.trace.empty()) {
+    const ParallelConfig& p = config.parallel;
+    BATON_ASSIGN_OR_RETURN(Mesh mesh, Mesh::Create({p.dp, p.pp, p.tp}, world, world_rank));
+    trace = std::make_unique<TraceRecorder>(world_rank, TraceRowName(mesh));
+  }
+  BATON_ASSIGN_OR_RETURN(std::unique_ptr<RankTrainer> trainer,
+                         RankTrainer::Create(EngineConfigOf(config, device), comms, trace.get()));
+  BATON_ASSIGN_OR_RETURN(const int64_t num_parameters, trainer->NumParameters());
+  if (root && !trainer->tp_collectives().empty()) std::printf("tp collectives: %s\n", trainer->tp_collectives().c_str());
+  // ---- resume, manifest, banner
+  BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
+  BATON_ASSIGN_OR_RETURN(const int64_t step, Resume(config, resume, world_comm, root, *trainer, sampler));
+  BATON_ASSIGN_OR_RETURN(MetricsWriter metrics, MetricsWriter::Open(root ? config.output.metrics : "", step > 0));
+  BATON_ASSIGN_OR_RETURN(std::string data_hash, HashFile(config.data.path + ".bin"));
+  metrics.Write({{"manifest",
+                  {{"config", config.source_text}, {"git_revision", GitRevision()},
+                   {"data_path", config.data.path}, {"data_bin_fnv1a64", data_hash},
+                   {"parameters", num_parameters}, {"resumed_from", resume ? *resume : ""},
+                   {"start_step", step}}}});
+  if (root) PrintBanner(config, comms, *trainer, num_parameters, sampler);
+  // ---- the loop, then the summary
+  Run run{config, comms, world_comm, root, *trainer, sampler, trace.get(), metrics, summary};
+  BATON_RETURN_IF_ERROR(RunLoop(run, step));
+  BATON_RETURN_IF_ERROR(Summarize(run));
   summary->seconds = Seconds(start, Clock::now());
-  summary->checkpoint = last_checkpoint;
   return absl::OkStatus();
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/engine_config.h"
 #include "launcher/config.h"
 #include "parallel/mpi_communicator.h"
 
@@ -32,6 +33,10 @@ struct TrainSummary {
 // InvalidArgument/NotFound/FailedPrecondition: bad input (exit 2); other
 // errors: runtime failure (exit 1).
 absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms = nullptr);
+
+// The engine's view of the job on `device` (train.precision picks the
+// compute dtype there).
+EngineConfig EngineConfigOf(const JobConfig& config, Device device);
 
 // argv after "train": --config FILE [--set K=V [K=V ...]]...
 int RunTrainCommand(const std::vector<std::string>& args);

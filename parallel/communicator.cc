@@ -4,6 +4,7 @@
 #include "parallel/communicator.h"
 
 #include "absl/strings/str_cat.h"
+#include "kernels/check.h"
 
 namespace baton {
 
@@ -93,5 +94,36 @@ absl::Status CheckShardShapes(const char* op, const Tensor& full, const Tensor& 
   }
   return absl::OkStatus();
 }
+
+namespace {
+
+class SelfCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  const char* backend() const override { return "self"; }
+  absl::Status AllReduceSum(Tensor&) override { return absl::OkStatus(); }
+  absl::Status ReduceScatterSum(const Tensor& in, Tensor& out) override { return Copy(in, out); }
+  absl::Status AllGather(const Tensor& in, Tensor& out) override { return Copy(in, out); }
+  absl::Status Broadcast(Tensor&, int root) override { return CheckPeer("broadcast", *this, root, 0); }
+  absl::Status Barrier() override { return absl::OkStatus(); }
+  absl::StatusOr<CommRequestPtr> ISend(const Tensor&, int peer, int) override { return NoPeer("send", peer); }
+  absl::StatusOr<CommRequestPtr> IRecv(Tensor&, int peer, int) override { return NoPeer("recv", peer); }
+
+ private:
+  static absl::Status Copy(const Tensor& in, Tensor& out) {
+    BATON_RETURN_IF_ERROR(CheckShardShapes("self copy", in, out, 1));
+    if (in.raw() != out.raw()) out.CopyFrom(in);
+    return absl::OkStatus();
+  }
+  static absl::Status NoPeer(const char* op, int peer) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, " to peer ", peer, " in a group of one process (nothing to talk to)"));
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> MakeSelfCommunicator() { return std::make_unique<SelfCommunicator>(); }
 
 }  // namespace baton

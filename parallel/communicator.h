@@ -74,6 +74,12 @@ class Communicator {
 
 inline constexpr int kMaxCommTag = 32767;  // MPI_TAG_UB is at least this
 
+// A group of one process: collectives leave their tensors as they are (an
+// all-gather or reduce-scatter copies), point-to-point has no peer
+// (InvalidArgument). What a single-process trainer hands the pipeline
+// executor for its one-stage schedule. Any device.
+std::unique_ptr<Communicator> MakeSelfCommunicator();
+
 // Argument checks shared by the backends; the message names the call.
 absl::Status CheckCommTensor(const char* op, const Tensor& t, Device device);
 absl::Status CheckReduceDType(const char* op, const Tensor& t);

@@ -18,6 +18,7 @@
 #endif
 #include <mpi.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,9 +78,17 @@ class MpiCommunicator final : public Communicator {
 };
 
 // The four communicators of a mesh; tp/dp/pp ranks equal the mesh
-// coordinates (tp->rank() == mesh.tp_rank()).
+// coordinates (tp->rank() == mesh.tp_rank()). world, tp and dp are always
+// MPI (typed, so NCCL set-up and collective file I/O reach the MPI_Comm
+// without a cast); pp is MPI or another point-to-point transport (UCX).
 struct MeshComms {
-  std::unique_ptr<Communicator> world, tp, dp, pp;
+  std::unique_ptr<MpiCommunicator> world, tp, dp;
+  std::unique_ptr<Communicator> pp;
+  // Collective shutdown of a transport that needs one (UCX); null: none.
+  std::function<absl::Status()> close;
+
+  // Collective over the world; idempotent; OK when there is nothing to close.
+  absl::Status Close() { return close ? close() : absl::OkStatus(); }
 };
 
 // Collective over `world`, whose size and rank must match the mesh

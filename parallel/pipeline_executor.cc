@@ -5,6 +5,7 @@
 //   F(mb, part k):  reads act(mb, k−1), writes act(mb, k)
 //   B/I(mb, k):     reads grad(mb, k+1), writes grad(mb, k)
 //   end of backward (B, or W): act(mb, k−1) and grad(mb, k+1) go back to the pool
+//   forward-only schedule: act(mb, k−1) goes back to the pool when F returns
 //   SEND_*:         moves the buffer to the pending sends (pool at step end)
 #include "parallel/pipeline_executor.h"
 
@@ -12,6 +13,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "parallel/schedule_validate.h"
 
@@ -55,18 +57,22 @@ std::string KeyName(const MessageKey& k) {
                       k.part);
 }
 
-absl::Status WithContext(const absl::Status& st, int stage, const Action& a) {
+std::string AuxName(const Action& a) { return absl::StrCat(a.chunk, "A", a.microbatch); }
+
+absl::Status WithContext(const absl::Status& st, const std::string& where, const std::string& action) {
   if (st.ok()) return st;
-  return absl::Status(st.code(), absl::StrCat("pipeline stage ", stage, ", ", ToString(a), ": ", st.message()));
+  return absl::Status(st.code(), absl::StrCat(where, ", ", action, ": ", st.message()));
 }
 
 }  // namespace
 
 PipelineExecutor::PipelineExecutor(const Schedule& schedule, const ScheduleSpec& spec, int stage,
-                                   Communicator& pp, TraceRecorder* trace, PipelineExecutorOptions options)
+                                   Communicator& pp, TraceRecorder* trace, PipelineExecutorOptions options,
+                                   int rank)
     : schedule_(schedule),
       spec_(spec),
       stage_(stage),
+      rank_(rank),
       parts_(NumParts(spec)),
       pp_(pp),
       trace_(trace),
@@ -75,6 +81,10 @@ PipelineExecutor::PipelineExecutor(const Schedule& schedule, const ScheduleSpec&
 }
 
 PipelineExecutor::~PipelineExecutor() = default;
+
+std::string PipelineExecutor::Where() const {
+  return rank_ >= 0 ? absl::StrCat("rank ", rank_, ", pipeline stage ", stage_) : absl::StrCat("pipeline stage ", stage_);
+}
 
 // ---- validation ----
 
@@ -164,7 +174,7 @@ absl::Status PipelineExecutor::PostReceive(StageWork& work, int slot) {
   absl::StatusOr<CommRequestPtr> req = pp_.IRecv(b.tensor, a.peer, tag);
   if (!req.ok()) {
     free_.push_back(std::move(b.tensor));
-    return WithContext(req.status(), stage_, a);
+    return WithContext(req.status(), Where(), ToString(a));
   }
   b.recv = *std::move(req);
   buffers_.emplace(key, std::move(b));
@@ -184,83 +194,97 @@ absl::Status PipelineExecutor::PostReceivesThrough(StageWork& work, int last) {
 
 // ---- one action ----
 
-absl::Status PipelineExecutor::Execute(StageWork& work, int slot) {
-  const Action& a = schedule_[stage_][slot];
+absl::Status PipelineExecutor::SendTensor(const Action& a) {
+  const MessageKey key = MessageKeyOf(spec_, stage_, a);
+  BATON_ASSIGN_OR_RETURN(const int tag, PipelineMessageTag(spec_, key));
+  auto it = buffers_.find(key);
+  if (it == buffers_.end()) {
+    return absl::InternalError(absl::StrCat("nothing produced the ", KeyName(key), " to send"));
+  }
+  BATON_ASSIGN_OR_RETURN(CommRequestPtr req, pp_.ISend(it->second.tensor, a.peer, tag));
+  sends_.push_back(PendingSend{std::move(it->second.tensor), std::move(req), &a});
+  buffers_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::Status PipelineExecutor::RunForward(StageWork& work, const Action& a) {
   const int mb = a.microbatch, c = a.chunk;
   const int k = ModelPart(spec_, stage_, c);
   const bool first = k == 0, last = k == parts_ - 1;
   const MessageKey act_in{false, mb, k - 1}, act_out{false, mb, k};
-  const MessageKey grad_in{true, mb, k}, grad_out{true, mb, k + 1};
-
-  switch (a.op) {
-    case Op::kRecvAct:
-    case Op::kRecvGrad:
-      return posted_[slot] ? absl::OkStatus() : PostReceive(work, slot);
-
-    case Op::kSendAct:
-    case Op::kSendGrad: {
-      const MessageKey key = MessageKeyOf(spec_, stage_, a);
-      BATON_ASSIGN_OR_RETURN(const int tag, PipelineMessageTag(spec_, key));
-      auto it = buffers_.find(key);
-      if (it == buffers_.end()) {
-        return absl::InternalError(absl::StrCat("nothing produced the ", KeyName(key), " to send"));
-      }
-      BATON_ASSIGN_OR_RETURN(CommRequestPtr req, pp_.ISend(it->second.tensor, a.peer, tag));
-      sends_.push_back(PendingSend{std::move(it->second.tensor), std::move(req), &a});
-      buffers_.erase(it);
-      return absl::OkStatus();
+  Tensor input, output;
+  if (!first) {
+    BATON_ASSIGN_OR_RETURN(input, Take(act_in));
+  }
+  if (work.HasAuxForward()) {
+    TraceRecorder::Scope scope(trace_, trace_ != nullptr ? absl::StrCat("A", mb, ".", c) : std::string(), "compute");
+    absl::Status st = work.ForwardAux(mb, c);
+    if (!st.ok()) return WithContext(st, Where(), AuxName(a));
+  }
+  if (!last) output = Acquire(work.OutputShape(mb, c), work.activation_dtype());
+  {
+    TraceRecorder::Scope scope(trace_, trace_ != nullptr ? ComputeName(a) : std::string(), "compute");
+    absl::Status st = work.Forward(mb, c, first ? nullptr : &input, last ? nullptr : &output);
+    if (!st.ok()) {
+      if (!last) free_.push_back(std::move(output));
+      return st;
     }
+  }
+  if (!last) buffers_.emplace(act_out, Buffer{std::move(output), nullptr, nullptr});
+  if (spec_.forward_only && !first) ReleaseKey(act_in);  // no backward will read it
+  return absl::OkStatus();
+}
 
-    case Op::kForward: {
-      Tensor input, output;
-      if (!first) {
-        BATON_ASSIGN_OR_RETURN(input, Take(act_in));
-      }
-      if (!last) output = Acquire(work.OutputShape(mb, c), work.activation_dtype());
-      {
-        TraceRecorder::Scope scope(trace_, ComputeName(a), "compute");
-        absl::Status st = work.Forward(mb, c, first ? nullptr : &input, last ? nullptr : &output);
-        if (!st.ok()) {
-          if (!last) free_.push_back(std::move(output));
-          return st;
-        }
-      }
-      if (!last) buffers_.emplace(act_out, Buffer{std::move(output), nullptr, nullptr});
-      return absl::OkStatus();
+absl::Status PipelineExecutor::RunBackward(StageWork& work, const Action& a) {
+  const int mb = a.microbatch, c = a.chunk;
+  const int k = ModelPart(spec_, stage_, c);
+  const bool first = k == 0, last = k == parts_ - 1;
+  const MessageKey act_in{false, mb, k - 1}, grad_in{true, mb, k}, grad_out{true, mb, k + 1};
+  if (a.op == Op::kBackward || a.op == Op::kBackwardInput) {
+    Tensor grad_output, grad_input;
+    if (!last) {
+      BATON_ASSIGN_OR_RETURN(grad_output, Take(grad_out));
     }
-
-    case Op::kBackward:
-    case Op::kBackwardInput: {
-      Tensor grad_output, grad_input;
-      if (!last) {
-        BATON_ASSIGN_OR_RETURN(grad_output, Take(grad_out));
+    if (!first) grad_input = Acquire(work.InputShape(mb, c), work.activation_dtype());
+    {
+      TraceRecorder::Scope scope(trace_, trace_ != nullptr ? ComputeName(a) : std::string(), "compute");
+      const Tensor* go = last ? nullptr : &grad_output;
+      Tensor* gi = first ? nullptr : &grad_input;
+      absl::Status st = a.op == Op::kBackward ? work.Backward(mb, c, go, gi) : work.BackwardInput(mb, c, go, gi);
+      if (!st.ok()) {
+        if (!first) free_.push_back(std::move(grad_input));
+        return st;
       }
-      if (!first) grad_input = Acquire(work.InputShape(mb, c), work.activation_dtype());
-      {
-        TraceRecorder::Scope scope(trace_, ComputeName(a), "compute");
-        const Tensor* go = last ? nullptr : &grad_output;
-        Tensor* gi = first ? nullptr : &grad_input;
-        absl::Status st = a.op == Op::kBackward ? work.Backward(mb, c, go, gi) : work.BackwardInput(mb, c, go, gi);
-        if (!st.ok()) {
-          if (!first) free_.push_back(std::move(grad_input));
-          return st;
-        }
-      }
-      if (!first) buffers_.emplace(grad_in, Buffer{std::move(grad_input), nullptr, nullptr});
-      if (a.op == Op::kBackwardInput) return absl::OkStatus();  // W still needs input and grad_output
-      break;
     }
-
-    case Op::kBackwardWeight: {
-      TraceRecorder::Scope scope(trace_, ComputeName(a), "compute");
-      BATON_RETURN_IF_ERROR(work.BackwardWeight(mb, c));
-      break;
-    }
+    if (!first) buffers_.emplace(grad_in, Buffer{std::move(grad_input), nullptr, nullptr});
+    if (a.op == Op::kBackwardInput) return absl::OkStatus();  // W still needs input and grad_output
+  } else {
+    TraceRecorder::Scope scope(trace_, trace_ != nullptr ? ComputeName(a) : std::string(), "compute");
+    BATON_RETURN_IF_ERROR(work.BackwardWeight(mb, c));
   }
   // The backward of (mb, chunk) is complete: its input and output gradient are free.
   if (!first) ReleaseKey(act_in);
   if (!last) ReleaseKey(grad_out);
   return absl::OkStatus();
+}
+
+absl::Status PipelineExecutor::Execute(StageWork& work, int slot) {
+  const Action& a = schedule_[stage_][slot];
+  switch (a.op) {
+    case Op::kRecvAct:
+    case Op::kRecvGrad:
+      return posted_[slot] ? absl::OkStatus() : PostReceive(work, slot);
+    case Op::kSendAct:
+    case Op::kSendGrad:
+      return SendTensor(a);
+    case Op::kForward:
+      return RunForward(work, a);
+    case Op::kBackward:
+    case Op::kBackwardInput:
+    case Op::kBackwardWeight:
+      return RunBackward(work, a);
+  }
+  return absl::InternalError("unknown action");
 }
 
 // ---- the step ----
@@ -271,12 +295,15 @@ absl::Status PipelineExecutor::RunActions(StageWork& work) {
     if (IsCompute(list[slot].op)) {
       BATON_RETURN_IF_ERROR(PostReceivesThrough(work, lookahead_slot_[slot]));
     }
-    BATON_RETURN_IF_ERROR(WithContext(Execute(work, slot), stage_, list[slot]));
+    absl::Status st = Execute(work, slot);
+    // An aux forward's error already names its action.
+    if (!st.ok() && !absl::StartsWith(st.message(), Where())) return WithContext(st, Where(), ToString(list[slot]));
+    BATON_RETURN_IF_ERROR(st);
   }
   {
     TraceRecorder::Scope scope(sends_.empty() ? nullptr : trace_, "wait sends", "comm");
     for (PendingSend& s : sends_) {
-      BATON_RETURN_IF_ERROR(WithContext(s.request->Wait(), stage_, *s.action));
+      BATON_RETURN_IF_ERROR(WithContext(s.request->Wait(), Where(), ToString(*s.action)));
       s.request.reset();
       free_.push_back(std::move(s.tensor));
     }
@@ -286,7 +313,7 @@ absl::Status PipelineExecutor::RunActions(StageWork& work) {
     std::string left;
     for (const auto& [key, b] : buffers_) absl::StrAppend(&left, left.empty() ? "" : "; ", KeyName(key));
     return absl::InternalError(
-        absl::StrCat("pipeline stage ", stage_, ": buffers still held at the end of the step: ", left));
+        absl::StrCat(Where(), ": buffers still held at the end of the step: ", left));
   }
   return absl::OkStatus();
 }

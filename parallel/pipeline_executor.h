@@ -60,8 +60,17 @@ class StageWork {
   virtual DType activation_dtype() const { return DType::kF32; }
 
   // input: null on the first model part (the data loader feeds it);
-  // output: null on the last part (it computes the loss instead).
+  // output: null on the last part (it computes the loss instead). Under a
+  // forward-only schedule (ScheduleSpec::forward_only) no backward follows
+  // and `input` lives only until Forward returns.
   virtual absl::Status Forward(int mb, int chunk, const Tensor* input, Tensor* output) = 0;
+  // A second model's forward on the same micro-batch, run just before each
+  // Forward(mb, chunk) (a distillation teacher: its logits for the
+  // student's loss; it reads the micro-batch, not the pipeline's tensors).
+  // Traced as "A{mb}.{chunk}", reported in errors as "{chunk}A{mb}". Called
+  // only when HasAuxForward() (the default: no second model).
+  virtual bool HasAuxForward() const { return false; }
+  virtual absl::Status ForwardAux(int mb, int chunk) { return absl::OkStatus(); }
   // Whole backward: input and weight gradients. grad_output: null on the
   // last part (the loss gradient is the stage's own); grad_input: null on
   // the first part.
@@ -95,9 +104,10 @@ class PipelineExecutor {
   // group: size spec.stages, rank `stage`. `trace` (may be null) receives
   // one "compute" event per F/B/I/W ("F3.0": op, micro-batch, chunk) and
   // "comm" events for the time spent waiting on receives and sends.
-  // Nothing is checked here; the first RunStep validates.
+  // Nothing is checked here; the first RunStep validates. `rank` (world
+  // rank; -1 = not known) is named in errors: "rank 3, pipeline stage 1, 0F3: ...".
   PipelineExecutor(const Schedule& schedule, const ScheduleSpec& spec, int stage, Communicator& pp,
-                   TraceRecorder* trace = nullptr, PipelineExecutorOptions options = {});
+                   TraceRecorder* trace = nullptr, PipelineExecutorOptions options = {}, int rank = -1);
   ~PipelineExecutor();
   PipelineExecutor(const PipelineExecutor&) = delete;
   PipelineExecutor& operator=(const PipelineExecutor&) = delete;
@@ -106,7 +116,8 @@ class PipelineExecutor {
   // (ValidateSchedule, stage and pp size, tags fit) and every later call
   // returns the same error if that failed; no action runs on an invalid
   // schedule. A StageWork or communicator error ends the step with the
-  // error, prefixed by the stage and action ("pipeline stage 1, 0F3: ...");
+  // error, prefixed by the rank, stage and action ("rank 3, pipeline stage
+  // 1, 0F3: ..."; "0A3" for the aux forward before 0F3);
   // pending receives are then cancelled and pending sends abandoned (never
   // waited: their receiver may be gone, and a wait would turn the error
   // into a hang). Run no further step after an error: the job is over.
@@ -115,6 +126,7 @@ class PipelineExecutor {
   // Activation/gradient buffers allocated so far (each is kept for reuse).
   int64_t buffers_allocated() const { return buffers_allocated_; }
   int stage() const { return stage_; }
+  const ScheduleSpec& spec() const { return spec_; }
 
  private:
   struct Buffer {
@@ -129,6 +141,10 @@ class PipelineExecutor {
   };
 
   absl::Status Validate();
+  absl::Status RunForward(StageWork& work, const Action& a);
+  absl::Status RunBackward(StageWork& work, const Action& a);
+  absl::Status SendTensor(const Action& a);
+  std::string Where() const;  // "rank 3, pipeline stage 1" 
   absl::Status RunActions(StageWork& work);
   absl::Status Execute(StageWork& work, int slot);
   absl::Status PostReceive(StageWork& work, int slot);
@@ -144,6 +160,7 @@ class PipelineExecutor {
   Schedule schedule_;
   ScheduleSpec spec_;
   int stage_;
+  int rank_;
   int parts_;
   Communicator& pp_;
   TraceRecorder* trace_;

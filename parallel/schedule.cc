@@ -129,7 +129,7 @@ absl::StatusOr<ScheduleKind> ParseScheduleKind(std::string_view name) {
 }
 
 std::string ToString(const ScheduleSpec& spec) {
-  return absl::StrCat(ScheduleKindName(spec.kind), "(pp=", spec.stages, ", m=", spec.microbatches,
+  return absl::StrCat(spec.forward_only ? "forward " : "", ScheduleKindName(spec.kind), "(pp=", spec.stages, ", m=", spec.microbatches,
                       ", v=", spec.virtual_stages, ")");
 }
 
@@ -301,6 +301,21 @@ Schedule ZeroBubbleV(const ScheduleSpec& spec) {
   return s;
 }
 
+// Forward only: each stage's chunks in model-part order, every micro-batch
+// through one chunk before the next (no backward holds anything).
+Schedule ForwardOnly(const ScheduleSpec& spec) {
+  Schedule s(spec.stages);
+  for (int st = 0; st < spec.stages; ++st) {
+    std::vector<int> chunks;
+    for (int c = 0; c < spec.virtual_stages; ++c) chunks.push_back(c);
+    std::sort(chunks.begin(), chunks.end(),
+              [&](int a, int b) { return ModelPart(spec, st, a) < ModelPart(spec, st, b); });
+    for (int c : chunks)
+      for (int mb = 0; mb < spec.microbatches; ++mb) s[st].push_back(F(mb, c));
+  }
+  return s;
+}
+
 absl::Status CheckSpec(const ScheduleSpec& spec) {
   const char* name = ScheduleKindName(spec.kind);
   if (spec.stages < 1)
@@ -326,7 +341,7 @@ absl::Status CheckSpec(const ScheduleSpec& spec) {
             absl::StrCat(name, " needs virtual_stages=2 (two chunks in a V), got virtual_stages=", v));
       break;
     case ScheduleKind::kInterleaved1F1B:
-      if (v > 1 && spec.microbatches % spec.stages != 0)
+      if (v > 1 && !spec.forward_only && spec.microbatches % spec.stages != 0)
         return absl::InvalidArgumentError(absl::StrCat(
             name, " needs microbatches % stages == 0, got microbatches=", spec.microbatches,
             ", stages=", spec.stages, " (Megatron's rule for virtual_stages > 1)"));
@@ -341,6 +356,7 @@ absl::Status CheckSpec(const ScheduleSpec& spec) {
 
 absl::StatusOr<Schedule> BuildSchedule(const ScheduleSpec& spec) {
   BATON_RETURN_IF_ERROR(CheckSpec(spec));
+  if (spec.forward_only) return AddCommunication(ForwardOnly(spec), spec);
   Schedule compute;
   switch (spec.kind) {
     case ScheduleKind::kGPipe: compute = GPipe(spec); break;

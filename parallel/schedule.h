@@ -81,9 +81,14 @@ struct ScheduleSpec {
   int stages = 1;          // pipeline stages p (ranks on the pipeline axis)
   int microbatches = 1;    // micro-batches m per step
   int virtual_stages = 1;  // chunks v per stage; 1 = one contiguous part per stage
+  // Forward only (validation, inference prefill, a teacher's pass): every
+  // (micro-batch, chunk) runs F once and no backward; `kind` still fixes
+  // the part layout (ModelPart). The executor frees a forward's input as
+  // soon as the F returns.
+  bool forward_only = false;
 };
 
-std::string ToString(const ScheduleSpec& spec);  // "1f1b(pp=4, m=8, v=1)"
+std::string ToString(const ScheduleSpec& spec);  // "1f1b(pp=4, m=8, v=1)", "forward 1f1b(pp=4, m=8, v=1)"
 
 // The model is cut into stages·virtual_stages parts, run in order
 // 0, 1, ..., parts−1. Chunk c of stage s is part c·p + s (Megatron's
@@ -121,7 +126,9 @@ int ExpectedPeer(const ScheduleSpec& spec, int stage, const Action& a);
 
 // ---- generators ----
 
-// The complete program of every stage, compute and communication. Errors
+// The complete program of every stage, compute and communication. With
+// spec.forward_only every stage runs its chunks in model-part order, each
+// over every micro-batch (the forward half of GPipe / LoopedBFS). Errors
 // (InvalidArgument) name the spec field and the rule, e.g.
 // "interleaved needs microbatches % stages == 0, got microbatches=6, stages=4".
 absl::StatusOr<Schedule> BuildSchedule(const ScheduleSpec& spec);

@@ -36,7 +36,7 @@ absl::StatusOr<SimResult> Simulate(const Schedule& s, const ScheduleSpec& spec, 
   for (int st = 0; st < p; ++st) {
     int held = 0, in_flight = 0;
     for (const Action& a : s[st]) {
-      if (a.op == Op::kForward) ++held, ++in_flight;
+      if (a.op == Op::kForward && !spec.forward_only) ++held, ++in_flight;  // forward only keeps nothing
       if (a.op == Op::kBackward || a.op == Op::kBackwardInput) --held;
       if (a.op == Op::kBackward || a.op == Op::kBackwardWeight) --in_flight;
       r.peak_activations[st] = std::max(r.peak_activations[st], held);

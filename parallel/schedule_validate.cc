@@ -48,9 +48,9 @@ struct ComputeSlots {
   std::vector<int> f, b, i, w;
 };
 
-}  // namespace
+using SendTable = absl::flat_hash_map<MessageKey, SlotRef>;
 
-absl::Status ValidateSchedule(const Schedule& s, const ScheduleSpec& spec) {
+absl::Status CheckShape(const Schedule& s, const ScheduleSpec& spec) {
   const int p = spec.stages, m = spec.microbatches, v = spec.virtual_stages;
   if (p < 1 || m < 1 || v < 1 || (spec.kind == ScheduleKind::kZeroBubbleV && v != 2)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid schedule spec ", ToString(spec),
@@ -61,9 +61,14 @@ absl::Status ValidateSchedule(const Schedule& s, const ScheduleSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat("invalid schedule ", ToString(spec), ": it has ",
                                                    s.size(), " stage lists, spec.stages = ", p));
   }
-  const int parts = NumParts(spec);
 
-  // 1. Ranges and peers.
+  return absl::OkStatus();
+}
+
+// 1. Ranges and peers.
+absl::Status CheckRangesAndPeers(const Schedule& s, const ScheduleSpec& spec) {
+  [[maybe_unused]] const int p = spec.stages, m = spec.microbatches, v = spec.virtual_stages,
+                              parts = NumParts(spec);
   for (int st = 0; st < p; ++st) {
     for (int slot = 0; slot < static_cast<int>(s[st].size()); ++slot) {
       const Action& a = s[st][slot];
@@ -96,7 +101,14 @@ absl::Status ValidateSchedule(const Schedule& s, const ScheduleSpec& spec) {
     }
   }
 
-  // 2. Each (micro-batch, chunk): one F and one B, or one F, one I and one W.
+  return absl::OkStatus();
+}
+
+// 2. Each (micro-batch, chunk): one F and one B, or one F, one I and one W;
+// one F and nothing else when the schedule is forward only.
+absl::Status CheckComputeCounts(const Schedule& s, const ScheduleSpec& spec) {
+  [[maybe_unused]] const int p = spec.stages, m = spec.microbatches, v = spec.virtual_stages,
+                              parts = NumParts(spec);
   std::vector<std::vector<std::vector<ComputeSlots>>> slots(
       p, std::vector<std::vector<ComputeSlots>>(v, std::vector<ComputeSlots>(m)));
   for (int st = 0; st < p; ++st) {
@@ -127,6 +139,15 @@ absl::Status ValidateSchedule(const Schedule& s, const ScheduleSpec& spec) {
           }
         }
         if (cs.f.empty()) return Fail(s, spec, {}, absl::StrCat("missing F of ", what));
+        if (spec.forward_only) {
+          for (const auto* list : {&cs.b, &cs.i, &cs.w}) {
+            if (!list->empty())
+              return Fail(s, spec, {{st, (*list)[0]}},
+                          absl::StrCat(ToString(s[st][(*list)[0]]), " on stage ", st, " at slot ", (*list)[0],
+                                       ": a forward-only schedule runs no backward"));
+          }
+          continue;
+        }
         if (!cs.b.empty() && !cs.i.empty())
           return Fail(s, spec, {{st, cs.b[0]}, {st, cs.i[0]}},
                       absl::StrCat("both B (slot ", cs.b[0], ") and I (slot ", cs.i[0], ") for ", what,
@@ -144,8 +165,14 @@ absl::Status ValidateSchedule(const Schedule& s, const ScheduleSpec& spec) {
     }
   }
 
-  // 3. Messages: each sent once and received once.
-  absl::flat_hash_map<MessageKey, SlotRef> sends, recvs;
+  return absl::OkStatus();
+}
+
+// 3. Messages: each sent once and received once. Fills `sends`.
+absl::Status CheckMessages(const Schedule& s, const ScheduleSpec& spec, SendTable& sends) {
+  [[maybe_unused]] const int p = spec.stages, m = spec.microbatches, v = spec.virtual_stages,
+                              parts = NumParts(spec);
+  SendTable recvs;
   for (int st = 0; st < p; ++st) {
     for (int slot = 0; slot < static_cast<int>(s[st].size()); ++slot) {
       const Action& a = s[st][slot];
@@ -171,7 +198,13 @@ absl::Status ValidateSchedule(const Schedule& s, const ScheduleSpec& spec) {
     }
   }
 
-  // 4. Per-stage order: everything an action consumes is produced before it.
+  return absl::OkStatus();
+}
+
+// 4. Per-stage order: everything an action consumes is produced before it.
+absl::Status CheckStageOrder(const Schedule& s, const ScheduleSpec& spec) {
+  [[maybe_unused]] const int p = spec.stages, m = spec.microbatches, v = spec.virtual_stages,
+                              parts = NumParts(spec);
   for (int st = 0; st < p; ++st) {
     std::vector<std::vector<char>> f_done(v, std::vector<char>(m, 0)), bi_done = f_done,
         recv_act = f_done, recv_grad = f_done;
@@ -236,9 +269,14 @@ absl::Status ValidateSchedule(const Schedule& s, const ScheduleSpec& spec) {
     }
   }
 
-  // 5. Deadlock: run every stage as far as it goes; a receive waits for its
-  // send, a send never waits (buffered). The fixpoint does not depend on the
-  // order stages are visited in.
+  return absl::OkStatus();
+}
+
+// 5. Deadlock: run every stage as far as it goes; a receive waits for its
+// send, a send never waits (buffered). The fixpoint does not depend on the
+// order stages are visited in.
+absl::Status CheckDeadlock(const Schedule& s, const ScheduleSpec& spec, const SendTable& sends) {
+  const int p = spec.stages;
   std::vector<int> pc(p, 0);
   absl::flat_hash_set<MessageKey> sent;
   for (bool progress = true; progress;) {
@@ -272,6 +310,18 @@ absl::Status ValidateSchedule(const Schedule& s, const ScheduleSpec& spec) {
                 absl::StrCat("deadlock: every unfinished stage waits on a receive whose send never runs",
                              waits));
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateSchedule(const Schedule& s, const ScheduleSpec& spec) {
+  BATON_RETURN_IF_ERROR(CheckShape(s, spec));
+  BATON_RETURN_IF_ERROR(CheckRangesAndPeers(s, spec));
+  BATON_RETURN_IF_ERROR(CheckComputeCounts(s, spec));
+  SendTable sends;
+  BATON_RETURN_IF_ERROR(CheckMessages(s, spec, sends));
+  BATON_RETURN_IF_ERROR(CheckStageOrder(s, spec));
+  return CheckDeadlock(s, spec, sends);
 }
 
 }  // namespace baton

@@ -369,7 +369,8 @@ absl::StatusOr<MeshComms> CreateMeshCommsWithUcxPipeline(const Mesh& mesh, MPI_C
   BATON_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> pp_mpi,
                          MpiCommunicator::Create(world, mesh.GroupId(MeshAxis::kPp),
                                                  mesh.pp_rank(), "pp"));
-  BATON_ASSIGN_OR_RETURN(comms.pp, UcxP2pCommunicator::Create(std::move(ucx), std::move(pp_mpi)));
+  comms.close = [ucx] { return ucx->Close(); };
+  BATON_ASSIGN_OR_RETURN(comms.pp, UcxP2pCommunicator::Create(ucx, std::move(pp_mpi)));
   return comms;
 }
 

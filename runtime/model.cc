@@ -17,15 +17,16 @@ namespace baton {
 struct Model::Buffers {
   int64_t batch = 0, seq = 0;
   LayerDims dims;
+  // Forward only (Loss, PartLoss, Logits): made on first use, as views of
+  // slot 0's tensors when training made one (EnsureBuffers).
   std::vector<Tensor> resid;            // L+1 × (N_r, C): resid[l] is layer l's input
-  LayerActivations shared;              // what no layer keeps; forward-only target
-  LayerScratch scratch;
-  std::vector<LayerMode> modes;         // layout of `saved`; empty before training
-  std::vector<LayerActivations> saved;  // per layer, kept fields own their buffers
   Tensor lnf;                           // (N, C) final_norm(resid[L])
   Tensor rstdf;                         // (N_r)
-  Tensor logits;                        // (N, V_local); overwritten by dlogits in backward
+  Tensor logits;                        // (N, V_local)
   Tensor losses;                        // (N) per-token loss
+  // Shared by every pass.
+  LayerActivations shared;              // what no layer keeps; forward-only target
+  LayerScratch scratch;
   Tensor dresid[2];                     // (N_r, C) residual-stream gradient, ping-pong
   Tensor tokens, targets;               // (N) i32 on the device: host batches land here
 };
@@ -258,22 +259,17 @@ std::vector<int64_t> Model::ActivationBytesPerLayer(const RecomputeConfig& rc, i
   return bytes;
 }
 
-void Model::EnsureBuffers(int64_t batch, int64_t seq, const std::vector<LayerMode>* modes) {
+void Model::EnsureBuffers(int64_t batch, int64_t seq, bool forward_only) {
+  Allocator* alloc = format_.alloc != nullptr ? format_.alloc : DefaultCpuAllocator();
+  auto act = [&](const Shape& shape) { return Tensor::Empty(shape, dtype_, alloc); };
   if (buffers_ == nullptr || buffers_->batch != batch || buffers_->seq != seq) {
     auto b = std::make_unique<Buffers>();
     b->batch = batch;
     b->seq = seq;
     b->dims = LayerDims::From(config_, batch, seq, tp_.get());
-    const int64_t N = batch * seq, Nr = b->dims.resid_rows(), C = config_.dim, V = config_.vocab_size / tp_->size();
-    Allocator* alloc = format_.alloc != nullptr ? format_.alloc : DefaultCpuAllocator();
-    auto act = [&](const Shape& shape) { return Tensor::Empty(shape, dtype_, alloc); };
-    for (int l = 0; l <= num_layers(); ++l) b->resid.push_back(act({Nr, C}));
+    const int64_t Nr = b->dims.resid_rows(), C = config_.dim;
     b->shared = AllocateSharedActivations(b->dims, format_);
     b->scratch = AllocateLayerScratch(b->dims, format_);
-    b->lnf = act({N, C});
-    b->rstdf = Tensor::Empty({Nr}, format_.stat_dtype, alloc);
-    if (slice_.head) b->logits = act({N, V});
-    b->losses = Tensor::Empty({N}, format_.stat_dtype, alloc);
     b->dresid[0] = act({Nr, C});
     b->dresid[1] = act({Nr, C});
     if (device_ != Device::kCpu) {
@@ -284,12 +280,22 @@ void Model::EnsureBuffers(int64_t batch, int64_t seq, const std::vector<LayerMod
     buffers_ = std::move(b);  // the old (B, T)'s buffers are freed here
   }
   Buffers& b = *buffers_;
-  if (modes != nullptr && *modes != b.modes) {
-    b.saved.clear();  // free the old layout before allocating the new one
-    for (LayerMode mode : *modes) {
-      b.saved.push_back(AllocateLayerActivations(b.dims, format_, mode, b.shared));
+  if (forward_only && b.resid.empty()) {
+    const int64_t N = batch * seq, Nr = b.dims.resid_rows(), C = config_.dim, V = config_.vocab_size / tp_->size();
+    // A training model lends slot 0's tensors: a forward-only pass runs
+    // between steps, never while a micro-batch is in flight, so training
+    // and validation hold one set, as when they shared buffers_.
+    const Slot* lend = !slots_.empty() ? slots_[0].get() : nullptr;
+    if (lend != nullptr) {
+      b.resid = lend->resid;
+    } else {
+      for (int l = 0; l <= num_layers(); ++l) b.resid.push_back(act({Nr, C}));
     }
-    b.modes = *modes;
+    const bool head_lent = lend != nullptr && slice_.head;
+    b.lnf = head_lent ? lend->lnf : act({N, C});
+    b.rstdf = head_lent ? lend->rstdf : Tensor::Empty({Nr}, format_.stat_dtype, alloc);
+    if (slice_.head) b.logits = head_lent ? lend->logits : act({N, V});
+    b.losses = head_lent ? lend->losses : Tensor::Empty({N}, format_.stat_dtype, alloc);
   }
 }
 
@@ -385,12 +391,11 @@ void Model::HeadBackward(const Tensor& dlogits, const Tensor& lnf, const Tensor&
   HookHead();
 }
 
-void Model::ForwardLayers(const Tensor& tokens, bool training) {
+void Model::ForwardLayers(const Tensor& tokens) {
   Buffers& b = *buffers_;
   EmbedForward(tokens.Reshape({b.dims.rows()}), b.resid[0]);
   for (int l = 0; l < num_layers(); ++l) {
-    LayerActivations& a = training ? b.saved[l] : b.shared;
-    LayerForward(b.dims, Weights(l, false), b.resid[l], a, b.scratch, &b.resid[l + 1]);
+    LayerForward(b.dims, Weights(l, false), b.resid[l], b.shared, b.scratch, &b.resid[l + 1]);
   }
 }
 
@@ -407,8 +412,8 @@ double Model::Loss(const Tensor& tokens, const Tensor& targets) {
 Tensor Model::Logits(const Tensor& tokens) {
   BATON_CHECK_MSG(is_whole() && !tp_->active(), "Model::Logits needs the whole model, without tensor parallelism");
   CheckBatch(tokens, nullptr);
-  EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
-  ForwardLayers(OnDevice(tokens, buffers_->tokens), /*training=*/false);
+  EnsureBuffers(tokens.dim(0), tokens.dim(1), /*forward_only=*/true);
+  ForwardLayers(OnDevice(tokens, buffers_->tokens));
   ForwardHead();
   return buffers_->logits.Clone();
 }
@@ -418,35 +423,11 @@ Tensor Model::Logits(const Tensor& tokens) {
 double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, double grad_scale,
                               const RecomputeConfig& rc) {
   BATON_CHECK_MSG(is_whole(), "Model::ForwardBackward needs the whole model; a slice uses PartForward");
-  CheckBatch(tokens, &targets);
-  std::vector<LayerMode> modes;
-  for (int l = 0; l < config_.layers; ++l) modes.push_back(LayerModeOf(rc, l));
-  EnsureBuffers(tokens.dim(0), tokens.dim(1), &modes);
-  Buffers& b = *buffers_;
-  const Tensor tokens_here = OnDevice(tokens, b.tokens);
-  const Tensor tok = tokens_here.Reshape({b.dims.rows()});  // (N) i32
-
-  ForwardLayers(tokens_here, /*training=*/true);
-  ForwardHead();
-  // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
-  HeadCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses,
-                   /*grad=*/true, static_cast<float>(grad_scale));
-
-  HeadBackward(b.logits, b.lnf, b.resid[config_.layers], b.rstdf, b.dresid[0]);
-  int cur = 0;  // dresid[cur] holds d loss / d resid[l + 1]
-  for (int l = config_.layers - 1; l >= 0; --l) {
-    const LayerWeights w = Weights(l, false);
-    LayerWeights g = Weights(l, true);
-    LayerActivations& a = b.saved[l];
-    LayerRecompute(b.dims, w, b.resid[l], a, b.scratch, b.modes[l]);
-    LayerBackward(b.dims, w, g, b.resid[l], a, b.dresid[cur], b.dresid[1 - cur], b.scratch);
-    HookLayer(l);
-    cur = 1 - cur;
-  }
-  EmbedBackward(b.dresid[cur], tok);
+  PartForwardKeepLoss(0, tokens, targets, nullptr, nullptr, grad_scale, rc);
+  PartBackward(0, nullptr, nullptr);
   // Summed only now: reading it back waits for the device, and waiting before
   // the backward would leave the GPU idle while the host queues the backward.
-  return ops::Sum(b.losses);
+  return SlotLoss(0);
 }
 
 // ---- pipeline parts
@@ -485,13 +466,25 @@ Model::Slot& Model::EnsureSlot(int slot, int64_t batch, int64_t seq, const std::
 
 double Model::PartForward(int slot, const Tensor& tokens, const Tensor& targets, const Tensor* input,
                           Tensor* output, double grad_scale, const RecomputeConfig& rc) {
+  PartForwardKeepLoss(slot, tokens, targets, input, output, grad_scale, rc);
+  return slice_.head ? SlotLoss(slot) : 0;
+}
+
+double Model::SlotLoss(int slot) const {
+  BATON_CHECK_MSG(slice_.head && slot >= 0 && slot < static_cast<int>(slots_.size()) && slots_[slot] != nullptr,
+                  "SlotLoss of a slot without a head PartForward");
+  return ops::Sum(slots_[slot]->losses);
+}
+
+void Model::PartForwardKeepLoss(int slot, const Tensor& tokens, const Tensor& targets, const Tensor* input,
+                                Tensor* output, double grad_scale, const RecomputeConfig& rc) {
   CheckBatch(tokens, &targets);
   BATON_CHECK_MSG((input == nullptr) == slice_.embedding && (output == nullptr) == slice_.head,
                   "PartForward: input is given exactly when the slice has no embedding, output when it has no head");
   const int64_t B = tokens.dim(0), T = tokens.dim(1), N = B * T;
   std::vector<LayerMode> modes;
   for (int l = 0; l < num_layers(); ++l) modes.push_back(LayerModeOf(rc, slice_.first_layer + l));
-  EnsureBuffers(B, T, nullptr);
+  EnsureBuffers(B, T, /*forward_only=*/false);
   Slot& s = EnsureSlot(slot, B, T, modes);
   Buffers& h = *buffers_;
   if (slice_.embedding) {
@@ -505,13 +498,12 @@ double Model::PartForward(int slot, const Tensor& tokens, const Tensor& targets,
   }
   if (!slice_.head) {
     output->CopyFrom(s.resid[num_layers()]);
-    return 0;
+    return;
   }
   HeadForward(s.resid[num_layers()], s.lnf, s.rstdf, s.logits);
   s.targets.CopyFrom(targets);
   // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
   HeadCrossEntropy(s.logits, s.targets.Reshape({N}), s.losses, /*grad=*/true, static_cast<float>(grad_scale));
-  return ops::Sum(s.losses);
 }
 
 void Model::PartBackward(int slot, const Tensor* grad_output, Tensor* grad_input) {
@@ -566,10 +558,10 @@ double Model::PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor
   CheckBatch(tokens, &targets);
   BATON_CHECK_MSG((input == nullptr) == slice_.embedding && (output == nullptr) == slice_.head,
                   "PartLoss: input is given exactly when the slice has no embedding, output when it has no head");
-  EnsureBuffers(tokens.dim(0), tokens.dim(1), nullptr);
+  EnsureBuffers(tokens.dim(0), tokens.dim(1), /*forward_only=*/true);
   Buffers& b = *buffers_;
   if (slice_.embedding) {
-    ForwardLayers(OnDevice(tokens, b.tokens), /*training=*/false);
+    ForwardLayers(OnDevice(tokens, b.tokens));
   } else {
     b.resid[0].CopyFrom(*input);
     for (int l = 0; l < num_layers(); ++l) {

@@ -66,8 +66,7 @@ class Model {
   // Grads start at zero; values are zero until Init or a checkpoint load.
   // CUDA without a GPU (or a build without CUDA) is FailedPrecondition.
   // A slice that is empty or out of range is InvalidArgument, as is a tp
-  // size that does not divide heads, kv_heads, ffn_dim and vocab_size;
-  // tp > 1 on CUDA is FailedPrecondition.
+  // size that does not divide heads, kv_heads, ffn_dim and vocab_size.
   static absl::StatusOr<Model> Create(const ModelConfig& config, DType dtype,
                                       Device device = Device::kCpu, ModelSlice slice = {},
                                       TensorParallel tp = {});
@@ -123,7 +122,8 @@ class Model {
   // tokens, targets (B, T) i32 on the host or the model's device; a target
   // < 0 is ignored. On CUDA one stream sync per call (the loss). Returns the SUM of
   // the per-token losses and accumulates d(grad_scale · sum)/dθ into the
-  // grads (the trainer passes 1 / tokens in the global batch).
+  // grads (the trainer passes 1 / tokens in the global batch). It is
+  // PartForward + PartBackward on slot 0 (one backward for every caller).
   double ForwardBackward(const Tensor& tokens, const Tensor& targets, double grad_scale,
                          const RecomputeConfig& rc);
   // Forward only; the SUM of per-token losses. Grads untouched.
@@ -143,6 +143,14 @@ class Model {
   // keeps d(grad_scale · sum)/dlogits for the backward.
   double PartForward(int slot, const Tensor& tokens, const Tensor& targets, const Tensor* input,
                      Tensor* output, double grad_scale, const RecomputeConfig& rc);
+  // The same without reading the loss back (no device sync): the loss
+  // stays in the slot until SlotLoss(slot), which the trainer calls after
+  // queueing the backward, so the host never waits on the GPU mid-step.
+  void PartForwardKeepLoss(int slot, const Tensor& tokens, const Tensor& targets, const Tensor* input,
+                           Tensor* output, double grad_scale, const RecomputeConfig& rc);
+  // SUM of per-token losses of the slot's last forward (head part only);
+  // valid until the slot's next PartForward.
+  double SlotLoss(int slot) const;
   // grad_output (B·T, C): d loss / d output, null on the head part;
   // grad_input (B·T, C) written, null on the embedding part. Parameter
   // grads accumulate. The slot is free again afterwards.
@@ -200,11 +208,11 @@ class Model {
   int64_t vocab_start() const { return int64_t{config_.vocab_size} / tp_->size() * tp_->rank(); }
   LayerWeights Weights(int layer, bool grads) const;
   Tensor& LmHead(bool grad);  // the embedding table when tied
-  // Makes buffers_ fit (B, T) and, if modes is non-null, that per-layer layout.
-  void EnsureBuffers(int64_t batch, int64_t seq, const std::vector<LayerMode>* modes);
-  // Embedding and all layers; layer l's activations go to its saved set
-  // (training) or to the shared set (forward only). Leaves resid[L].
-  void ForwardLayers(const Tensor& tokens, bool training);
+  // Makes buffers_ fit (B, T), with the forward-only set when asked.
+  void EnsureBuffers(int64_t batch, int64_t seq, bool forward_only);
+  // Forward only: embedding and all layers through the shared
+  // activations. Leaves resid[L].
+  void ForwardLayers(const Tensor& tokens);
   // The slot, fitted to (B, T) and the layer modes; buffers_ must fit (B, T).
   Slot& EnsureSlot(int slot, int64_t batch, int64_t seq, const std::vector<LayerMode>& modes);
   int num_layers() const { return static_cast<int>(layers_.size()); }  // held here

@@ -8,6 +8,7 @@
 
 #include "runtime/cuda_allocator.h"
 #include "runtime/ops.h"
+#include "kernels/check.h"
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cuda/adamw.h"
 #include "kernels/cuda/stream.h"
@@ -85,12 +86,25 @@ void AdamWOptimizer::Step(std::vector<Param>& params, float lr, float grad_scale
   }
 }
 
-double ClipGradNorm(std::vector<Param>& params, float max_norm) {
+absl::StatusOr<double> GlobalGradNorm(const GradNormPlan& plan, float max_norm, float* scale) {
   double sum = 0;
-  for (const Param& p : params) sum += ops::SumSquares(p.grad);
+  if (plan.flat != nullptr) {
+    sum = ops::SumSquares(*plan.flat);
+  } else {
+    for (const Tensor* g : plan.counted) sum += ops::SumSquares(*g);
+  }
+  if (plan.reduce) BATON_RETURN_IF_ERROR(plan.reduce(&sum));
   const double norm = std::sqrt(sum);
-  if (max_norm > 0 && norm > max_norm) {
-    const float scale = static_cast<float>(max_norm / norm);
+  *scale = max_norm > 0 && norm > max_norm ? static_cast<float>(max_norm / norm) : 1.0f;
+  return norm;
+}
+
+double ClipGradNorm(std::vector<Param>& params, float max_norm) {
+  GradNormPlan plan;
+  for (const Param& p : params) plan.counted.push_back(&p.grad);
+  float scale = 1.0f;
+  const double norm = *GlobalGradNorm(plan, max_norm, &scale);  // no reduce: cannot fail
+  if (scale != 1.0f) {
     for (Param& p : params) ops::Scale(p.grad, scale);
   }
   return norm;
@@ -98,18 +112,19 @@ double ClipGradNorm(std::vector<Param>& params, float max_norm) {
 
 double ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads) {
   if (!flat_grads.defined()) return ClipGradNorm(params, max_norm);
-  const double norm = std::sqrt(ops::SumSquares(flat_grads));
-  if (max_norm > 0 && norm > max_norm) {
+  float scale = 1.0f;
+  const double norm = GradNormFlat(flat_grads, max_norm, &scale);
+  if (scale != 1.0f) {
     Tensor all = flat_grads;  // a handle: scaling it scales every grad view
-    ops::Scale(all, static_cast<float>(max_norm / norm));
+    ops::Scale(all, scale);
   }
   return norm;
 }
 
 double GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale) {
-  const double norm = std::sqrt(ops::SumSquares(flat_grads));
-  *grad_scale = max_norm > 0 && norm > max_norm ? static_cast<float>(max_norm / norm) : 1.0f;
-  return norm;
+  GradNormPlan plan;
+  plan.flat = &flat_grads;
+  return *GlobalGradNorm(plan, max_norm, grad_scale);
 }
 
 float LearningRate(const OptimizerConfig& c, int64_t step, int64_t total_steps) {

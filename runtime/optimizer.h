@@ -6,7 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
+
+#include "absl/status/statusor.h"
 
 #include "runtime/optimizer_config.h"
 #include "runtime/param.h"
@@ -43,17 +46,35 @@ class AdamWOptimizer {
   std::vector<Tensor> m_, v_;
 };
 
-// Global L2 norm of all grads, summed in double in params order (so the same
-// grads give the same bits). If max_norm > 0 and the norm exceeds it, every
-// grad is scaled by max_norm / norm. Returns the norm before clipping.
-// On CUDA each SumSquares syncs the stream: prefer the flat form there.
+// The gradient norm, written once for every caller: a single process, one
+// GPU (flat grads) and a rank of a dp x pp x tp mesh, whose share of the
+// logical gradient is summed over the ranks holding the other shares.
+struct GradNormPlan {
+  // The grads this rank counts, summed in double in this order (so the
+  // same grads give the same bits): in a mesh a tensor replicated over tp
+  // is counted by one tp rank, a tied embedding copy by none.
+  std::vector<const Tensor*> counted;
+  // Instead: every grad as one vector (zero wherever it is not a grad;
+  // Model::flat_grads() on CUDA): one reduction, one sync.
+  const Tensor* flat = nullptr;
+  // Sums the local sum of squares over the ranks that hold the rest of the
+  // gradient (tp, then pp). Null: this process holds all of it.
+  std::function<absl::Status(double* sum_of_squares)> reduce;
+};
+// Global L2 norm before clipping, and in *scale the clip coefficient:
+// max_norm / norm (as a float) when max_norm > 0 and norm > max_norm, else
+// 1. The caller scales the grads by it, or hands it to AdamWOptimizer::Step.
+absl::StatusOr<double> GlobalGradNorm(const GradNormPlan& plan, float max_norm, float* scale);
+
+// One process: the norm of every grad in params order; above max_norm every
+// grad is scaled by the coefficient. Returns the norm before clipping. On
+// CUDA each SumSquares syncs the stream: prefer the flat form there.
 double ClipGradNorm(std::vector<Param>& params, float max_norm);
-// The same with every grad read as one vector, flat_grads (zero wherever it
-// is not a grad; Model::flat_grads() on CUDA): one reduction, one sync,
-// one scale. The norm equals the per-param one up to summation order.
+// The same with every grad read as one vector, flat_grads (see
+// GradNormPlan::flat); the norm equals the per-param one up to summation order.
 double ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads);
-// The norm of flat_grads and the clip coefficient min(1, max_norm / norm)
-// (1 when max_norm <= 0) without touching the grads: pass it to Step.
+// The norm of flat_grads and the clip coefficient without touching the
+// grads: pass it to Step.
 double GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale);
 
 // Learning rate for 0-based `step` of `total_steps`: linear warmup

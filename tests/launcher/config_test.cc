@@ -104,6 +104,8 @@ std::vector<BadCase> BadCases() {
       {"beta1 of one", With("train", "beta1 = 1.0"), {}, "train.beta1=1 must be in [0, 1)"},
       {"min_lr above lr", With("train", "min_lr = 0.01"), {}, "train.min_lr=0.01 must be <= train.lr=0.001"},
       {"zero stage 2", With("parallel", "zero = 2"), {}, "parallel.zero=2 must be 0 or 1"},
+      {"p2p nccl not wired", With("parallel", "p2p = \"nccl\""), {},
+       "parallel.p2p=\"nccl\" is not implemented yet; use \"mpi\" or \"ucx\""},
       {"microbatches mismatch", With("parallel", "microbatches = 3"), {},
        "parallel.microbatches=3 != train.global_batch_size=8 / (train.micro_batch_size=2 × parallel.dp=2) = 2"},
       {"negative exit interval", With("train", "exit_interval = -1"), {}, "train.exit_interval=-1 must be >= 0"},
@@ -177,7 +179,7 @@ progress = "lines"
   EXPECT_EQ(c->train.optimizer.decay, LrDecay::kLinear);
   EXPECT_EQ(c->train.optimizer.beta2, 0.95f);  // default
   EXPECT_EQ(c->parallel.dp, 2);
-  EXPECT_EQ(c->parallel.schedule, PipelineScheduleKind::k1F1B);
+  EXPECT_EQ(c->parallel.schedule, ScheduleKind::k1F1B);
   EXPECT_EQ(c->microbatches(), 2);  // 8 / (2 × 2)
   EXPECT_EQ(c->recompute.policy, RecomputePolicy::kEveryK);
   EXPECT_EQ(c->recompute.every_k, 3);
@@ -211,7 +213,7 @@ TEST(ConfigTest, OverridesWinAndBareWordsAreStrings) {
   EXPECT_EQ(c->model.rope_theta, 5e5);
   EXPECT_TRUE(c->model.qkv_bias);
   EXPECT_EQ(c->train.optimizer.lr, 1.0f);  // an integer is a fine float
-  EXPECT_EQ(c->parallel.schedule, PipelineScheduleKind::kGPipe);
+  EXPECT_EQ(c->parallel.schedule, ScheduleKind::kGPipe);
   EXPECT_EQ(c->output.trace, "t.json");
   EXPECT_EQ(c->checkpoint.resume, "ckpt/step_00000100.h5");
   EXPECT_EQ(c->output.metrics, "");  // "x=" sets the empty string
@@ -222,7 +224,7 @@ TEST(ConfigTest, OverrideCreatesAMissingSectionAndOneWordIsAList) {
   absl::StatusOr<JobConfig> c = ParseJobConfig(
       "", "x.toml", {"parallel.schedule=zb-h1", "data.path=d", "data.corpus=/usr/share/dict/*"});
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->parallel.schedule, PipelineScheduleKind::kZbH1);
+  EXPECT_EQ(c->parallel.schedule, ScheduleKind::kZeroBubbleH1);
   EXPECT_EQ(c->data.corpus, std::vector<std::string>{"/usr/share/dict/*"});
 }
 

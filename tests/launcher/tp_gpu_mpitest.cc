@@ -3,7 +3,7 @@
 // reduce-scatter, f32 and bf16, odd sizes — through the path the group
 // chooses (NCCL with a GPU per rank, host-staged when ranks share a GPU)
 // and through the host-staged path forced; (2) a tp=2 model on CUDA
-// (RankModel: column/row-parallel, GQA split, vocab-parallel embedding and
+// (RankTrainer: column/row-parallel, GQA split, vocab-parallel embedding and
 // cross-entropy, SP off and on, tp_sum_grad of the norms, the grad norm
 // over tp, AdamW) reproduces the single-rank CUDA run that every rank also
 // trains itself: train.precision fp32 gives the losses to 1e-5 relative
@@ -39,7 +39,8 @@
 #include "kernels/cpu/convert.h"
 #include "kernels/cuda/stream.h"
 #include "launcher/config.h"
-#include "launcher/rank_model.h"
+#include "engine/rank_trainer.h"
+#include "launcher/train.h"
 #include "parallel/device_tp_collectives.h"
 #include "parallel/mesh.h"
 #include "parallel/mpi_communicator.h"
@@ -271,19 +272,19 @@ void Batch(const JobConfig& c, int step, std::vector<Tensor>* tokens, std::vecto
 
 struct TrainedRun {
   std::vector<double> losses, norms;
-  std::unique_ptr<RankModel> model;
+  std::unique_ptr<RankTrainer> model;
 };
 
 absl::StatusOr<TrainedRun> TrainSteps(const JobConfig& c, MeshComms* comms, Device device) {
   TrainedRun run;
-  BATON_ASSIGN_OR_RETURN(run.model, RankModel::Create(c, comms, device, nullptr));
+  BATON_ASSIGN_OR_RETURN(run.model, RankTrainer::Create(EngineConfigOf(c, device), comms, nullptr));
   std::vector<Tensor> tokens, targets;
   for (int s = 0; s < c.train.steps; ++s) {
     Batch(c, s, &tokens, &targets);
     double n = 0;
     for (const Tensor& y : targets)
       for (int64_t i = 0; i < y.numel(); ++i) n += y.data<int32_t>()[i] >= 0 ? 1 : 0;
-    BATON_ASSIGN_OR_RETURN(const double loss, run.model->ForwardBackward(tokens, targets, 1.0 / n, c.recompute));
+    BATON_ASSIGN_OR_RETURN(const double loss, run.model->ForwardBackward(tokens, targets, 1.0 / n));
     BATON_ASSIGN_OR_RETURN(const double norm, run.model->ClipGradNorm(c.train.optimizer.grad_clip));
     BATON_RETURN_IF_ERROR(run.model->OptimizerStep(LearningRate(c.train.optimizer, s, c.train.steps)));
     run.losses.push_back(loss / n);

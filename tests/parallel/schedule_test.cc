@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "parallel/schedule_simulate.h"
 #include "parallel/schedule_validate.h"
 
 namespace baton {
@@ -176,7 +177,8 @@ TEST(BuildSchedule, RejectsImpossibleSpecsNamingTheNumbers) {
   EXPECT_TRUE(BuildSchedule({ScheduleKind::kInterleaved1F1B, 4, 8, 2}).ok());
 }
 
-// Every generator, every shape: complete, ordered, matched, deadlock-free.
+// Every generator, every shape: complete, ordered, matched, deadlock-free;
+// and its forward-only variant (validation, inference prefill): F only.
 TEST(BuildSchedule, EveryGeneratedSchedulePassesTheValidator) {
   int validated = 0;
   for (ScheduleKind kind : {ScheduleKind::kGPipe, ScheduleKind::k1F1B, ScheduleKind::kInterleaved1F1B,
@@ -193,6 +195,15 @@ TEST(BuildSchedule, EveryGeneratedSchedulePassesTheValidator) {
           size_t compute = 0;
           for (const auto& ops : ComputeOnly(*s)) compute += ops.size();
           EXPECT_EQ(compute, static_cast<size_t>(p * m * v * (split ? 3 : 2))) << ToString(spec);
+          ScheduleSpec fwd = spec;
+          fwd.forward_only = true;
+          absl::StatusOr<Schedule> f = BuildSchedule(fwd);
+          ASSERT_TRUE(f.ok()) << f.status();
+          ASSERT_TRUE(ValidateSchedule(*f, fwd).ok()) << ToString(fwd);
+          for (const auto& ops : ComputeOnly(*f)) {
+            EXPECT_EQ(static_cast<int>(ops.size()), m * v) << ToString(fwd);
+            for (const Action& a : ops) EXPECT_EQ(a.op, Op::kForward) << ToString(fwd);
+          }
           ++validated;
         }
       }
@@ -201,6 +212,42 @@ TEST(BuildSchedule, EveryGeneratedSchedulePassesTheValidator) {
   // gpipe 384 + 1f1b 128 + interleaved (128 with v=1, 2·(16+8+5+4+3+2+2+2) with v>1)
   // + zb-h1 128 + zb-v 128.
   EXPECT_EQ(validated, 384 + 128 + 128 + 84 + 128 + 128);
+}
+
+// A forward-only schedule prints as such and runs the forward half of GPipe.
+TEST(BuildSchedule, ForwardOnlyPrintsAndOrders) {
+  ScheduleSpec spec{ScheduleKind::k1F1B, 2, 2};
+  spec.forward_only = true;
+  EXPECT_EQ(ToString(spec), "forward 1f1b(pp=2, m=2, v=1)");
+  EXPECT_EQ(absl::StrJoin(BuildSchedule(spec)->at(1), " ", [](std::string* out, const Action& a) {
+              out->append(ToString(a));
+            }),
+            "0RECV_F0<0 0F0 0RECV_F1<0 0F1");
+}
+
+TEST(ValidateSchedule, ForwardOnlyRefusesABackward) {
+  ScheduleSpec spec{ScheduleKind::k1F1B, 2, 1};
+  absl::StatusOr<Schedule> train = BuildSchedule(spec);  // F and B
+  ASSERT_TRUE(train.ok());
+  spec.forward_only = true;
+  ExpectInvalid(ValidateSchedule(*train, spec), "a forward-only schedule runs no backward");
+}
+
+// No activation is kept from F to a backward; the bubble is the fill and drain of one pass.
+TEST(Simulate, ForwardOnlyKeepsNothingAndHasTheFillDrainBubble) {
+  for (int p : {1, 2, 4}) {
+    for (int m : {1, 4, 8}) {
+      ScheduleSpec spec{ScheduleKind::k1F1B, p, m};
+      spec.forward_only = true;
+      absl::StatusOr<Schedule> s = BuildSchedule(spec);
+      ASSERT_TRUE(s.ok());
+      absl::StatusOr<SimResult> r = Simulate(*s, spec);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_DOUBLE_EQ(r->makespan, m + p - 1) << ToString(spec);
+      EXPECT_NEAR(r->bubble, (p - 1.0) / (m + p - 1.0), 1e-12) << ToString(spec);
+      for (int st = 0; st < p; ++st) EXPECT_EQ(r->peak_activations[st], 0);
+    }
+  }
 }
 
 // ---- the grid ----

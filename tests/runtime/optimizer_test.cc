@@ -1,6 +1,8 @@
 // Tests of AdamW (against a hand computation on a 3-element param, decay
 // only where Param.decay), global-norm clipping (exact scale, returned
-// pre-clip norm, off switch) and the LR schedule at known steps.
+// pre-clip norm, off switch), GlobalGradNorm as the trainer calls it
+// (counted subset, a cross-rank reduce, the flat form, a failing reduce)
+// and the LR schedule at known steps.
 #include "runtime/optimizer.h"
 
 #include <cmath>
@@ -68,6 +70,46 @@ TEST(ClipGradNorm, ScalesExactlyAboveMaxAndReturnsPreClipNorm) {
   EXPECT_EQ(ps[1].grad.data<float>()[0], 6.0f);
   EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 6.5f), 6.5);  // already at the max: untouched
   EXPECT_EQ(ps[1].grad.data<float>()[0], 6.0f);
+}
+
+// What RankTrainer::ClipGradNorm passes: only the counted grads enter the
+// local sum, `reduce` adds the other ranks' sums, the scale is the float ratio.
+TEST(GlobalGradNorm, CountsTheChosenGradsAndSumsOverRanks) {
+  std::vector<Param> ps = {MakeParam("a", {0, 0}, {3, 4}, true), MakeParam("copy", {0}, {100}, false)};
+  GradNormPlan plan;
+  plan.counted = {&ps[0].grad};  // the tied copy is not counted
+  int reduced = 0;
+  plan.reduce = [&](double* sum) {
+    ++reduced;
+    EXPECT_EQ(*sum, 25.0);  // 3² + 4²: this rank's share only
+    *sum += 144.0;          // the other ranks hold 12²
+    return absl::OkStatus();
+  };
+  float scale = 0;
+  absl::StatusOr<double> norm = GlobalGradNorm(plan, 6.5f, &scale);
+  ASSERT_TRUE(norm.ok()) << norm.status();
+  EXPECT_EQ(*norm, 13.0);
+  EXPECT_EQ(scale, 0.5f);
+  EXPECT_EQ(reduced, 1);
+  EXPECT_EQ(ps[0].grad.data<float>()[0], 3.0f);  // grads untouched: the caller applies the scale
+  ASSERT_TRUE(GlobalGradNorm(plan, 20.0f, &scale).ok());
+  EXPECT_EQ(scale, 1.0f);  // below the max
+  ASSERT_TRUE(GlobalGradNorm(plan, 0.0f, &scale).ok());
+  EXPECT_EQ(scale, 1.0f);  // 0 = off
+}
+
+TEST(GlobalGradNorm, FlatFormAndAFailingReduce) {
+  Param p = MakeParam("flat", {0, 0, 0}, {1, 2, 2}, false);
+  GradNormPlan plan;
+  plan.flat = &p.grad;
+  float scale = 0;
+  EXPECT_EQ(*GlobalGradNorm(plan, 1.0f, &scale), 3.0);
+  EXPECT_EQ(scale, static_cast<float>(1.0 / 3.0));
+  float flat_scale = 0;
+  EXPECT_EQ(GradNormFlat(p.grad, 1.0f, &flat_scale), 3.0);  // the one-GPU helper is the same function
+  EXPECT_EQ(flat_scale, scale);
+  plan.reduce = [](double*) { return absl::UnavailableError("tp peer gone"); };
+  EXPECT_EQ(GlobalGradNorm(plan, 1.0f, &scale).status().code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(ClipGradNorm, InexactScaleIsTheFloatRatio) {

@@ -1,16 +1,21 @@
-// One pipeline stage of `baton train` (parallel.pp > 1): the model parts
-// (chunks) this rank holds, each a Model slice (runtime/model.h), and the
-// StageWork through which the PipelineExecutor (parallel/pipeline_executor.h)
-// runs them on the schedule. RankModel (rank_model.h) owns the optimizer
-// state and the step's other collectives; per step it calls RunStep, then
-// SumTiedEmbeddingGrads after the dp gradient sum.
+// One rank's pipeline stage: the model parts (chunks) it holds, each a Model
+// slice (runtime/model.h), and the StageWork through which the
+// PipelineExecutor (parallel/pipeline_executor.h) runs them on a schedule.
+// It is the only step path: pp = 1 is a one-stage schedule over the whole
+// model (F0 B0 F1 B1 ...), pp > 1 the configured schedule, and validation a
+// forward-only schedule run by a second executor over the same chunks.
+// RankTrainer (rank_trainer.h) owns the optimizer state and the step's other
+// collectives; per step it calls RunStep, then SumTiedEmbeddingGrads after
+// the dp gradient sum.
 // Tensor parallelism lives inside each part: under sequence parallelism the
 // activations between parts are this tp rank's (B·T/tp, C) share of the
 // tokens, otherwise the full (B·T, C) (replicated over tp).
-// On CUDA the parts live on the GPU and the activations between stages
-// travel through host memory (the executor's buffers, in the compute
-// dtype, over MPI or UCX): each part input is copied up before its
-// forward, each output down after it (the same for gradients).
+// On CUDA the parts live on the GPU. Between stages (pp > 1) the
+// activations travel through host memory (the executor's buffers, in the
+// compute dtype, over MPI or UCX): each part input is copied up before its
+// forward, each output down after it (the same for gradients). With pp = 1
+// nothing crosses a part boundary, so nothing is staged and the loss is read
+// back once per micro-batch, after its backward is queued.
 // Layout: the model is cut into pp·virtual_stages parts (SplitLayers), part
 // c·pp + s on stage s as chunk c; embedding on part 0, head and loss on the
 // last part. With tied embeddings the last part holds its own copy of the
@@ -25,7 +30,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "launcher/config.h"
+#include "engine/engine_config.h"
 #include "parallel/communicator.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule.h"
@@ -36,54 +41,39 @@
 
 namespace baton {
 
-// Part i of `parts`: embedding on part 0, head on the last; layers either
-// as `layers_per_part` says, or split to balance the estimated cost of a
-// part (its layers' training flops, plus the lm head's and loss's on the
-// last part: with a large vocabulary the head weighs several layers, so the
-// last stage gets fewer), ties broken towards earlier parts.
-std::vector<ModelSlice> SplitLayers(const ModelConfig& model, int parts, int64_t seq,
-                                    const std::vector<int>& layers_per_part = {});
-// Forward flops per token of one decoder layer, and of the lm head + loss,
-// at sequence length seq (the balance's cost estimate).
-double LayerFlopsPerToken(const ModelConfig& model, int64_t seq);
-double HeadFlopsPerToken(const ModelConfig& model);
-
-// parallel.schedule etc. as a ScheduleSpec.
-absl::StatusOr<ScheduleSpec> PipelineSpecOf(const JobConfig& config);
-
-class PipelineStage final : public StageWork {
+class Stage final : public StageWork {
  public:
-  // `pp` is this rank's pipeline group (size parallel.pp); it must outlive
-  // the stage, as must tp.comm. Builds and initialises (train.seed) this
-  // stage's parts on the CPU in f32, tensor-parallel as `tp` says, and
-  // builds the schedule (its errors: InvalidArgument). `trace` (may be
-  // null) receives the executor's events.
-  static absl::StatusOr<std::unique_ptr<PipelineStage>> Create(const JobConfig& config, Communicator& pp,
-                                                               TraceRecorder* trace, TensorParallel tp = {},
-                                                               Device device = Device::kCpu);
+  // `pp` is this rank's pipeline group (size mesh.pp; MakeSelfCommunicator()
+  // for one process); it must outlive the stage, as must tp.comm. Builds and
+  // initialises (config.seed) this stage's parts on config.device,
+  // tensor-parallel as `tp` says, and builds the schedule (its errors:
+  // InvalidArgument). `trace` (may be null) receives the executor's events;
+  // `rank` (the world rank, -1 unknown) is named in errors.
+  static absl::StatusOr<std::unique_ptr<Stage>> Create(const EngineConfig& config, Communicator& pp,
+                                                       TraceRecorder* trace, TensorParallel tp = {}, int rank = -1);
+  ~Stage() override;
 
   const ScheduleSpec& spec() const { return spec_; }
   int stage() const { return stage_; }
-  std::vector<Model*> models();                // [chunk]
+  std::vector<Model*> models();  // [chunk]
   // "stage 0: part 0 (embedding, layers [0, 2)), part 2 (layers [4, 6))"
   std::string Describe() const;
 
-  void ZeroGrad();
   // Runs this stage's schedule for one step over the micro-batches
   // (tokens/targets [mb] (B, T) i32), grads scaled by grad_scale. Returns
   // the step's loss SUM over the pipeline (summed over pp: every stage
-  // gets it).
+  // gets it), added in micro-batch order.
   absl::StatusOr<double> RunStep(const std::vector<Tensor>& tokens, const std::vector<Tensor>& targets,
-                                 double grad_scale, const RecomputeConfig& rc);
+                                 double grad_scale);
   // Tied embeddings with pp > 1: the first and last stage add each other's
   // embedding grad (both get the same bits). A no-op elsewhere.
   absl::Status SumTiedEmbeddingGrads();
-  // Mean validation loss per token over train.eval_batches micro-batches,
-  // forward only, part by part with blocking sends (every stage returns it).
-  absl::StatusOr<double> ValidationLoss(const Sampler& sampler, const JobConfig& config);
+  // Mean validation loss per token over eval_batches micro-batches of the
+  // validation split, a forward-only schedule (every stage returns it).
+  absl::StatusOr<double> ValidationLoss(const Sampler& sampler);
 
   // ---- StageWork
-  DType activation_dtype() const override { return compute_; }
+  DType activation_dtype() const override { return config_.compute; }
   Shape InputShape(int mb, int chunk) override;
   Shape OutputShape(int mb, int chunk) override;
   absl::Status Forward(int mb, int chunk, const Tensor* input, Tensor* output) override;
@@ -93,33 +83,41 @@ class PipelineStage final : public StageWork {
   absl::Status BackwardWeight(int mb, int chunk) override;
 
  private:
-  PipelineStage(const JobConfig& config, Communicator& pp, ScheduleSpec spec, Schedule schedule,
-                TraceRecorder* trace);
-  bool HoldsPart(int part) const;
+  class EvalWork;  // the forward-only StageWork of validation (stage.cc)
+
+  Stage(const EngineConfig& config, Communicator& pp, ScheduleSpec spec, Schedule schedule, TraceRecorder* trace,
+        TensorParallel tp, int rank);
   // Rows of the activations between parts: B·T, or B·T/tp under sequence parallelism.
   int64_t Rows(int64_t batch, int64_t seq) const;
   // A device copy of a host tensor (the tensor itself on the CPU); and back.
   Tensor Up(const Tensor& host) const;
   void Down(const Tensor& dev, Tensor& host) const;
   Tensor DeviceLike(const Tensor& host) const;  // uninitialised, same shape and dtype
+  // The slot of (mb, chunk)'s forward; NotFound-style Internal error before it.
+  absl::StatusOr<int> SlotOf(int mb, int chunk, const char* what);
+  // The status of the chunk's tensor-parallel collectives after a call.
+  absl::Status ChunkStatus(int chunk) const { return chunks_[chunk].comm_status(); }
+  // B (split = false) or I: the slot's backward, the loss read after it is queued.
+  absl::Status BackwardOf(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input, bool split);
+  // The head chunk's loss of mb, read after its backward was queued.
+  void TakeLoss(int mb, int chunk, int slot);
 
-  JobConfig config_;
+  EngineConfig config_;
   Communicator& pp_;
   ScheduleSpec spec_;
   int stage_;
+  int rank_;
   std::vector<ModelSlice> slices_;  // [part], every part's
   TensorParallel tp_;
-  Device device_ = Device::kCpu;
-  DType compute_ = DType::kF32;     // the parts' activation dtype
   std::vector<Model> chunks_;       // [chunk]
   std::unique_ptr<PipelineExecutor> executor_;
+  std::unique_ptr<PipelineExecutor> eval_executor_;  // built on the first validation
 
   // Per step: the micro-batches and the activation slot of each in-flight one.
   const std::vector<Tensor>* tokens_ = nullptr;
   const std::vector<Tensor>* targets_ = nullptr;
   double grad_scale_ = 0;
-  RecomputeConfig rc_;
-  double loss_sum_ = 0;
+  std::vector<double> mb_loss_;                         // [mb] on the head's stage
   std::vector<absl::flat_hash_map<int, int>> slot_of_;  // [chunk] mb -> slot
   std::vector<std::vector<int>> free_slots_;            // [chunk]
   std::vector<int> slots_made_;                         // [chunk]

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "launcher/pipeline_stage.h"
+#include "engine/stage_split.h"
 
 namespace baton {
 namespace {

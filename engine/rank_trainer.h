@@ -1,6 +1,7 @@
-// What one rank holds of the model, and how it takes a training step in the
-// dp × pp × tp mesh. Its model chunks are the whole model (pp = 1) or its
-// pipeline stage's parts (launcher/pipeline_stage.h), each tensor-parallel
+// The per-rank trainer: what one rank holds of the model, and how it takes
+// a training step in the dp × pp × tp mesh. Its model chunks are its
+// pipeline stage's parts (engine/stage.h; the whole model when pp = 1, run
+// as a one-stage schedule), each tensor-parallel
 // over the tp group; it owns their AdamW state (all of it, or under ZeRO-1
 // the params it owns: flat index k over its chunks' params, owner k mod dp).
 // A step runs the micro-batches, then the collectives that make every
@@ -18,14 +19,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "checkpoints/dist_checkpoint.h"
-#include "launcher/config.h"
-#include "launcher/pipeline_stage.h"
+#include "engine/engine_config.h"
+#include "engine/stage.h"
 #include "parallel/grad_sync.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/trace.h"
@@ -48,32 +48,35 @@ struct LoadedCheckpoint {
   std::map<std::string, std::string> attrs;
 };
 
-class RankModel {
+class RankTrainer {
  public:
-  // comms null: one process. Builds this rank's chunks on `device`,
-  // initialises them (train.seed), makes the optimizers and, with dp > 1,
+  // comms null: one process. Builds this rank's chunks on config.device,
+  // initialises them (config.seed), makes the optimizers and, with dp > 1,
   // the gradient sync. `trace` (may be null) records the pipeline's events.
-  static absl::StatusOr<std::unique_ptr<RankModel>> Create(const JobConfig& config, MeshComms* comms,
-                                                           Device device, TraceRecorder* trace);
-  ~RankModel();
+  static absl::StatusOr<std::unique_ptr<RankTrainer>> Create(const EngineConfig& config, MeshComms* comms,
+                                                             TraceRecorder* trace);
+  ~RankTrainer();
 
+  const EngineConfig& config() const { return config_; }
   const std::vector<Model*>& models() const { return models_; }
-  PipelineStage* pipeline() { return pipe_.get(); }  // null when pp = 1
+  Stage& stage() { return *stage_; }
   // Logical parameters of the whole model (tied embedding once); collective over pp.
   absl::StatusOr<int64_t> NumParameters();
 
   // Zeroes the grads, runs this replica's micro-batches (tokens/targets
-  // [mb] (B, T) i32) and every gradient collective; returns the loss SUM
-  // over the global batch (the same bits on every rank).
+  // [mb] (B, T) i32) through the stage's schedule and every gradient
+  // collective; returns the loss SUM over the global batch (the same bits
+  // on every rank).
   absl::StatusOr<double> ForwardBackward(const std::vector<Tensor>& tokens, const std::vector<Tensor>& targets,
-                                         double grad_scale, const RecomputeConfig& rc);
-  // Global L2 norm of the logical gradient; the grads are scaled as
-  // ClipGradNorm says (on one GPU inside the next OptimizerStep's pass).
+                                         double grad_scale);
+  // Global L2 norm of the logical gradient (GlobalGradNorm, summed over tp
+  // and pp); above max_norm the grads are scaled by the clip coefficient
+  // (pp = 1 on CUDA: inside the next OptimizerStep's pass).
   absl::StatusOr<double> ClipGradNorm(float max_norm);
   absl::Status OptimizerStep(float lr);
   int64_t optimizer_step() const;
 
-  // Mean validation loss per token over train.eval_batches micro-batches,
+  // Mean validation loss per token over eval_batches micro-batches,
   // computed by dp replica 0 (every rank of it returns it); -1 elsewhere.
   absl::StatusOr<double> ValidationLoss(const Sampler& sampler);
 
@@ -94,20 +97,21 @@ class RankModel {
   int num_buckets() const { return sync_ ? sync_->num_buckets() : 0; }
 
  private:
-  RankModel() = default;
-  bool zero() const { return zero_; }
+  RankTrainer() = default;
+  absl::Status MakeTpCollectives(TensorParallel* tp);
+  void MakeOptimizerState();
+  absl::Status MakeGradSync();
   // Adam state index of chunk c's param i on this rank (-1: another rank owns it).
   int StateIndex(int c, int i) const { return state_index_[c][i]; }
   std::vector<Param>& OptParams(int c) { return zero_ ? owned_[c] : models_[c]->params(); }
 
-  JobConfig config_;
+  EngineConfig config_;
   MeshComms* comms_ = nullptr;
-  Device device_ = Device::kCpu;
+  std::unique_ptr<Communicator> self_;        // the pipeline group of one process
   int dp_ = 1, dp_rank_ = 0, tp_rank_ = 0;
   std::unique_ptr<TpCollectives> tp_coll_;   // tp > 1: over comms_->tp (CPU) or on the device (CUDA)
   std::string tp_collectives_;
-  std::optional<Model> whole_;
-  std::unique_ptr<PipelineStage> pipe_;
+  std::unique_ptr<Stage> stage_;
   std::vector<Model*> models_;
   std::vector<AdamWOptimizer> opts_;          // [chunk]
   bool zero_ = false;
@@ -116,7 +120,7 @@ class RankModel {
   std::vector<std::vector<int>> state_index_; // [chunk][param]
   std::unique_ptr<GradSync> sync_;            // CPU, dp > 1
   std::unique_ptr<Communicator> nccl_dp_;     // CUDA, dp > 1
-  float grad_scale_ = 1.0f;                   // CUDA: the clip coefficient, applied by the next OptimizerStep
+  float grad_scale_ = 1.0f;                   // pp = 1 on CUDA: the clip coefficient, applied by the next OptimizerStep
 };
 
 }  // namespace baton
