@@ -211,7 +211,8 @@ absl::StatusOr<double> RankModel::ClipGradNorm(float max_norm) {
   for (Model* m : models_) {
     for (Param& p : m->params()) {
       if (IsEmbeddingCopy(*m, p) || (p.shard_dim < 0 && tp_rank_ != 0)) continue;
-      sum += ops::SumSquares(p.grad);
+      BATON_ASSIGN_OR_RETURN(const double s, ops::SumSquares(p.grad));
+      sum += s;
     }
   }
   if (comms_ != nullptr) {
@@ -226,14 +227,16 @@ absl::StatusOr<double> RankModel::ClipGradNorm(float max_norm) {
       return norm;
     }
     for (Model* m : models_) {
-      for (Param& p : m->params()) ops::Scale(p.grad, scale);
+      for (Param& p : m->params()) BATON_RETURN_IF_ERROR(ops::Scale(p.grad, scale));
     }
   }
   return norm;
 }
 
 absl::Status RankModel::OptimizerStep(float lr) {
-  for (size_t c = 0; c < models_.size(); ++c) opts_[c].Step(OptParams(static_cast<int>(c)), lr, grad_scale_);
+  for (size_t c = 0; c < models_.size(); ++c) {
+    BATON_RETURN_IF_ERROR(opts_[c].Step(OptParams(static_cast<int>(c)), lr, grad_scale_));
+  }
   grad_scale_ = 1.0f;
   if (!zero_) return absl::OkStatus();
   Communicator& dp = nccl_dp_ != nullptr ? *nccl_dp_ : *comms_->dp;  // device params go over NCCL

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "runtime/optimizer_config.h"
 #include "runtime/param.h"
 #include "runtime/tensor.h"
@@ -28,7 +29,8 @@ class AdamWOptimizer {
   // converted after); no host sync. grad_scale multiplies every gradient
   // first (the clip coefficient of GradNormFlat), inside the same pass on
   // CUDA: the same bits as scaling the grads before the step.
-  void Step(std::vector<Param>& params, float lr, float grad_scale = 1.0f);
+  // An op's error (a CUDA failure, a param not on one device) is returned.
+  absl::Status Step(std::vector<Param>& params, float lr, float grad_scale = 1.0f);
 
   int64_t step() const { return step_; }  // updates done so far
   void set_step(int64_t step) { step_ = step; }
@@ -47,14 +49,14 @@ class AdamWOptimizer {
 // grads give the same bits). If max_norm > 0 and the norm exceeds it, every
 // grad is scaled by max_norm / norm. Returns the norm before clipping.
 // On CUDA each SumSquares syncs the stream: prefer the flat form there.
-double ClipGradNorm(std::vector<Param>& params, float max_norm);
+absl::StatusOr<double> ClipGradNorm(std::vector<Param>& params, float max_norm);
 // The same with every grad read as one vector, flat_grads (zero wherever it
 // is not a grad; Model::flat_grads() on CUDA): one reduction, one sync,
 // one scale. The norm equals the per-param one up to summation order.
-double ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads);
+absl::StatusOr<double> ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads);
 // The norm of flat_grads and the clip coefficient min(1, max_norm / norm)
 // (1 when max_norm <= 0) without touching the grads: pass it to Step.
-double GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale);
+absl::StatusOr<double> GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale);
 
 // Learning rate for 0-based `step` of `total_steps`: linear warmup
 // lr·(step+1)/warmup_steps for step < warmup_steps, then decay from lr to
