@@ -323,11 +323,11 @@ void Model::EmbedForward(const Tensor& tokens, Tensor& resid0) {
 void Model::EmbedBackward(const Tensor& dresid, const Tensor& tokens) {
   Buffers& b = *buffers_;
   const Tensor* g = &dresid;
-  if (tp_->sp()) {
-    if (!Keep(tp_->AllGather(dresid, b.scratch.dh_full))) return;
+  if (tp_->sp()) {  // after an error nothing more runs here, but the hooks still fire
+    if (status_.ok()) Keep(tp_->AllGather(dresid, b.scratch.dh_full));
     g = &b.scratch.dh_full;
   }
-  Keep(ops::EmbeddingBackward(*g, tokens, tp_->active() ? vocab_start() : 0, params_[embed_].grad));
+  if (status_.ok()) Keep(ops::EmbeddingBackward(*g, tokens, tp_->active() ? vocab_start() : 0, params_[embed_].grad));
   Hook(embed_, embed_ + 1);
 }
 
@@ -375,9 +375,11 @@ void Model::HeadBackward(const Tensor& dlogits, const Tensor& lnf, const Tensor&
                          Tensor& dresid, DeferredWeightGrads* defer) {
   LayerScratch& s = buffers_->scratch;
   // logits = final_norm(resid) · lm_headᵀ. Tied: lm_head's grad is embed's.
-  if (!Keep(LinearBackwardMaybeDeferred(dlogits, lnf, LmHead(false), &s.dln, LmHead(true), nullptr, defer))) return;
-  if (!Keep(tp_->sp() ? tp_->ReduceScatterSum(s.dln, s.dln_r) : tp_->AllReduceSum(s.dln))) return;
-  Keep(ops::RmsNormBackward(s.dln_r, resid, ComputeWeight(final_norm_), rstdf, dresid, params_[final_norm_].grad));
+  if (status_.ok()) Keep(LinearBackwardMaybeDeferred(dlogits, lnf, LmHead(false), &s.dln, LmHead(true), nullptr, defer));
+  if (status_.ok()) Keep(tp_->sp() ? tp_->ReduceScatterSum(s.dln, s.dln_r) : tp_->AllReduceSum(s.dln));
+  if (status_.ok()) {
+    Keep(ops::RmsNormBackward(s.dln_r, resid, ComputeWeight(final_norm_), rstdf, dresid, params_[final_norm_].grad));
+  }
   HookHead();
 }
 
@@ -434,12 +436,13 @@ double Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, doubl
     const LayerWeights w = Weights(l, false);
     LayerWeights g = Weights(l, true);
     LayerActivations& a = b.saved[l];
-    if (!Keep(LayerRecompute(b.dims, w, b.resid[l], a, b.scratch, b.modes[l]))) break;
-    if (!Keep(LayerBackward(b.dims, w, g, b.resid[l], a, b.dresid[cur], b.dresid[1 - cur], b.scratch))) break;
+    if (status_.ok() && Keep(LayerRecompute(b.dims, w, b.resid[l], a, b.scratch, b.modes[l]))) {
+      Keep(LayerBackward(b.dims, w, g, b.resid[l], a, b.dresid[cur], b.dresid[1 - cur], b.scratch));
+    }
     HookLayer(l);
     cur = 1 - cur;
   }
-  if (status_.ok()) EmbedBackward(b.dresid[cur], tok);
+  EmbedBackward(b.dresid[cur], tok);
   // Summed only now: reading it back waits for the device, and waiting before
   // the backward would leave the GPU idle while the host queues the backward.
   return KeptSum(b.losses);
@@ -546,9 +549,9 @@ void Model::PartBackwardImpl(int slot, const Tensor* grad_output, Tensor* grad_i
   for (int l = L - 1; l >= 0; --l) {
     const LayerWeights w = Weights(l, false);
     LayerWeights g = Weights(l, true);
-    if (!Keep(LayerRecompute(h.dims, w, s.resid[l], s.saved[l], h.scratch, s.modes[l]))) break;
-    if (!Keep(LayerBackward(h.dims, w, g, s.resid[l], s.saved[l], h.dresid[cur], h.dresid[1 - cur], h.scratch,
-                            defer))) break;
+    if (status_.ok() && Keep(LayerRecompute(h.dims, w, s.resid[l], s.saved[l], h.scratch, s.modes[l]))) {
+      Keep(LayerBackward(h.dims, w, g, s.resid[l], s.saved[l], h.dresid[cur], h.dresid[1 - cur], h.scratch, defer));
+    }
     HookLayer(l);
     cur = 1 - cur;
   }

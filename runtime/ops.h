@@ -35,7 +35,7 @@ namespace baton::ops {
 // ---- GEMM
 // c = alpha · op(a) · op(b) + beta · c, op = transpose if trans_*. 2-D only.
 absl::Status MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c,
-            float alpha = 1.0f, float beta = 0.0f);
+                    float alpha = 1.0f, float beta = 0.0f);
 
 // y (N, out) = x (N, in) · w (out, in)ᵀ + b (out) [b may be null].
 absl::Status Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y);
@@ -43,19 +43,19 @@ absl::Status Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y
 // several projections' input gradients without a separate add; skipped if null);
 // dw (out, in) += dyᵀ · x;  db (out) += Σ_rows dy  (skipped if null).
 absl::Status LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
-                    Tensor* db, bool accumulate_dx = false);
+                            Tensor* db, bool accumulate_dx = false);
 
 // ---- RMSNorm (HF Llama: y = x · rsqrt(mean(x²) + eps) · w)
-// x, y (N, C); w (C); rstd (N) saved for backward (always f32/f64 like x).
+// x, y (N, C); w (C); rstd (N) saved for backward (like x on the CPU, f32 on CUDA).
 absl::Status RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd);
 // sum = a + b, then RmsNorm(sum) into y, rstd: the residual add before a
 // norm fused into one pass on the GPU (the same bits as Add then RmsNorm).
 absl::Status AddRmsNorm(const Tensor& a, const Tensor& b, const Tensor& w, float eps, Tensor& sum, Tensor& y,
-                Tensor& rstd);
+                        Tensor& rstd);
 // dx overwritten (+ dres, a residual branch's gradient, when non-null: the
 // add is fused into this pass; dres may alias dx); dw accumulated.
 absl::Status RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
-                     Tensor& dx, Tensor& dw, const Tensor* dres = nullptr);
+                             Tensor& dx, Tensor& dw, const Tensor* dres = nullptr);
 
 // ---- Rotary position embedding, HF "rotate_half" layout: for head dim D,
 // element i pairs with i + D/2, angle = pos · inv_freq[i], pos = t (0..T-1),
@@ -75,31 +75,31 @@ inline absl::Status RopeBackward(Tensor& dx, double theta) { return RopeBackward
 // (masked entries 0). Probabilities are always computed as exp(s - lse)
 // so that recomputing them from (q, k, lse) gives the same bits.
 absl::Status Attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, Tensor& lse,
-               Tensor* probs);
+                       Tensor* probs);
 // dq, dk, dv overwritten. If probs is null they are recomputed from q, k, lse;
 // either way the result is bitwise identical.
 absl::Status AttentionBackward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                       const Tensor& out, const Tensor& lse, const Tensor* probs, Tensor& dq,
-                       Tensor& dk, Tensor& dv);
+                               const Tensor& out, const Tensor& lse, const Tensor* probs, Tensor& dq,
+                               Tensor& dk, Tensor& dv);
 
 // ---- SwiGLU: h = silu(gate) · up, all (N, F).
 absl::Status SwiGlu(const Tensor& gate, const Tensor& up, Tensor& h);
 absl::Status SwiGluBackward(const Tensor& dh, const Tensor& gate, const Tensor& up, Tensor& dgate,
-                    Tensor& dup);
+                            Tensor& dup);
 
 // ---- Embedding: out (N, C) = table[tokens - vocab_start] for tokens in
 // [vocab_start, vocab_start + V_local), zeros otherwise (vocab-parallel).
 // tokens (N) i32; table (V_local, C).
 absl::Status Embedding(const Tensor& tokens, const Tensor& table, int64_t vocab_start, Tensor& out);
 absl::Status EmbeddingBackward(const Tensor& dout, const Tensor& tokens, int64_t vocab_start,
-                       Tensor& dtable);  // accumulated
+                               Tensor& dtable);  // accumulated
 
 // ---- Softmax cross-entropy, fused with its gradient (llm.c style).
 // logits (N, V); targets (N) i32, a target < 0 is ignored (loss 0, grad 0).
 // losses (N) f32/f64: -log softmax(logits)[target], stable (max-subtracted LSE).
 // If dlogits is non-null: dlogits = (softmax - onehot) · grad_scale (may alias logits).
 absl::Status SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, Tensor& losses,
-                         Tensor* dlogits, float grad_scale);
+                                 Tensor* dlogits, float grad_scale);
 
 // ---- Vocab-parallel softmax cross-entropy (tensor parallelism). CPU: f32/f64
 // logits, statistics of their dtype; CUDA: f32/bf16 logits, f32 statistics.
@@ -116,8 +116,8 @@ absl::Status PickTargets(const Tensor& logits, const Tensor& targets, int64_t vo
 // dlogits (N, V_local) = (exp(x - max)/sum - onehot) · grad_scale, 0 on
 // ignored rows (may alias logits; skipped if null).
 absl::Status VocabParallelCrossEntropy(const Tensor& logits, const Tensor& targets, int64_t vocab_start,
-                               const Tensor& max, const Tensor& sum, const Tensor& target_logit,
-                               Tensor& losses, Tensor* dlogits, float grad_scale);
+                                       const Tensor& max, const Tensor& sum, const Tensor& target_logit,
+                                       Tensor& losses, Tensor* dlogits, float grad_scale);
 
 // ---- Elementwise and reductions
 absl::Status Add(const Tensor& a, const Tensor& b, Tensor& out);  // out may alias a or b

@@ -235,11 +235,13 @@ absl::Status LayerRecompute(const LayerDims& d, const LayerWeights& w, const Ten
 // ---- backward
 
 absl::Status DeferredWeightGrads::Run() {
+  absl::Status st;
   for (Item& it : items) {
-    BATON_RETURN_IF_ERROR(ops::LinearBackward(it.dy, it.x, it.w, nullptr, &it.dw, it.db.defined() ? &it.db : nullptr));
+    st = ops::LinearBackward(it.dy, it.x, it.w, nullptr, &it.dw, it.db.defined() ? &it.db : nullptr);
+    if (!st.ok()) break;
   }
-  items.clear();
-  return absl::OkStatus();
+  items.clear();  // emptied either way: a failed step is not resumed half-way
+  return st;
 }
 
 absl::Status LinearBackwardMaybeDeferred(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor& dw,

@@ -102,7 +102,9 @@ TEST(Attention, ForwardMatchesNaiveSoftmax) {
     double sum = 0;
     for (int64_t j = 0; j < s.t; ++j) {
       const double p = probs.data<double>()[row * s.t + j];
-      if (j > i) EXPECT_EQ(p, 0.0) << "row " << row << " col " << j;
+      if (j > i) {
+        EXPECT_EQ(p, 0.0) << "row " << row << " col " << j;
+      }
       sum += p;
     }
     EXPECT_NEAR(sum, 1.0, 1e-14) << "row " << row;
