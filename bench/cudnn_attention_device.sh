@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE, from the repo root, in a tree where
 # scripts/device-build.sh has configured (and built) build-device: builds
-# only attention_bench and cuda_ops_gpu_test (cuDNN attention is linked
+# only attention_bench and cuda_backend_gpu_test (cuDNN attention is linked
 # where CMake found cuDNN: the toolkit, CUDNN_ROOT or PyTorch's wheel),
 # then runs
 #   1. attention_bench: per shape, FA2 and cuDNN against fp32 references
 #      (rel err of out, lse, dq, dk, dv), bwd bitwise repeat, fwd/bwd ms and
 #      TF/s side by side, the cuDNN plan (engine, workspace, build ms);
-#   2. cuda_ops_gpu_test, attention cases only (the op table with cuDNN
+#   2. cuda_backend_gpu_test, attention cases only (the op table with cuDNN
 #      forced against the CPU kernel, FA2 likewise, status conversion).
 # One line per result at the end; exit status 1 if either failed. One call:
 #   bash bench/cudnn_attention_device.sh
@@ -33,7 +33,7 @@ echo "cuDNN candidates:"; ls /usr/local/cuda/include/cudnn_graph.h /usr/local/cu
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader
 cmake "$BUILD" >"$OUT/cudnn-configure.log" 2>&1 || tail -n 30 "$OUT/cudnn-configure.log"
 grep -E "^CUDNN_(INCLUDE_DIR|LIBRARY):" "$BUILD/CMakeCache.txt"
-if ! cmake --build "$BUILD" -j "$(nproc)" --target attention_bench cuda_ops_gpu_test \
+if ! cmake --build "$BUILD" -j "$(nproc)" --target attention_bench cuda_backend_gpu_test \
     >"$OUT/cudnn-build.log" 2>&1; then
   grep -E "error|Error" -A3 "$OUT/cudnn-build.log" | head -n 60; echo "BUILD FAILED"; exit 1
 fi
@@ -46,10 +46,10 @@ if [[ $bench_rc != 0 && -s $OUT/cudnn_warnings.log ]]; then
   echo "cuDNN warnings (unique):"; grep -E "Warning|Error|Reason" "$OUT/cudnn_warnings.log" | sed -E 's/^\s+//' \
     | sort | uniq -c | sort -rn | head -n 25
 fi
-timeout 120 "$BUILD/cuda_ops_gpu_test" --gtest_filter='*Attention*:CudaCheck.*' \
-  >"$OUT/cuda_ops_gpu_test.log" 2>&1
+timeout 120 "$BUILD/cuda_backend_gpu_test" --gtest_filter='*Attention*:CudaCheck.*' \
+  >"$OUT/cuda_backend_gpu_test.log" 2>&1
 test_rc=$?
 grep -E "^cudnn (fwd|bwd)|^\[ +(OK|FAILED|PASSED|SKIPPED) +\]|Failure|error/budget|worst|Unimplemented|CUDNN_STATUS" \
-  "$OUT/cuda_ops_gpu_test.log" | head -n 60
-echo "attention_bench rc=$bench_rc  cuda_ops_gpu_test rc=$test_rc"
+  "$OUT/cuda_backend_gpu_test.log" | head -n 60
+echo "attention_bench rc=$bench_rc  cuda_backend_gpu_test rc=$test_rc"
 [[ $bench_rc == 0 && $test_rc == 0 ]]

@@ -4,7 +4,7 @@
 # made here with `git show HEAD:path`); train_bench is built from them
 # first, then from the working tree, and the two binaries are run in turn
 # (base, new, base, new) with --profile for the 125m and 1.3b presets,
-# after the GPU tests of the new build (cuda_ops_gpu_test,
+# after the GPU tests of the new build (op_parity_gpu_test, cuda_backend_gpu_test,
 # cuda_allocator_gpu_test, model_gpu_test; nccl_gpu_mpitest under mpiexec,
 # which skips with one GPU). Logs and JSON to /tmp/ab; the summary is
 # printed, and the round-2 profiles and test logs are copied to $OUT when
@@ -37,12 +37,12 @@ cmake --build "$BUILD" -j "$JOBS" --target train_bench >"$RES/build_base.log" 2>
 cp "$BUILD/train_bench" /tmp/train_bench_base
 for f in $FILES; do cp "$SAVE/$f" "$f"; done
 stamp "build new"
-cmake --build "$BUILD" -j "$JOBS" --target train_bench cuda_ops_gpu_test cuda_allocator_gpu_test model_gpu_test nccl_gpu_mpitest \
+cmake --build "$BUILD" -j "$JOBS" --target train_bench op_parity_gpu_test cuda_backend_gpu_test cuda_allocator_gpu_test model_gpu_test nccl_gpu_mpitest \
   >"$RES/build_new.log" 2>&1 || { tail -n 40 "$RES/build_new.log"; exit 1; }
 cp "$BUILD/train_bench" /tmp/train_bench_new
 
 stamp "GPU tests"
-for t in cuda_ops_gpu_test cuda_allocator_gpu_test model_gpu_test; do
+for t in op_parity_gpu_test cuda_backend_gpu_test cuda_allocator_gpu_test model_gpu_test; do
   "$BUILD/$t" --gtest_brief=1 >"$RES/$t.log" 2>&1; echo "$t: exit $? $(grep -E 'PASSED|FAILED' "$RES/$t.log" | tr '\n' ' ')"
   grep -E '^\[  FAILED|Failure' "$RES/$t.log" | head -n 5
 done
@@ -83,6 +83,6 @@ PY
 done
 if [[ -n ${OUT:-} ]]; then
   cp "$RES"/new_125m_r2.txt "$RES"/new_1.3b_r2.txt "$RES"/base_125m_r2.txt "$RES"/base_1.3b_r2.txt \
-     "$RES"/cuda_ops_gpu_test.log "$RES"/nccl_gpu_mpitest.log "$OUT"/ 2>/dev/null
+     "$RES"/op_parity_gpu_test.log "$RES"/cuda_backend_gpu_test.log "$RES"/nccl_gpu_mpitest.log "$OUT"/ 2>/dev/null
 fi
 stamp "done"

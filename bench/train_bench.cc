@@ -36,7 +36,7 @@
 #include "runtime/cuda_allocator.h"
 #include "runtime/model.h"
 #include "runtime/op_profile.h"
-#include "runtime/ops_cuda.h"
+#include "runtime/ops.h"
 #include "runtime/optimizer.h"
 
 namespace baton {
@@ -104,8 +104,8 @@ double MeasureGemmPeak() {
   f32.CopyFrom(host);
   Tensor a = Tensor::Empty({n * n}, DType::kBF16, alloc), b = Tensor::Empty({n * n}, DType::kBF16, alloc);
   Tensor c = Tensor::Empty({n * n}, DType::kBF16, alloc);
-  ops::cuda_impl::Convert(f32, a);
-  ops::cuda_impl::Convert(f32, b);
+  Die(ops::Convert(f32, a));
+  Die(ops::Convert(f32, b));
   cudaStream_t st = cuda::CurrentStream();
   cuda::GemmArgs g{cuda::Float::kBF16, cuda::Float::kBF16, false, true, n, n, n, 1.f, 0.f,
                    a.raw(), n, b.raw(), n, c.raw(), n, nullptr};
@@ -261,8 +261,8 @@ int Main(int argc, char** argv) {
     const double loss =
         model.ForwardBackward(batches[2 * k], batches[2 * k + 1], 1.0 / tokens_per_step, rc);
     float clip_scale = 1.0f;
-    GradNormFlat(model.flat_grads(), oc.grad_clip, &clip_scale);
-    opt.Step(model.params(), oc.lr, clip_scale);
+    Die(GradNormFlat(model.flat_grads(), oc.grad_clip, &clip_scale).status());
+    Die(opt.Step(model.params(), oc.lr, clip_scale));
     return loss / static_cast<double>(tokens_per_step);
   };
 

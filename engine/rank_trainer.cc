@@ -221,14 +221,16 @@ absl::StatusOr<double> RankTrainer::ClipGradNorm(float max_norm) {
     grad_scale_ = scale;
   } else if (scale != 1.0f) {
     for (Model* m : models_) {
-      for (Param& p : m->params()) ops::Scale(p.grad, scale);
+      for (Param& p : m->params()) BATON_RETURN_IF_ERROR(ops::Scale(p.grad, scale));
     }
   }
   return norm;
 }
 
 absl::Status RankTrainer::OptimizerStep(float lr) {
-  for (size_t c = 0; c < models_.size(); ++c) opts_[c].Step(OptParams(static_cast<int>(c)), lr, grad_scale_);
+  for (size_t c = 0; c < models_.size(); ++c) {
+    BATON_RETURN_IF_ERROR(opts_[c].Step(OptParams(static_cast<int>(c)), lr, grad_scale_));
+  }
   grad_scale_ = 1.0f;
   if (!zero_) return absl::OkStatus();
   Communicator& dp = nccl_dp_ != nullptr ? *nccl_dp_ : *comms_->dp;  // device params go over NCCL

@@ -241,8 +241,7 @@ absl::Status Stage::SumTiedEmbeddingGrads() {
   BATON_ASSIGN_OR_RETURN(CommRequestPtr send, pp_.ISend(mine, peer, kTiedGradTag));
   BATON_RETURN_IF_ERROR(send->Wait());
   BATON_RETURN_IF_ERROR(recv->Wait());
-  ops::AddInPlace(embed->grad, Up(theirs));  // a + b == b + a: both stages hold the same bits
-  return absl::OkStatus();
+  return ops::AddInPlace(embed->grad, Up(theirs));  // a + b == b + a: both stages hold the same bits
 }
 
 absl::StatusOr<double> Stage::ValidationLoss(const Sampler& sampler) {

@@ -313,24 +313,27 @@ void Model::CheckBatch(const Tensor& tokens, const Tensor* targets) const {
 
 void Model::EmbedForward(const Tensor& tokens, Tensor& resid0) {
   Buffers& b = *buffers_;
-  if (!tp_->active()) return ops::Embedding(tokens, ComputeWeight(embed_), 0, resid0);
+  if (!tp_->active()) {
+    Keep(ops::Embedding(tokens, ComputeWeight(embed_), 0, resid0));
+    return;
+  }
   // Vocab-parallel: each rank fills the rows of its ids, the sum over tp has them all.
   if (!tp_->sp()) {
-    ops::Embedding(tokens, ComputeWeight(embed_), vocab_start(), resid0);
-    return tp_->AllReduceSum(resid0);
+    if (Keep(ops::Embedding(tokens, ComputeWeight(embed_), vocab_start(), resid0))) Keep(tp_->AllReduceSum(resid0));
+    return;
   }
-  ops::Embedding(tokens, ComputeWeight(embed_), vocab_start(), b.scratch.proj);
-  tp_->ReduceScatterSum(b.scratch.proj, resid0);
+  if (!Keep(ops::Embedding(tokens, ComputeWeight(embed_), vocab_start(), b.scratch.proj))) return;
+  Keep(tp_->ReduceScatterSum(b.scratch.proj, resid0));
 }
 
 void Model::EmbedBackward(const Tensor& dresid, const Tensor& tokens) {
   Buffers& b = *buffers_;
   const Tensor* g = &dresid;
-  if (tp_->sp()) {
-    tp_->AllGather(dresid, b.scratch.dh_full);
+  if (tp_->sp()) {  // after an error nothing more runs here, but the hooks still fire
+    if (status_.ok()) Keep(tp_->AllGather(dresid, b.scratch.dh_full));
     g = &b.scratch.dh_full;
   }
-  ops::EmbeddingBackward(*g, tokens, tp_->active() ? vocab_start() : 0, params_[embed_].grad);
+  if (status_.ok()) Keep(ops::EmbeddingBackward(*g, tokens, tp_->active() ? vocab_start() : 0, params_[embed_].grad));
   Hook(embed_, embed_ + 1);
 }
 
@@ -347,17 +350,17 @@ void Model::HookHead() const {
 void Model::HeadForward(const Tensor& resid, Tensor& lnf, Tensor& rstdf, Tensor& logits) {
   Buffers& b = *buffers_;
   if (tp_->sp()) {
-    ops::RmsNorm(resid, ComputeWeight(final_norm_), config_.norm_eps, b.scratch.norm_r, rstdf);
-    tp_->AllGather(b.scratch.norm_r, lnf);
+    if (!Keep(ops::RmsNorm(resid, ComputeWeight(final_norm_), config_.norm_eps, b.scratch.norm_r, rstdf))) return;
+    if (!Keep(tp_->AllGather(b.scratch.norm_r, lnf))) return;
   } else {
-    ops::RmsNorm(resid, ComputeWeight(final_norm_), config_.norm_eps, lnf, rstdf);
+    if (!Keep(ops::RmsNorm(resid, ComputeWeight(final_norm_), config_.norm_eps, lnf, rstdf))) return;
   }
-  ops::Linear(lnf, LmHead(false), nullptr, logits);
+  Keep(ops::Linear(lnf, LmHead(false), nullptr, logits));
 }
 
 void Model::HeadCrossEntropy(Tensor& logits, const Tensor& targets, Tensor& losses, bool grad, float grad_scale) {
   if (!tp_->active()) {
-    ops::SoftmaxCrossEntropy(logits, targets, losses, grad ? &logits : nullptr, grad_scale);
+    Keep(ops::SoftmaxCrossEntropy(logits, targets, losses, grad ? &logits : nullptr, grad_scale));
     return;
   }
   // Vocab-parallel: only (N) per-row numbers cross the tp group. They are
@@ -367,27 +370,22 @@ void Model::HeadCrossEntropy(Tensor& logits, const Tensor& targets, Tensor& loss
   Allocator* alloc = format_.alloc != nullptr ? format_.alloc : DefaultCpuAllocator();
   Tensor max = Tensor::Empty({n}, format_.stat_dtype, alloc), sum = Tensor::Empty({n}, format_.stat_dtype, alloc),
          target = Tensor::Empty({n}, format_.stat_dtype, alloc);
-  ops::RowMax(logits, max);
-  tp_->AllReduceMax(max);
-  ops::RowSumExp(logits, max, sum);
-  tp_->AllReduceSum(sum);
-  ops::PickTargets(logits, targets, vocab_start(), target);
-  tp_->AllReduceSum(target);
-  ops::VocabParallelCrossEntropy(logits, targets, vocab_start(), max, sum, target, losses, grad ? &logits : nullptr,
-                                 grad_scale);
+  if (!Keep(ops::RowMax(logits, max)) || !Keep(tp_->AllReduceMax(max))) return;
+  if (!Keep(ops::RowSumExp(logits, max, sum)) || !Keep(tp_->AllReduceSum(sum))) return;
+  if (!Keep(ops::PickTargets(logits, targets, vocab_start(), target)) || !Keep(tp_->AllReduceSum(target))) return;
+  Keep(ops::VocabParallelCrossEntropy(logits, targets, vocab_start(), max, sum, target, losses,
+                                      grad ? &logits : nullptr, grad_scale));
 }
 
 void Model::HeadBackward(const Tensor& dlogits, const Tensor& lnf, const Tensor& resid, const Tensor& rstdf,
                          Tensor& dresid, DeferredWeightGrads* defer) {
   LayerScratch& s = buffers_->scratch;
   // logits = final_norm(resid) · lm_headᵀ. Tied: lm_head's grad is embed's.
-  LinearBackwardMaybeDeferred(dlogits, lnf, LmHead(false), &s.dln, LmHead(true), nullptr, defer);
-  if (tp_->sp()) {
-    tp_->ReduceScatterSum(s.dln, s.dln_r);
-  } else {
-    tp_->AllReduceSum(s.dln);
+  if (status_.ok()) Keep(LinearBackwardMaybeDeferred(dlogits, lnf, LmHead(false), &s.dln, LmHead(true), nullptr, defer));
+  if (status_.ok()) Keep(tp_->sp() ? tp_->ReduceScatterSum(s.dln, s.dln_r) : tp_->AllReduceSum(s.dln));
+  if (status_.ok()) {
+    Keep(ops::RmsNormBackward(s.dln_r, resid, ComputeWeight(final_norm_), rstdf, dresid, params_[final_norm_].grad));
   }
-  ops::RmsNormBackward(s.dln_r, resid, ComputeWeight(final_norm_), rstdf, dresid, params_[final_norm_].grad);
   HookHead();
 }
 
@@ -395,7 +393,7 @@ void Model::ForwardLayers(const Tensor& tokens) {
   Buffers& b = *buffers_;
   EmbedForward(tokens.Reshape({b.dims.rows()}), b.resid[0]);
   for (int l = 0; l < num_layers(); ++l) {
-    LayerForward(b.dims, Weights(l, false), b.resid[l], b.shared, b.scratch, &b.resid[l + 1]);
+    if (!Keep(LayerForward(b.dims, Weights(l, false), b.resid[l], b.shared, b.scratch, &b.resid[l + 1]))) return;
   }
 }
 
@@ -470,10 +468,10 @@ double Model::PartForward(int slot, const Tensor& tokens, const Tensor& targets,
   return slice_.head ? SlotLoss(slot) : 0;
 }
 
-double Model::SlotLoss(int slot) const {
+double Model::SlotLoss(int slot) {
   BATON_CHECK_MSG(slice_.head && slot >= 0 && slot < static_cast<int>(slots_.size()) && slots_[slot] != nullptr,
                   "SlotLoss of a slot without a head PartForward");
-  return ops::Sum(slots_[slot]->losses);
+  return KeptSum(slots_[slot]->losses);
 }
 
 void Model::PartForwardKeepLoss(int slot, const Tensor& tokens, const Tensor& targets, const Tensor* input,
@@ -494,7 +492,7 @@ void Model::PartForwardKeepLoss(int slot, const Tensor& tokens, const Tensor& ta
     s.resid[0].CopyFrom(*input);
   }
   for (int l = 0; l < num_layers(); ++l) {
-    LayerForward(h.dims, Weights(l, false), s.resid[l], s.saved[l], h.scratch, &s.resid[l + 1]);
+    if (!Keep(LayerForward(h.dims, Weights(l, false), s.resid[l], s.saved[l], h.scratch, &s.resid[l + 1]))) break;
   }
   if (!slice_.head) {
     output->CopyFrom(s.resid[num_layers()]);
@@ -521,7 +519,7 @@ void Model::PartBackwardInput(int slot, const Tensor* grad_output, Tensor* grad_
 void Model::PartBackwardWeight(int slot) {
   BATON_CHECK_MSG(slot >= 0 && slot < static_cast<int>(slots_.size()) && slots_[slot] != nullptr,
                   "PartBackwardWeight of a slot without PartForward");
-  slots_[slot]->deferred.Run();
+  Keep(slots_[slot]->deferred.Run());
   Hook(0, static_cast<int>(params_.size()));
 }
 
@@ -542,8 +540,9 @@ void Model::PartBackwardImpl(int slot, const Tensor* grad_output, Tensor* grad_i
   for (int l = L - 1; l >= 0; --l) {
     const LayerWeights w = Weights(l, false);
     LayerWeights g = Weights(l, true);
-    LayerRecompute(h.dims, w, s.resid[l], s.saved[l], h.scratch, s.modes[l]);
-    LayerBackward(h.dims, w, g, s.resid[l], s.saved[l], h.dresid[cur], h.dresid[1 - cur], h.scratch, defer);
+    if (status_.ok() && Keep(LayerRecompute(h.dims, w, s.resid[l], s.saved[l], h.scratch, s.modes[l]))) {
+      Keep(LayerBackward(h.dims, w, g, s.resid[l], s.saved[l], h.dresid[cur], h.dresid[1 - cur], h.scratch, defer));
+    }
     HookLayer(l);
     cur = 1 - cur;
   }
@@ -565,7 +564,7 @@ double Model::PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor
   } else {
     b.resid[0].CopyFrom(*input);
     for (int l = 0; l < num_layers(); ++l) {
-      LayerForward(b.dims, Weights(l, false), b.resid[l], b.shared, b.scratch, &b.resid[l + 1]);
+      if (!Keep(LayerForward(b.dims, Weights(l, false), b.resid[l], b.shared, b.scratch, &b.resid[l + 1]))) break;
     }
   }
   if (!slice_.head) {
@@ -574,7 +573,13 @@ double Model::PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor
   }
   ForwardHead();
   HeadCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses, /*grad=*/false, 1.0f);
-  return ops::Sum(b.losses);
+  return KeptSum(b.losses);
+}
+
+double Model::KeptSum(const Tensor& losses) {
+  if (!status_.ok()) return 0;
+  absl::StatusOr<double> sum = ops::Sum(losses);
+  return Keep(sum.status()) ? *sum : 0;
 }
 
 }  // namespace baton

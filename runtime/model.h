@@ -107,9 +107,11 @@ class Model {
   int64_t NumParameters() const;            // elements held here, tied embedding once
   void ZeroGrad();
   const TensorParallel& tensor_parallel() const { return tp_->config(); }
-  // The first error of a tensor-parallel collective (OK at tp = 1); the
-  // trainer checks it after each step. After an error, collectives are skipped.
-  const absl::Status& comm_status() const { return tp_->status(); }
+  // The first error of an op or a tensor-parallel collective since the
+  // model was made (ops and collectives return theirs; the forward and
+  // backward here keep the first); the trainer checks it after each step.
+  // After an error, the layers and collectives that follow are skipped.
+  const absl::Status& comm_status() const { return status_; }
 
   // Called during the backward each time params [first, end) (indices into
   // params()) received one micro-batch's complete contribution: once for
@@ -150,7 +152,7 @@ class Model {
                            Tensor* output, double grad_scale, const RecomputeConfig& rc);
   // SUM of per-token losses of the slot's last forward (head part only);
   // valid until the slot's next PartForward.
-  double SlotLoss(int slot) const;
+  double SlotLoss(int slot);
   // grad_output (B·T, C): d loss / d output, null on the head part;
   // grad_input (B·T, C) written, null on the embedding part. Parameter
   // grads accumulate. The slot is free again afterwards.
@@ -226,6 +228,12 @@ class Model {
   void AllocateDeviceParams();
   void InitOnDevice(uint64_t seed);
   Tensor OnDevice(const Tensor& t, Tensor& staging) const;
+  // Keeps the first error (comm_status()); true while there is none.
+  bool Keep(const absl::Status& s) {
+    if (status_.ok() && !s.ok()) status_ = s;
+    return status_.ok();
+  }
+  double KeptSum(const Tensor& losses);  // ops::Sum, 0 after an error (kept)
 
   ModelConfig config_;
   ModelSlice slice_;
@@ -246,6 +254,7 @@ class Model {
   std::vector<LayerIndex> layers_;
   std::unique_ptr<Buffers> buffers_;
   std::vector<std::unique_ptr<Slot>> slots_;  // alias buffers_->shared: cleared with it
+  absl::Status status_;  // the first op or collective error (comm_status())
 };
 
 }  // namespace baton

@@ -20,7 +20,6 @@
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/stream.h"
-#include "runtime/ops_cuda.h"
 #endif
 
 namespace baton {
@@ -135,7 +134,7 @@ void Model::InitOnDevice(uint64_t seed) {
 void Model::RefreshComputeWeights() {
   if (!flat_compute_.defined()) return;
 #ifdef BATON_HAVE_CUDA
-  ops::cuda_impl::Convert(flat_values_, flat_compute_);
+  Keep(ops::Convert(flat_values_, flat_compute_));
 #endif
 }
 

@@ -1,245 +1,183 @@
-// The op table, part 1: the ops with structure (GEMM and linear layers,
-// RMSNorm, RoPE, attention). Each entry checks shapes, dtypes, devices and
-// contiguity with a message naming the shapes, then dispatches on dtype to
-// the CPU kernels in kernels/cpu. Pointwise ops, embedding, cross-entropy
-// and AdamW live in ops_pointwise.cc. CUDA tensors go to the CUDA op table
-// (ops_cuda.cc) before any CPU check runs.
+// The ops with structure (GEMM and linear layers, RMSNorm, RoPE,
+// attention): each checks its arguments once (op_checks.h, against the
+// rules of its device) and dispatches through the op table (op_table.h).
+// The pointwise ops, embedding, cross-entropy, Convert and AdamW are in
+// ops_pointwise.cc, the vocab-parallel cross-entropy in
+// ops_vocab_parallel.cc; the kernels' entries in ops_cpu.cc and ops_cuda.cc.
 #include "runtime/ops.h"
 
-#include "kernels/cpu/attention.h"
-#include "kernels/cpu/gemm.h"
-#include "kernels/cpu/rms_norm.h"
-#include "kernels/cpu/rope.h"
 #include "runtime/op_checks.h"
-#include "runtime/ops_cuda.h"
+#include "runtime/op_table.h"
 
 namespace baton::ops {
 
-using internal::CheckFloat;
-using internal::CheckLike;
-using internal::CheckRank;
-using internal::CheckSameDType;
-using internal::CheckShape;
-using internal::DispatchFloat;
+using internal::Given;
+using internal::OpArgs;
 
 // ---- GEMM
 
-void MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
-            float beta) {
-#ifdef BATON_HAVE_CUDA
-  if (a.device() == Device::kCuda) return cuda_impl::MatMul(a, trans_a, b, trans_b, c, alpha, beta);
-#endif
-  constexpr const char* kOp = "MatMul";
-  CheckFloat(kOp, "a", a);
-  CheckRank(kOp, "a", a, 2);
-  CheckFloat(kOp, "b", b);
-  CheckRank(kOp, "b", b, 2);
-  CheckSameDType(kOp, "b", b, a);
-  const int64_t m = trans_a ? a.dim(1) : a.dim(0);
-  const int64_t k = trans_a ? a.dim(0) : a.dim(1);
-  const int64_t kb = trans_b ? b.dim(1) : b.dim(0);
-  const int64_t n = trans_b ? b.dim(0) : b.dim(1);
-  BATON_OP_CHECK(k == kb, kOp, ": inner dims differ: a ", a.DebugString(), trans_a ? "ᵀ" : "",
-                 " · b ", b.DebugString(), trans_b ? "ᵀ" : "");
-  CheckLike(kOp, "c", c, a, {m, n});
-  DispatchFloat(kOp, a.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::Gemm<T>(trans_a, trans_b, m, n, k, static_cast<T>(alpha), a.data<T>(), a.dim(1),
-                 b.data<T>(), b.dim(1), static_cast<T>(beta), c.data<T>(), n);
-  });
+absl::Status MatMul(const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, Tensor& c, float alpha,
+                    float beta) {
+  const OpArgs k(OpId::kMatMul, a);
+  BATON_RETURN_IF_ERROR(k.FloatRank("a", a, 2));
+  BATON_RETURN_IF_ERROR(k.Like("b", b, a, b.shape()));
+  BATON_RETURN_IF_ERROR(k.Rank("b", b, 2));
+  const int64_t m = trans_a ? a.dim(1) : a.dim(0), kk = trans_a ? a.dim(0) : a.dim(1);
+  const int64_t kb = trans_b ? b.dim(1) : b.dim(0), n = trans_b ? b.dim(0) : b.dim(1);
+  BATON_OP_CHECK(kk == kb, k.op(), ": inner dims differ: a ", a.DebugString(), trans_a ? "ᵀ" : "", " · b ",
+                 b.DebugString(), trans_b ? "ᵀ" : "");
+  BATON_RETURN_IF_ERROR(k.Grad("c", c, a, {m, n}));
+  BATON_RETURN_IF_ERROR(k.Disjoint("c", c, "a", a));
+  BATON_RETURN_IF_ERROR(k.Disjoint("c", c, "b", b));
+  return BATON_OP_DISPATCH(MatMul, k.device(), a, trans_a, b, trans_b, c, alpha, beta);
 }
 
-void Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
-#ifdef BATON_HAVE_CUDA
-  if (x.device() == Device::kCuda) return cuda_impl::Linear(x, w, b, y);
-#endif
-  constexpr const char* kOp = "Linear";
-  CheckFloat(kOp, "x", x);
-  CheckRank(kOp, "x", x, 2);
-  CheckFloat(kOp, "w", w);
-  CheckRank(kOp, "w", w, 2);
-  CheckSameDType(kOp, "w", w, x);
-  const int64_t n = x.dim(0), in = x.dim(1), out = w.dim(0);
-  BATON_OP_CHECK(w.dim(1) == in, kOp, ": x ", x.DebugString(), " does not match w ",
-                 w.DebugString(), " (out, in)");
-  const bool has_bias = b != nullptr && b->defined();
-  if (has_bias) CheckLike(kOp, "b", *b, x, {out});
-  CheckLike(kOp, "y", y, x, {n, out});
-  DispatchFloat(kOp, x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::Gemm<T>(false, true, n, out, in, T(1), x.data<T>(), in, w.data<T>(), in, T(0),
-                 y.data<T>(), out);
-    if (has_bias) cpu::AddRowBias<T>(b->data<T>(), n, out, y.data<T>());
-  });
+namespace {
+// x (N, in), w (out, in): the shapes Linear and its backward share.
+absl::Status CheckLinearInputs(const OpArgs& k, const Tensor& x, const Tensor& w) {
+  BATON_RETURN_IF_ERROR(k.FloatRank("x", x, 2));
+  BATON_RETURN_IF_ERROR(k.Like("w", w, x, w.shape()));
+  BATON_RETURN_IF_ERROR(k.Rank("w", w, 2));
+  BATON_OP_CHECK(w.dim(1) == x.dim(1), k.op(), ": x ", x.DebugString(), " does not match w ", w.DebugString(),
+                 " (out, in)");
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status Linear(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
+  const OpArgs k(OpId::kLinear, x);
+  BATON_RETURN_IF_ERROR(CheckLinearInputs(k, x, w));
+  const int64_t n = x.dim(0), out = w.dim(0);
+  if (Given(b)) BATON_RETURN_IF_ERROR(k.Like("b", *b, x, {out}));
+  BATON_RETURN_IF_ERROR(k.Like("y", y, x, {n, out}));
+  BATON_RETURN_IF_ERROR(k.Disjoint("y", y, "x", x));
+  return BATON_OP_DISPATCH(Linear, k.device(), x, w, Given(b) ? b : nullptr, y);
 }
 
-void LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
-                    Tensor* db, bool accumulate_dx) {
-#ifdef BATON_HAVE_CUDA
-  if (x.device() == Device::kCuda)
-    return cuda_impl::LinearBackward(dy, x, w, dx, dw, db, accumulate_dx);
-#endif
-  constexpr const char* kOp = "LinearBackward";
-  CheckFloat(kOp, "x", x);
-  CheckRank(kOp, "x", x, 2);
-  CheckFloat(kOp, "w", w);
-  CheckRank(kOp, "w", w, 2);
-  CheckSameDType(kOp, "w", w, x);
+absl::Status LinearBackward(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor* dw,
+                            Tensor* db, bool accumulate_dx) {
+  const OpArgs k(OpId::kLinearBackward, x);
+  BATON_RETURN_IF_ERROR(CheckLinearInputs(k, x, w));
   const int64_t n = x.dim(0), in = x.dim(1), out = w.dim(0);
-  BATON_OP_CHECK(w.dim(1) == in, kOp, ": x ", x.DebugString(), " does not match w ",
-                 w.DebugString(), " (out, in)");
-  CheckLike(kOp, "dy", dy, x, {n, out});
-  const bool has_dx = dx != nullptr && dx->defined();
-  const bool has_dw = dw != nullptr && dw->defined();
-  const bool has_db = db != nullptr && db->defined();
-  if (has_dx) CheckLike(kOp, "dx", *dx, x, {n, in});
-  if (has_dw) CheckLike(kOp, "dw", *dw, x, {out, in});
-  if (has_db) CheckLike(kOp, "db", *db, x, {out});
-  DispatchFloat(kOp, x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    if (has_dx)  // dx (n, in) = dy (n, out) · w (out, in)
-      cpu::Gemm<T>(false, false, n, in, out, T(1), dy.data<T>(), out, w.data<T>(), in,
-                   T(accumulate_dx ? 1 : 0), dx->data<T>(), in);
-    if (has_dw)  // dw (out, in) += dyᵀ (out, n) · x (n, in)
-      cpu::Gemm<T>(true, false, out, in, n, T(1), dy.data<T>(), out, x.data<T>(), in, T(1),
-                   dw->data<T>(), in);
-    if (has_db) cpu::AccumulateColumnSums<T>(dy.data<T>(), n, out, db->data<T>());
-  });
+  BATON_RETURN_IF_ERROR(k.Like("dy", dy, x, {n, out}));
+  if (Given(dx)) {
+    BATON_RETURN_IF_ERROR(k.Like("dx", *dx, x, {n, in}));
+    BATON_RETURN_IF_ERROR(k.Disjoint("dx", *dx, "dy", dy));
+  }
+  if (Given(dw)) BATON_RETURN_IF_ERROR(k.Grad("dw", *dw, x, {out, in}));
+  if (Given(db)) BATON_RETURN_IF_ERROR(k.Grad("db", *db, x, {out}));
+  return BATON_OP_DISPATCH(LinearBackward, k.device(), dy, x, w, Given(dx) ? dx : nullptr,
+                           Given(dw) ? dw : nullptr, Given(db) ? db : nullptr, accumulate_dx);
 }
 
 // ---- RMSNorm
 
-void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd) {
-#ifdef BATON_HAVE_CUDA
-  if (x.device() == Device::kCuda) return cuda_impl::RmsNorm(x, w, eps, y, rstd);
-#endif
-  constexpr const char* kOp = "RmsNorm";
-  CheckFloat(kOp, "x", x);
-  CheckRank(kOp, "x", x, 2);
+absl::Status RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& y, Tensor& rstd) {
+  const OpArgs k(OpId::kRmsNorm, x);
+  BATON_RETURN_IF_ERROR(k.FloatRank("x", x, 2));
   const int64_t n = x.dim(0), c = x.dim(1);
-  CheckLike(kOp, "w", w, x, {c});
-  CheckLike(kOp, "y", y, x, {n, c});
-  CheckLike(kOp, "rstd", rstd, x, {n});
-  DispatchFloat(kOp, x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::RmsNormForward<T>(x.data<T>(), w.data<T>(), static_cast<T>(eps), n, c, y.data<T>(),
-                           rstd.data<T>());
-  });
+  BATON_RETURN_IF_ERROR(k.Like("w", w, x, {c}));
+  BATON_RETURN_IF_ERROR(k.Like("y", y, x, {n, c}));
+  BATON_RETURN_IF_ERROR(k.Stat("rstd", rstd, x, {n}));
+  return BATON_OP_DISPATCH(RmsNorm, k.device(), x, w, eps, y, rstd);
 }
 
-void AddRmsNorm(const Tensor& a, const Tensor& b, const Tensor& w, float eps, Tensor& sum, Tensor& y,
-                Tensor& rstd) {
-#ifdef BATON_HAVE_CUDA
-  if (a.device() == Device::kCuda) return cuda_impl::AddRmsNorm(a, b, w, eps, sum, y, rstd);
-#endif
-  Add(a, b, sum);
-  RmsNorm(sum, w, eps, y, rstd);
+absl::Status AddRmsNorm(const Tensor& a, const Tensor& b, const Tensor& w, float eps, Tensor& sum, Tensor& y,
+                        Tensor& rstd) {
+  const OpArgs k(OpId::kAddRmsNorm, a);
+  BATON_RETURN_IF_ERROR(k.FloatRank("a", a, 2));
+  const int64_t n = a.dim(0), c = a.dim(1);
+  BATON_RETURN_IF_ERROR(k.Like("b", b, a, {n, c}));
+  BATON_RETURN_IF_ERROR(k.Like("w", w, a, {c}));
+  BATON_RETURN_IF_ERROR(k.Like("sum", sum, a, {n, c}));
+  BATON_RETURN_IF_ERROR(k.Like("y", y, a, {n, c}));
+  BATON_RETURN_IF_ERROR(k.Stat("rstd", rstd, a, {n}));
+  return BATON_OP_DISPATCH(AddRmsNorm, k.device(), a, b, w, eps, sum, y, rstd);
 }
 
-void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
-                     Tensor& dx, Tensor& dw, const Tensor* dres) {
-#ifdef BATON_HAVE_CUDA
-  if (x.device() == Device::kCuda) return cuda_impl::RmsNormBackward(dy, x, w, rstd, dx, dw, dres);
-#endif
-  constexpr const char* kOp = "RmsNormBackward";
-  CheckFloat(kOp, "x", x);
-  CheckRank(kOp, "x", x, 2);
+absl::Status RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor& dx,
+                             Tensor& dw, const Tensor* dres) {
+  const OpArgs k(OpId::kRmsNormBackward, x);
+  BATON_RETURN_IF_ERROR(k.FloatRank("x", x, 2));
   const int64_t n = x.dim(0), c = x.dim(1);
-  CheckLike(kOp, "dy", dy, x, {n, c});
-  CheckLike(kOp, "w", w, x, {c});
-  CheckLike(kOp, "rstd", rstd, x, {n});
-  CheckLike(kOp, "dx", dx, x, {n, c});
-  CheckLike(kOp, "dw", dw, x, {c});
-  const bool has_dres = dres != nullptr && dres->defined();
-  if (has_dres) CheckLike(kOp, "dres", *dres, x, {n, c});
-  DispatchFloat(kOp, x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::RmsNormBackward<T>(dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<T>(), n, c,
-                            has_dres ? dres->data<T>() : nullptr, dx.data<T>(), dw.data<T>());
-  });
+  BATON_RETURN_IF_ERROR(k.Like("dy", dy, x, {n, c}));
+  BATON_RETURN_IF_ERROR(k.Like("w", w, x, {c}));
+  BATON_RETURN_IF_ERROR(k.Stat("rstd", rstd, x, {n}));
+  BATON_RETURN_IF_ERROR(k.Like("dx", dx, x, {n, c}));
+  BATON_RETURN_IF_ERROR(k.Grad("dw", dw, x, {c}));
+  if (Given(dres)) BATON_RETURN_IF_ERROR(k.Like("dres", *dres, x, {n, c}));  // may alias dx
+  return BATON_OP_DISPATCH(RmsNormBackward, k.device(), dy, x, w, rstd, dx, dw, Given(dres) ? dres : nullptr);
 }
 
 // ---- RoPE
 
 namespace {
-void RopeImpl(const char* op, Tensor& x, const RopeParams& p, bool inverse) {
-#ifdef BATON_HAVE_CUDA
-  if (x.device() == Device::kCuda) return cuda_impl::Rope(x, p, inverse);
-#endif
-  CheckFloat(op, "x", x);
-  CheckRank(op, "x", x, 4);
-  BATON_OP_CHECK(x.dim(3) % 2 == 0, op, ": head dim of x ", x.DebugString(), " is odd");
-  DispatchFloat(op, x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::RopeRotate<T>(x.data<T>(), x.dim(0), x.dim(1), x.dim(2), x.dim(3), p, inverse);
-  });
+absl::Status CheckRope(const OpArgs& k, const Tensor& x) {
+  BATON_RETURN_IF_ERROR(k.FloatRank("x", x, 4));
+  BATON_OP_CHECK(x.dim(3) % 2 == 0, k.op(), ": head dim of x ", x.DebugString(), " is odd");
+  return absl::OkStatus();
 }
 }  // namespace
 
-void Rope(Tensor& x, const RopeParams& p) { RopeImpl("Rope", x, p, /*inverse=*/false); }
-void RopeBackward(Tensor& dx, const RopeParams& p) { RopeImpl("RopeBackward", dx, p, true); }
+absl::Status Rope(Tensor& x, const RopeParams& p) {
+  const OpArgs k(OpId::kRope, x);
+  BATON_RETURN_IF_ERROR(CheckRope(k, x));
+  return BATON_OP_DISPATCH(Rope, k.device(), x, p);
+}
+
+absl::Status RopeBackward(Tensor& dx, const RopeParams& p) {
+  const OpArgs k(OpId::kRopeBackward, dx);
+  BATON_RETURN_IF_ERROR(CheckRope(k, dx));
+  return BATON_OP_DISPATCH(RopeBackward, k.device(), dx, p);
+}
 
 // ---- Attention
 
 namespace {
-struct AttnDims {
-  int64_t b, t, h, kv, d;
-};
-AttnDims CheckAttentionInputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
-  CheckFloat(op, "q", q);
-  CheckRank(op, "q", q, 4);
-  CheckFloat(op, "k", k);
-  CheckRank(op, "k", k, 4);
-  const AttnDims dims{q.dim(0), q.dim(1), q.dim(2), k.dim(2), q.dim(3)};
-  CheckLike(op, "k", k, q, {dims.b, dims.t, dims.kv, dims.d});
-  CheckLike(op, "v", v, q, {dims.b, dims.t, dims.kv, dims.d});
-  BATON_OP_CHECK(dims.kv > 0 && dims.h % dims.kv == 0, op, ": kv heads of k ", k.DebugString(),
+// q (B, T, H, D); k, v (B, T, KV, D); H % KV == 0.
+absl::Status CheckAttentionInputs(const OpArgs& k, const Tensor& q, const Tensor& kt, const Tensor& v) {
+  BATON_RETURN_IF_ERROR(k.FloatRank("q", q, 4));
+  BATON_RETURN_IF_ERROR(k.FloatRank("k", kt, 4));
+  const int64_t b = q.dim(0), t = q.dim(1), h = q.dim(2), kv = kt.dim(2), d = q.dim(3);
+  BATON_RETURN_IF_ERROR(k.Like("k", kt, q, {b, t, kv, d}));
+  BATON_RETURN_IF_ERROR(k.Like("v", v, q, {b, t, kv, d}));
+  BATON_OP_CHECK(kv > 0 && h % kv == 0, k.op(), ": kv heads of k ", kt.DebugString(),
                  " do not divide the heads of q ", q.DebugString());
-  return dims;
+  return absl::OkStatus();
 }
 }  // namespace
 
-void Attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, Tensor& lse,
-               Tensor* probs) {
-#ifdef BATON_HAVE_CUDA
-  if (q.device() == Device::kCuda) return cuda_impl::Attention(q, k, v, out, lse, probs);
-#endif
-  constexpr const char* kOp = "Attention";
-  const AttnDims s = CheckAttentionInputs(kOp, q, k, v);
-  CheckLike(kOp, "out", out, q, q.shape());
-  CheckLike(kOp, "lse", lse, q, {s.b, s.h, s.t});
-  const bool has_probs = probs != nullptr && probs->defined();
-  if (has_probs) CheckLike(kOp, "probs", *probs, q, {s.b, s.h, s.t, s.t});
-  DispatchFloat(kOp, q.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::AttentionForward<T>(q.data<T>(), k.data<T>(), v.data<T>(), s.b, s.t, s.h, s.kv, s.d,
-                             out.data<T>(), lse.data<T>(),
-                             has_probs ? probs->data<T>() : nullptr);
-  });
+absl::Status Attention(const Tensor& q, const Tensor& kt, const Tensor& v, Tensor& out, Tensor& lse,
+                       Tensor* probs) {
+  const OpArgs k(OpId::kAttention, q);
+  BATON_RETURN_IF_ERROR(CheckAttentionInputs(k, q, kt, v));
+  BATON_RETURN_IF_ERROR(k.Like("out", out, q, q.shape()));
+  BATON_RETURN_IF_ERROR(k.Disjoint("out", out, "q", q));
+  BATON_RETURN_IF_ERROR(k.Stat("lse", lse, q, {q.dim(0), q.dim(2), q.dim(1)}));
+  if (Given(probs)) {
+    BATON_OP_CHECK(k.rules().stores_probs, k.op(), ": probs cannot be stored on ", DeviceName(k.device()),
+                   " (pass null; the backward recomputes them)");
+    BATON_RETURN_IF_ERROR(k.Like("probs", *probs, q, {q.dim(0), q.dim(2), q.dim(1), q.dim(1)}));
+  }
+  return BATON_OP_DISPATCH(Attention, k.device(), q, kt, v, out, lse, Given(probs) ? probs : nullptr);
 }
 
-void AttentionBackward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                       const Tensor& out, const Tensor& lse, const Tensor* probs, Tensor& dq,
-                       Tensor& dk, Tensor& dv) {
-#ifdef BATON_HAVE_CUDA
-  if (q.device() == Device::kCuda) return cuda_impl::AttentionBackward(dout, q, k, v, out, lse, probs, dq, dk, dv);
-#endif
-  constexpr const char* kOp = "AttentionBackward";
-  const AttnDims s = CheckAttentionInputs(kOp, q, k, v);
-  CheckLike(kOp, "dout", dout, q, q.shape());
-  CheckLike(kOp, "out", out, q, q.shape());
-  CheckLike(kOp, "lse", lse, q, {s.b, s.h, s.t});
-  const bool has_probs = probs != nullptr && probs->defined();
-  if (has_probs) CheckLike(kOp, "probs", *probs, q, {s.b, s.h, s.t, s.t});
-  CheckLike(kOp, "dq", dq, q, q.shape());
-  CheckLike(kOp, "dk", dk, q, k.shape());
-  CheckLike(kOp, "dv", dv, q, v.shape());
-  DispatchFloat(kOp, q.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    cpu::AttentionBackward<T>(dout.data<T>(), q.data<T>(), k.data<T>(), v.data<T>(),
-                              out.data<T>(), lse.data<T>(), has_probs ? probs->data<T>() : nullptr,
-                              s.b, s.t, s.h, s.kv, s.d, dq.data<T>(), dk.data<T>(), dv.data<T>());
-  });
+absl::Status AttentionBackward(const Tensor& dout, const Tensor& q, const Tensor& kt, const Tensor& v,
+                               const Tensor& out, const Tensor& lse, const Tensor* probs, Tensor& dq, Tensor& dk,
+                               Tensor& dv) {
+  const OpArgs k(OpId::kAttentionBackward, q);
+  BATON_RETURN_IF_ERROR(CheckAttentionInputs(k, q, kt, v));
+  BATON_RETURN_IF_ERROR(k.Like("dout", dout, q, q.shape()));
+  BATON_RETURN_IF_ERROR(k.Like("out", out, q, q.shape()));
+  BATON_RETURN_IF_ERROR(k.Stat("lse", lse, q, {q.dim(0), q.dim(2), q.dim(1)}));
+  const bool has_probs = Given(probs) && k.rules().stores_probs;  // else recomputed from lse
+  if (has_probs) BATON_RETURN_IF_ERROR(k.Like("probs", *probs, q, {q.dim(0), q.dim(2), q.dim(1), q.dim(1)}));
+  BATON_RETURN_IF_ERROR(k.Like("dq", dq, q, q.shape()));
+  BATON_RETURN_IF_ERROR(k.Like("dk", dk, q, kt.shape()));
+  BATON_RETURN_IF_ERROR(k.Like("dv", dv, q, v.shape()));
+  BATON_RETURN_IF_ERROR(k.Disjoint("dq", dq, "dout", dout));
+  return BATON_OP_DISPATCH(AttentionBackward, k.device(), dout, q, kt, v, out, lse, has_probs ? probs : nullptr,
+                           dq, dk, dv);
 }
 
 }  // namespace baton::ops

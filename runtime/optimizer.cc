@@ -8,12 +8,6 @@
 
 #include "runtime/cuda_allocator.h"
 #include "runtime/ops.h"
-#include "kernels/check.h"
-#ifdef BATON_HAVE_CUDA
-#include "kernels/cuda/adamw.h"
-#include "kernels/cuda/stream.h"
-#include "runtime/ops_cuda.h"
-#endif
 
 namespace baton {
 
@@ -23,38 +17,22 @@ Allocator* AllocatorFor(const Tensor& t) {
   return t.device() == Device::kCuda ? DefaultCudaAllocator() : DefaultCpuAllocator();
 }
 
-#ifdef BATON_HAVE_CUDA
-// Multi-tensor AdamW over the params whose decay flag is `decay`, then the
-// refresh of their compute copies.
-void StepCuda(std::vector<Param>& params, std::vector<Tensor>& m, std::vector<Tensor>& v,
-              const OptimizerConfig& c, int64_t step, float lr, float grad_scale) {
-  for (const bool decay : {true, false}) {
-    std::vector<cuda::AdamWTensor> list;
-    for (size_t i = 0; i < params.size(); ++i) {
-      Param& p = params[i];
-      if (p.decay != decay) continue;
-      BATON_CHECK_MSG(p.value.dtype() == DType::kF32 && p.grad.dtype() == DType::kF32 &&
-                          p.grad.device() == Device::kCuda && m[i].device() == Device::kCuda,
-                      (p.name + ": AdamW on CUDA needs f32 device params, grads and moments").c_str());
-      const bool bf16_copy = p.compute.defined() && p.compute.dtype() == DType::kBF16;
-      list.push_back({static_cast<float*>(p.value.raw()), static_cast<const float*>(p.grad.raw()),
-                      static_cast<float*>(m[i].raw()), static_cast<float*>(v[i].raw()),
-                      p.value.numel(), bf16_copy ? p.compute.raw() : nullptr});
-    }
-    if (list.empty()) continue;
-    const cuda::AdamWHyper h{lr, c.beta1, c.beta2, c.eps, decay ? c.weight_decay : 0.0f, step, grad_scale};
-    const absl::Status st =
-        [&] {
-          op_profile::Scope prof_scope("adamw (multi-tensor)");
-          return cuda::AdamWMultiTensor(list.data(), static_cast<int>(list.size()), h, cuda::CurrentStream());
-        }();
-    BATON_CHECK_MSG(st.ok(), st.ToString().c_str());
+// One AdamW pass over the params whose decay flag is `decay` (one
+// multi-tensor launch per chunk on CUDA); bf16 compute copies are written in
+// the same pass.
+absl::Status StepGroup(std::vector<Param>& params, std::vector<Tensor>& m, std::vector<Tensor>& v,
+                       const OptimizerConfig& c, int64_t step, float lr, float grad_scale, bool decay,
+                       std::vector<ops::AdamWTensors>& list) {
+  list.clear();
+  for (size_t i = 0; i < params.size(); ++i) {
+    Param& p = params[i];
+    if (p.decay != decay) continue;
+    const bool bf16_copy = p.compute.defined() && p.compute.dtype() == DType::kBF16;
+    list.push_back({&p.value, &p.grad, &m[i], &v[i], bf16_copy ? &p.compute : nullptr});
   }
-  for (Param& p : params) {  // bf16 copies were written by the step
-    if (p.compute.defined() && p.compute.dtype() != DType::kBF16) ops::cuda_impl::Convert(p.value, p.compute);
-  }
+  const ops::AdamWParams hp{lr, c.beta1, c.beta2, c.eps, decay ? c.weight_decay : 0.0f, step, grad_scale};
+  return ops::AdamW(list, hp);
 }
-#endif
 
 }  // namespace
 
@@ -67,31 +45,29 @@ void AdamWOptimizer::InitState(const std::vector<Param>& params) {
   }
 }
 
-void AdamWOptimizer::Step(std::vector<Param>& params, float lr, float grad_scale) {
+absl::Status AdamWOptimizer::Step(std::vector<Param>& params, float lr, float grad_scale) {
   if (m_.empty()) InitState(params);
   BATON_CHECK_MSG(m_.size() == params.size(), "optimizer state does not match the params");
   ++step_;
-#ifdef BATON_HAVE_CUDA
-  if (!params.empty() && params[0].value.device() == Device::kCuda) {
-    return StepCuda(params, m_, v_, config_, step_, lr, grad_scale);
+  std::vector<ops::AdamWTensors> list;
+  for (const bool decay : {true, false}) {
+    BATON_RETURN_IF_ERROR(StepGroup(params, m_, v_, config_, step_, lr, grad_scale, decay, list));
   }
-#endif
-  if (grad_scale != 1.0f) {
-    for (Param& p : params) ops::Scale(p.grad, grad_scale);
+  for (Param& p : params) {  // bf16 copies were written by the step
+    if (p.compute.defined() && p.compute.dtype() != DType::kBF16) BATON_RETURN_IF_ERROR(ops::Convert(p.value, p.compute));
   }
-  for (size_t i = 0; i < params.size(); ++i) {
-    const ops::AdamWParams hp{lr, config_.beta1, config_.beta2, config_.eps,
-                              params[i].decay ? config_.weight_decay : 0.0f, step_};
-    ops::AdamW(params[i].value, params[i].grad, m_[i], v_[i], hp);
-  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<double> GlobalGradNorm(const GradNormPlan& plan, float max_norm, float* scale) {
   double sum = 0;
   if (plan.flat != nullptr) {
-    sum = ops::SumSquares(*plan.flat);
+    BATON_ASSIGN_OR_RETURN(sum, ops::SumSquares(*plan.flat));
   } else {
-    for (const Tensor* g : plan.counted) sum += ops::SumSquares(*g);
+    for (const Tensor* g : plan.counted) {
+      BATON_ASSIGN_OR_RETURN(const double s, ops::SumSquares(*g));
+      sum += s;
+    }
   }
   if (plan.reduce) BATON_RETURN_IF_ERROR(plan.reduce(&sum));
   const double norm = std::sqrt(sum);
@@ -99,32 +75,32 @@ absl::StatusOr<double> GlobalGradNorm(const GradNormPlan& plan, float max_norm, 
   return norm;
 }
 
-double ClipGradNorm(std::vector<Param>& params, float max_norm) {
+absl::StatusOr<double> ClipGradNorm(std::vector<Param>& params, float max_norm) {
   GradNormPlan plan;
   for (const Param& p : params) plan.counted.push_back(&p.grad);
   float scale = 1.0f;
-  const double norm = *GlobalGradNorm(plan, max_norm, &scale);  // no reduce: cannot fail
+  BATON_ASSIGN_OR_RETURN(const double norm, GlobalGradNorm(plan, max_norm, &scale));
   if (scale != 1.0f) {
-    for (Param& p : params) ops::Scale(p.grad, scale);
+    for (Param& p : params) BATON_RETURN_IF_ERROR(ops::Scale(p.grad, scale));
   }
   return norm;
 }
 
-double ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads) {
+absl::StatusOr<double> ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads) {
   if (!flat_grads.defined()) return ClipGradNorm(params, max_norm);
   float scale = 1.0f;
-  const double norm = GradNormFlat(flat_grads, max_norm, &scale);
+  BATON_ASSIGN_OR_RETURN(const double norm, GradNormFlat(flat_grads, max_norm, &scale));
   if (scale != 1.0f) {
     Tensor all = flat_grads;  // a handle: scaling it scales every grad view
-    ops::Scale(all, scale);
+    BATON_RETURN_IF_ERROR(ops::Scale(all, scale));
   }
   return norm;
 }
 
-double GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale) {
+absl::StatusOr<double> GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale) {
   GradNormPlan plan;
   plan.flat = &flat_grads;
-  return *GlobalGradNorm(plan, max_norm, grad_scale);
+  return GlobalGradNorm(plan, max_norm, grad_scale);
 }
 
 float LearningRate(const OptimizerConfig& c, int64_t step, int64_t total_steps) {

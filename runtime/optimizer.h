@@ -10,7 +10,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-
 #include "runtime/optimizer_config.h"
 #include "runtime/param.h"
 #include "runtime/tensor.h"
@@ -31,7 +30,8 @@ class AdamWOptimizer {
   // converted after); no host sync. grad_scale multiplies every gradient
   // first (the clip coefficient of GradNormFlat), inside the same pass on
   // CUDA: the same bits as scaling the grads before the step.
-  void Step(std::vector<Param>& params, float lr, float grad_scale = 1.0f);
+  // An op's error (a CUDA failure, a param not on one device) is returned.
+  absl::Status Step(std::vector<Param>& params, float lr, float grad_scale = 1.0f);
 
   int64_t step() const { return step_; }  // updates done so far
   void set_step(int64_t step) { step_ = step; }
@@ -69,13 +69,13 @@ absl::StatusOr<double> GlobalGradNorm(const GradNormPlan& plan, float max_norm, 
 // One process: the norm of every grad in params order; above max_norm every
 // grad is scaled by the coefficient. Returns the norm before clipping. On
 // CUDA each SumSquares syncs the stream: prefer the flat form there.
-double ClipGradNorm(std::vector<Param>& params, float max_norm);
+absl::StatusOr<double> ClipGradNorm(std::vector<Param>& params, float max_norm);
 // The same with every grad read as one vector, flat_grads (see
 // GradNormPlan::flat); the norm equals the per-param one up to summation order.
-double ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads);
+absl::StatusOr<double> ClipGradNorm(std::vector<Param>& params, float max_norm, const Tensor& flat_grads);
 // The norm of flat_grads and the clip coefficient without touching the
 // grads: pass it to Step.
-double GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale);
+absl::StatusOr<double> GradNormFlat(const Tensor& flat_grads, float max_norm, float* grad_scale);
 
 // Learning rate for 0-based `step` of `total_steps`: linear warmup
 // lr·(step+1)/warmup_steps for step < warmup_steps, then decay from lr to

@@ -1,30 +1,39 @@
 // TpOps: the model's calls into its tp group (see tensor_parallel.h).
 #include "runtime/tensor_parallel.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace baton {
 
-void TpOps::AllReduceSum(Tensor& t) {
-  if (active() && status_.ok()) Keep(tp_.comm->AllReduceSum(t));
+absl::Status TpOps::InContext(const char* what, const absl::Status& s) const {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat("tp ", what, " (tp rank ", tp_.rank, " of ", tp_.size, "): ", s.message()));
 }
 
-void TpOps::AllReduceMax(Tensor& t) {
-  if (active() && status_.ok()) Keep(tp_.comm->AllReduceMax(t));
+absl::Status TpOps::AllReduceSum(Tensor& t) {
+  if (!active()) return absl::OkStatus();
+  return InContext("all-reduce sum", tp_.comm->AllReduceSum(t));
 }
 
-void TpOps::AllGather(const Tensor& in, Tensor& out) {
+absl::Status TpOps::AllReduceMax(Tensor& t) {
+  if (!active()) return absl::OkStatus();
+  return InContext("all-reduce max", tp_.comm->AllReduceMax(t));
+}
+
+absl::Status TpOps::AllGather(const Tensor& in, Tensor& out) {
   if (!active()) {
     if (in.raw() != out.raw()) out.CopyFrom(in);
-    return;
+    return absl::OkStatus();
   }
-  if (status_.ok()) Keep(tp_.comm->AllGather(in, out));
+  return InContext("all-gather", tp_.comm->AllGather(in, out));
 }
 
-void TpOps::ReduceScatterSum(const Tensor& in, Tensor& out) {
+absl::Status TpOps::ReduceScatterSum(const Tensor& in, Tensor& out) {
   if (!active()) {
     if (in.raw() != out.raw()) out.CopyFrom(in);
-    return;
+    return absl::OkStatus();
   }
-  if (status_.ok()) Keep(tp_.comm->ReduceScatterSum(in, out));
+  return InContext("reduce-scatter sum", tp_.comm->ReduceScatterSum(in, out));
 }
 
 }  // namespace baton

@@ -3,8 +3,8 @@
 // runtime/ knows nothing of ranks or MPI (DESIGN.md), so the collectives
 // come in through TpCollectives, which parallel/tp_collectives.h implements
 // over a Communicator. TpOps is what the layers call: it skips everything
-// at tp = 1 and keeps the first collective error (the forward and backward
-// return no Status; Model::comm_status() reports it after a step).
+// at tp = 1 and returns each collective's Status, which the layers
+// (transformer_layer.h) pass up with the op's.
 #pragma once
 
 #include "absl/status/status.h"
@@ -38,20 +38,16 @@ class TpOps {
   int rank() const { return tp_.rank; }
   const TensorParallel& config() const { return tp_; }
 
-  // No-ops at tp = 1 (AllGather/ReduceScatter then copy in to out).
-  void AllReduceSum(Tensor& t);
-  void AllReduceMax(Tensor& t);
-  void AllGather(const Tensor& in, Tensor& out);
-  void ReduceScatterSum(const Tensor& in, Tensor& out);
-
-  const absl::Status& status() const { return status_; }
+  // No-ops at tp = 1 (AllGather/ReduceScatter then copy in to out). An
+  // error names the collective and the tp rank and size.
+  absl::Status AllReduceSum(Tensor& t);
+  absl::Status AllReduceMax(Tensor& t);
+  absl::Status AllGather(const Tensor& in, Tensor& out);
+  absl::Status ReduceScatterSum(const Tensor& in, Tensor& out);
 
  private:
-  void Keep(const absl::Status& s) {
-    if (status_.ok() && !s.ok()) status_ = s;
-  }
+  absl::Status InContext(const char* what, const absl::Status& s) const;
   TensorParallel tp_;
-  absl::Status status_;
 };
 
 }  // namespace baton

@@ -148,128 +148,141 @@ namespace {
 
 // y = norm(x) on this rank's rows; under sequence parallelism into s.norm_r,
 // then gathered over tp into y (all N rows).
-void NormForGemm(const LayerDims& d, const Tensor& x, const Tensor& w, Tensor& y, Tensor& rstd, LayerScratch& s) {
+absl::Status NormForGemm(const LayerDims& d, const Tensor& x, const Tensor& w, Tensor& y, Tensor& rstd,
+                         LayerScratch& s) {
   if (!d.sp()) return ops::RmsNorm(x, w, d.norm_eps, y, rstd);
-  ops::RmsNorm(x, w, d.norm_eps, s.norm_r, rstd);
-  d.tp->AllGather(s.norm_r, y);
+  BATON_RETURN_IF_ERROR(ops::RmsNorm(x, w, d.norm_eps, s.norm_r, rstd));
+  return d.tp->AllGather(s.norm_r, y);
 }
 
 // h = x + proj (this rank's rows), then y = norm(h) as NormForGemm does.
-void AddNormForGemm(const LayerDims& d, const Tensor& x, const Tensor& proj, const Tensor& w, Tensor& h,
-                    Tensor& y, Tensor& rstd, LayerScratch& s) {
+absl::Status AddNormForGemm(const LayerDims& d, const Tensor& x, const Tensor& proj, const Tensor& w, Tensor& h,
+                            Tensor& y, Tensor& rstd, LayerScratch& s) {
   if (!d.sp()) return ops::AddRmsNorm(x, proj, w, d.norm_eps, h, y, rstd);
-  ops::AddRmsNorm(x, proj, w, d.norm_eps, h, s.norm_r, rstd);
-  d.tp->AllGather(s.norm_r, y);
+  BATON_RETURN_IF_ERROR(ops::AddRmsNorm(x, proj, w, d.norm_eps, h, s.norm_r, rstd));
+  return d.tp->AllGather(s.norm_r, y);
 }
 
 // A row-parallel GEMM's partial (N, C) output summed over tp: in place, or
 // reduce-scattered to this rank's rows (s.proj_r) under sequence parallelism.
-void SumRowParallel(const LayerDims& d, LayerScratch& s) {
-  if (d.tp == nullptr || !d.tp->active()) return;
+absl::Status SumRowParallel(const LayerDims& d, LayerScratch& s) {
+  if (d.tp == nullptr || !d.tp->active()) return absl::OkStatus();
   if (d.sp()) return d.tp->ReduceScatterSum(s.proj, s.proj_r);
-  d.tp->AllReduceSum(s.proj);
+  return d.tp->AllReduceSum(s.proj);
 }
 
 // The same for a column-parallel GEMM's input gradient: s.dln → s.dln_r.
-void SumColumnParallelGrad(const LayerDims& d, LayerScratch& s) {
-  if (d.tp == nullptr || !d.tp->active()) return;
+absl::Status SumColumnParallelGrad(const LayerDims& d, LayerScratch& s) {
+  if (d.tp == nullptr || !d.tp->active()) return absl::OkStatus();
   if (d.sp()) return d.tp->ReduceScatterSum(s.dln, s.dln_r);
-  d.tp->AllReduceSum(s.dln);
+  return d.tp->AllReduceSum(s.dln);
 }
 
 // An (N_r, C) gradient as the (N, C) one the GEMMs need.
-const Tensor& Gathered(const LayerDims& d, const Tensor& g, LayerScratch& s) {
-  if (!d.sp()) return g;
-  d.tp->AllGather(g, s.dh_full);
-  return s.dh_full;
+absl::StatusOr<const Tensor*> Gathered(const LayerDims& d, const Tensor& g, LayerScratch& s) {
+  if (!d.sp()) return &g;
+  BATON_RETURN_IF_ERROR(d.tp->AllGather(g, s.dh_full));
+  return &s.dh_full;
 }
+
+const Tensor* OrNull(const Tensor& t) { return t.defined() ? &t : nullptr; }
 
 }  // namespace
 
-void LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
-                  LayerActivations& a, LayerScratch& s, Tensor* out) {
+absl::Status LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x, LayerActivations& a,
+                          LayerScratch& s, Tensor* out) {
   const int64_t N = d.rows();
   // Attention branch.
-  NormForGemm(d, x, w.attn_norm, a.ln1, a.rstd1, s);
+  BATON_RETURN_IF_ERROR(NormForGemm(d, x, w.attn_norm, a.ln1, a.rstd1, s));
   Tensor q2 = As2D(a.q, N), k2 = As2D(a.k, N), v2 = As2D(a.v, N);  // (N, H·D), (N, KV·D)
-  ops::Linear(a.ln1, w.wq, w.bq.defined() ? &w.bq : nullptr, q2);
-  ops::Linear(a.ln1, w.wk, w.bk.defined() ? &w.bk : nullptr, k2);
-  ops::Linear(a.ln1, w.wv, w.bv.defined() ? &w.bv : nullptr, v2);
-  ops::Rope(a.q, d.rope);
-  ops::Rope(a.k, d.rope);
-  ops::Attention(a.q, a.k, a.v, a.att, a.lse, a.probs.defined() ? &a.probs : nullptr);
-  ops::Linear(As2D(a.att, N), w.wo, nullptr, s.proj);
-  SumRowParallel(d, s);
+  BATON_RETURN_IF_ERROR(ops::Linear(a.ln1, w.wq, OrNull(w.bq), q2));
+  BATON_RETURN_IF_ERROR(ops::Linear(a.ln1, w.wk, OrNull(w.bk), k2));
+  BATON_RETURN_IF_ERROR(ops::Linear(a.ln1, w.wv, OrNull(w.bv), v2));
+  BATON_RETURN_IF_ERROR(ops::Rope(a.q, d.rope));
+  BATON_RETURN_IF_ERROR(ops::Rope(a.k, d.rope));
+  BATON_RETURN_IF_ERROR(ops::Attention(a.q, a.k, a.v, a.att, a.lse, a.probs.defined() ? &a.probs : nullptr));
+  BATON_RETURN_IF_ERROR(ops::Linear(As2D(a.att, N), w.wo, nullptr, s.proj));
+  BATON_RETURN_IF_ERROR(SumRowParallel(d, s));
   // MLP branch: h = x + attention, then its norm, in one op.
-  AddNormForGemm(d, x, s.proj_r, w.mlp_norm, a.h, a.ln2, a.rstd2, s);
-  ops::Linear(a.ln2, w.w_gate, nullptr, a.gate);
-  ops::Linear(a.ln2, w.w_up, nullptr, a.up);
-  ops::SwiGlu(a.gate, a.up, a.swi);
-  if (out == nullptr) return;  // recompute: w_down's output is not needed by the backward
-  ops::Linear(a.swi, w.w_down, nullptr, s.proj);
-  SumRowParallel(d, s);
-  ops::Add(a.h, s.proj_r, *out);
+  BATON_RETURN_IF_ERROR(AddNormForGemm(d, x, s.proj_r, w.mlp_norm, a.h, a.ln2, a.rstd2, s));
+  BATON_RETURN_IF_ERROR(ops::Linear(a.ln2, w.w_gate, nullptr, a.gate));
+  BATON_RETURN_IF_ERROR(ops::Linear(a.ln2, w.w_up, nullptr, a.up));
+  BATON_RETURN_IF_ERROR(ops::SwiGlu(a.gate, a.up, a.swi));
+  if (out == nullptr) return absl::OkStatus();  // recompute: w_down's output is not needed by the backward
+  BATON_RETURN_IF_ERROR(ops::Linear(a.swi, w.w_down, nullptr, s.proj));
+  BATON_RETURN_IF_ERROR(SumRowParallel(d, s));
+  return ops::Add(a.h, s.proj_r, *out);
 }
 
-void LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
-                    LayerActivations& a, LayerScratch& s, LayerMode mode) {
+absl::Status LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x, LayerActivations& a,
+                            LayerScratch& s, LayerMode mode) {
   switch (mode) {
-    case LayerMode::kKeepAll: return;
+    case LayerMode::kKeepAll: return absl::OkStatus();
     case LayerMode::kSelective: {  // the same ops as LayerForward: the same bits
-      NormForGemm(d, x, w.attn_norm, a.ln1, a.rstd1, s);
+      BATON_RETURN_IF_ERROR(NormForGemm(d, x, w.attn_norm, a.ln1, a.rstd1, s));
       Tensor k2 = As2D(a.k, d.rows()), v2 = As2D(a.v, d.rows());  // (N, KV·D)
-      ops::Linear(a.ln1, w.wk, w.bk.defined() ? &w.bk : nullptr, k2);
-      ops::Linear(a.ln1, w.wv, w.bv.defined() ? &w.bv : nullptr, v2);
-      ops::Rope(a.k, d.rope);
-      NormForGemm(d, a.h, w.mlp_norm, a.ln2, a.rstd2, s);
-      ops::SwiGlu(a.gate, a.up, a.swi);
-      return;
+      BATON_RETURN_IF_ERROR(ops::Linear(a.ln1, w.wk, OrNull(w.bk), k2));
+      BATON_RETURN_IF_ERROR(ops::Linear(a.ln1, w.wv, OrNull(w.bv), v2));
+      BATON_RETURN_IF_ERROR(ops::Rope(a.k, d.rope));
+      BATON_RETURN_IF_ERROR(NormForGemm(d, a.h, w.mlp_norm, a.ln2, a.rstd2, s));
+      return ops::SwiGlu(a.gate, a.up, a.swi);
     }
-    case LayerMode::kRecompute: LayerForward(d, w, x, a, s, nullptr); return;
+    case LayerMode::kRecompute: return LayerForward(d, w, x, a, s, nullptr);
   }
+  return absl::OkStatus();
 }
 
 // ---- backward
 
-void DeferredWeightGrads::Run() {
-  for (Item& it : items) ops::LinearBackward(it.dy, it.x, it.w, nullptr, &it.dw, it.db.defined() ? &it.db : nullptr);
-  items.clear();
+absl::Status DeferredWeightGrads::Run() {
+  absl::Status st;
+  for (Item& it : items) {
+    st = ops::LinearBackward(it.dy, it.x, it.w, nullptr, &it.dw, it.db.defined() ? &it.db : nullptr);
+    if (!st.ok()) break;
+  }
+  items.clear();  // emptied either way: a failed step is not resumed half-way
+  return st;
 }
 
-void LinearBackwardMaybeDeferred(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor& dw,
-                                 Tensor* db, DeferredWeightGrads* defer, bool accumulate_dx) {
+absl::Status LinearBackwardMaybeDeferred(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor& dw,
+                                         Tensor* db, DeferredWeightGrads* defer, bool accumulate_dx) {
   if (defer == nullptr) return ops::LinearBackward(dy, x, w, dx, &dw, db, accumulate_dx);
-  if (dx != nullptr) ops::LinearBackward(dy, x, w, dx, nullptr, nullptr, accumulate_dx);
+  if (dx != nullptr) BATON_RETURN_IF_ERROR(ops::LinearBackward(dy, x, w, dx, nullptr, nullptr, accumulate_dx));
   defer->items.push_back({dy.Clone(), x.Clone(), w, dw, db != nullptr ? *db : Tensor()});
+  return absl::OkStatus();
 }
 
-void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, const Tensor& x,
-                   const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s,
-                   DeferredWeightGrads* defer) {
+absl::Status LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, const Tensor& x,
+                           const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s,
+                           DeferredWeightGrads* defer) {
   const int64_t N = d.rows();
   // MLP branch: out = h + w_down · swi.
-  LinearBackwardMaybeDeferred(Gathered(d, dout, s), a.swi, w.w_down, &s.dswi, g.w_down, nullptr, defer);
-  ops::SwiGluBackward(s.dswi, a.gate, a.up, s.dgate, s.dup);
+  BATON_ASSIGN_OR_RETURN(const Tensor* dout_full, Gathered(d, dout, s));
+  BATON_RETURN_IF_ERROR(LinearBackwardMaybeDeferred(*dout_full, a.swi, w.w_down, &s.dswi, g.w_down, nullptr, defer));
+  BATON_RETURN_IF_ERROR(ops::SwiGluBackward(s.dswi, a.gate, a.up, s.dgate, s.dup));
   // The input gradients of gate and up sum in the second GEMM (beta = 1), and
   // the residual's gradient joins in the norm's backward: no separate adds.
-  LinearBackwardMaybeDeferred(s.dgate, a.ln2, w.w_gate, &s.dln, g.w_gate, nullptr, defer);
-  LinearBackwardMaybeDeferred(s.dup, a.ln2, w.w_up, &s.dln, g.w_up, nullptr, defer, /*accumulate_dx=*/true);
-  SumColumnParallelGrad(d, s);
-  ops::RmsNormBackward(s.dln_r, a.h, w.mlp_norm, a.rstd2, s.dh, g.mlp_norm, /*dres=*/&dout);
+  BATON_RETURN_IF_ERROR(LinearBackwardMaybeDeferred(s.dgate, a.ln2, w.w_gate, &s.dln, g.w_gate, nullptr, defer));
+  BATON_RETURN_IF_ERROR(
+      LinearBackwardMaybeDeferred(s.dup, a.ln2, w.w_up, &s.dln, g.w_up, nullptr, defer, /*accumulate_dx=*/true));
+  BATON_RETURN_IF_ERROR(SumColumnParallelGrad(d, s));
+  BATON_RETURN_IF_ERROR(ops::RmsNormBackward(s.dln_r, a.h, w.mlp_norm, a.rstd2, s.dh, g.mlp_norm, /*dres=*/&dout));
   // Attention branch: h = x + wo · att.
   Tensor datt2 = As2D(s.datt, N);
-  LinearBackwardMaybeDeferred(Gathered(d, s.dh, s), As2D(a.att, N), w.wo, &datt2, g.wo, nullptr, defer);
-  ops::AttentionBackward(s.datt, a.q, a.k, a.v, a.att, a.lse,
-                         a.probs.defined() ? &a.probs : nullptr, s.dq, s.dk, s.dv);
-  ops::RopeBackward(s.dq, d.rope);
-  ops::RopeBackward(s.dk, d.rope);
-  LinearBackwardMaybeDeferred(As2D(s.dq, N), a.ln1, w.wq, &s.dln, g.wq, g.bq.defined() ? &g.bq : nullptr, defer);
-  LinearBackwardMaybeDeferred(As2D(s.dk, N), a.ln1, w.wk, &s.dln, g.wk, g.bk.defined() ? &g.bk : nullptr, defer,
-                              /*accumulate_dx=*/true);
-  LinearBackwardMaybeDeferred(As2D(s.dv, N), a.ln1, w.wv, &s.dln, g.wv, g.bv.defined() ? &g.bv : nullptr, defer,
-                              /*accumulate_dx=*/true);
-  SumColumnParallelGrad(d, s);
-  ops::RmsNormBackward(s.dln_r, x, w.attn_norm, a.rstd1, dx, g.attn_norm, /*dres=*/&s.dh);
+  BATON_ASSIGN_OR_RETURN(const Tensor* dh_full, Gathered(d, s.dh, s));
+  BATON_RETURN_IF_ERROR(LinearBackwardMaybeDeferred(*dh_full, As2D(a.att, N), w.wo, &datt2, g.wo, nullptr, defer));
+  BATON_RETURN_IF_ERROR(ops::AttentionBackward(s.datt, a.q, a.k, a.v, a.att, a.lse,
+                                               a.probs.defined() ? &a.probs : nullptr, s.dq, s.dk, s.dv));
+  BATON_RETURN_IF_ERROR(ops::RopeBackward(s.dq, d.rope));
+  BATON_RETURN_IF_ERROR(ops::RopeBackward(s.dk, d.rope));
+  BATON_RETURN_IF_ERROR(LinearBackwardMaybeDeferred(As2D(s.dq, N), a.ln1, w.wq, &s.dln, g.wq,
+                                                    g.bq.defined() ? &g.bq : nullptr, defer));
+  BATON_RETURN_IF_ERROR(LinearBackwardMaybeDeferred(As2D(s.dk, N), a.ln1, w.wk, &s.dln, g.wk,
+                                                    g.bk.defined() ? &g.bk : nullptr, defer, /*accumulate_dx=*/true));
+  BATON_RETURN_IF_ERROR(LinearBackwardMaybeDeferred(As2D(s.dv, N), a.ln1, w.wv, &s.dln, g.wv,
+                                                    g.bv.defined() ? &g.bv : nullptr, defer, /*accumulate_dx=*/true));
+  BATON_RETURN_IF_ERROR(SumColumnParallelGrad(d, s));
+  return ops::RmsNormBackward(s.dln_r, x, w.attn_norm, a.rstd1, dx, g.attn_norm, /*dres=*/&s.dh);
 }
 
 }  // namespace baton

@@ -7,11 +7,15 @@
 // activations are kept between forward and backward (LayerMode); what is
 // not kept lives in a set of buffers shared by all layers and is rebuilt by
 // LayerRecompute with the very same ops, so every mode gives the same bits.
+// Forward, recompute and backward return the first error of an op or a tp
+// collective (op_table.h, tensor_parallel.h), which names the op or the
+// collective; they stop there, so a failed layer writes nothing after it.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "runtime/model_config.h"
 #include "runtime/tensor.h"
 #include "runtime/tensor_parallel.h"
@@ -143,11 +147,11 @@ inline int64_t KeptActivationBytes(const LayerDims& d, DType dtype, LayerMode mo
 
 // Fills `a` from x (N, C) and, if out is non-null, writes out (N, C).
 // Attention probabilities are stored iff a.probs is defined.
-void LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
-                  LayerActivations& a, LayerScratch& s, Tensor* out);
+absl::Status LayerForward(const LayerDims& d, const LayerWeights& w, const Tensor& x,
+                          LayerActivations& a, LayerScratch& s, Tensor* out);
 // Rebuilds what `mode` dropped, into `a` (which aliases the shared set).
-void LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
-                    LayerActivations& a, LayerScratch& s, LayerMode mode);
+absl::Status LayerRecompute(const LayerDims& d, const LayerWeights& w, const Tensor& x,
+                            LayerActivations& a, LayerScratch& s, LayerMode mode);
 // Weight gradients a split backward puts off (zero-bubble schedules: B
 // computes the input gradient, W later the weight gradients): each item is
 // one linear layer's dW (and db) GEMM with copies of the tensors it reads,
@@ -158,19 +162,20 @@ struct DeferredWeightGrads {
     Tensor dy, x, w, dw, db;  // db undefined without a bias
   };
   std::vector<Item> items;
-  void Run();
+  absl::Status Run();
 };
 
 // Linear backward: dx now (overwritten, or += with accumulate_dx); dw (and
 // db) now, or put on `defer` if non-null.
-void LinearBackwardMaybeDeferred(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx, Tensor& dw,
-                                 Tensor* db, DeferredWeightGrads* defer, bool accumulate_dx = false);
+absl::Status LinearBackwardMaybeDeferred(const Tensor& dy, const Tensor& x, const Tensor& w, Tensor* dx,
+                                         Tensor& dw, Tensor* db, DeferredWeightGrads* defer,
+                                         bool accumulate_dx = false);
 
 // dout (N, C) → dx (N, C) (overwritten; must not alias dout); parameter
 // gradients accumulate into g (the linear ones onto `defer` if non-null;
 // norm weights always now).
-void LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, const Tensor& x,
-                   const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s,
-                   DeferredWeightGrads* defer = nullptr);
+absl::Status LayerBackward(const LayerDims& d, const LayerWeights& w, LayerWeights& g, const Tensor& x,
+                           const LayerActivations& a, const Tensor& dout, Tensor& dx, LayerScratch& s,
+                           DeferredWeightGrads* defer = nullptr);
 
 }  // namespace baton

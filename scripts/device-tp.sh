@@ -2,8 +2,8 @@
 # Runs ON THE GPU MACHINE (one GPU is enough) after scripts/device-build.sh
 # configured build-device: tensor parallelism on CUDA. Builds only its
 # targets, then
-#   1. vocab_parallel_ce_gpu_test: the CUDA vocab-parallel cross-entropy
-#      kernels against the CPU ones;
+#   1. op_parity_gpu_test, vocab-parallel ops only: the CUDA vocab-parallel
+#      cross-entropy kernels against the CPU ones;
 #   2. tp_gpu_mpitest under mpiexec -n 2: the device tp collectives and a
 #      tp=2 model (SP off/on, fp32/bf16) against the single-rank CUDA run;
 #   3. model_gpu_test (the one-GPU model, whose init and loss code changed);
@@ -34,14 +34,15 @@ verdict() { if [[ $2 == 0 ]]; then SUMMARY+=("PASS  $1"); else SUMMARY+=("FAIL  
 nvidia-smi --query-gpu=index,name --format=csv,noheader
 
 t0=$SECONDS
-cmake --build "$BUILD" -j "$(nproc)" --target vocab_parallel_ce_gpu_test tp_gpu_mpitest model_gpu_test baton \
+cmake --build "$BUILD" -j "$(nproc)" --target op_parity_gpu_test tp_gpu_mpitest model_gpu_test baton \
   >"$RES/build.log" 2>&1
 rc=$?; verdict "build ($((SECONDS - t0)) s)" $rc
 if [[ $rc != 0 ]]; then grep -E "error|FAILED" "$RES/build.log" | head -40; fi
 
 if [[ $rc == 0 ]]; then
-  timeout 120 "$BUILD/vocab_parallel_ce_gpu_test" 2>&1 | tee "$RES/vocab_parallel_ce_gpu_test.log" | grep -vE "^\[ +(RUN|OK) "
-  verdict vocab_parallel_ce_gpu_test "${PIPESTATUS[0]}"
+  timeout 120 "$BUILD/op_parity_gpu_test" --gtest_filter='*RowMax*:*RowSumExp*:*PickTargets*:*VocabParallel*' 2>&1 \
+    | tee "$RES/op_parity_gpu_test.log" | grep -vE "^\[ +(RUN|OK) "
+  verdict "op_parity_gpu_test (vocab-parallel ops)" "${PIPESTATUS[0]}"
   timeout 180 "${MPI[@]}" -n 2 "$BUILD/tp_gpu_mpitest" 2>&1 | tee "$RES/tp_gpu_mpitest.log" | grep -vE "^\[ +(RUN|OK) "
   verdict "tp_gpu_mpitest (np 2)" "${PIPESTATUS[0]}"
   timeout 120 "$BUILD/model_gpu_test" --gtest_brief=1 2>&1 | tail -n 15

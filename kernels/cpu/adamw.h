@@ -9,9 +9,10 @@
 
 namespace baton::cpu {
 
-// p, g, m, v: n elements; p, m, v updated in place.
+// p, g, m, v: n elements; p, m, v updated in place. The gradient is
+// g · grad_scale, rounded to T (the same bits as scaling g first).
 template <typename T>
 void AdamWStep(T* p, const T* g, T* m, T* v, int64_t n, double lr, double beta1, double beta2,
-               double eps, double weight_decay, int64_t step);
+               double eps, double weight_decay, int64_t step, float grad_scale = 1.0f);
 
 }  // namespace baton::cpu

@@ -155,10 +155,11 @@ __global__ void __launch_bounds__(32 * kWarps)
   StoreRow(dv + kv_off, s.d, lane, dvr);
 }
 
-void CheckDims(const AttentionDims& s) {
-  BATON_CHECK(s.b >= 0 && s.t >= 0 && s.h > 0 && s.kv > 0 && s.h % s.kv == 0);
-  BATON_CHECK_MSG(s.d > 0 && s.d <= 32 * kPer, "attention: head dim must be in 1..256");
-  BATON_CHECK(s.b * s.h < 65536 && s.b * s.kv < 65536);
+absl::Status CheckDims(const AttentionDims& s) {
+  BATON_CUDA_SIZE_CHECK(s.b >= 0 && s.t >= 0 && s.h > 0 && s.kv > 0 && s.h % s.kv == 0);
+  BATON_CUDA_SIZE_CHECK(s.d > 0 && s.d <= 32 * kPer);  // head dim 1..256
+  BATON_CUDA_SIZE_CHECK(s.b * s.h < 65536 && s.b * s.kv < 65536);
+  return absl::OkStatus();
 }
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -234,7 +235,7 @@ bool CudnnHandled(const absl::Status& s, absl::Status* out) {
 absl::Status AttentionForward(Float t_el, const void* q, const void* k, const void* v,
                               const AttentionDims& dims, void* out, float* lse,
                               cudaStream_t stream) {
-  CheckDims(dims);
+  BATON_RETURN_IF_ERROR(CheckDims(dims));
   if (dims.b == 0 || dims.t == 0) return absl::OkStatus();
   if (AttentionUsesCudnn(t_el, dims, /*backward=*/false)) {
     absl::Status s;
@@ -268,7 +269,7 @@ absl::Status AttentionBackward(Float t_el, const void* dout, const void* q, cons
                                const void* v, const void* out, const float* lse,
                                const AttentionDims& dims, void* dq, void* dk, void* dv,
                                cudaStream_t stream) {
-  CheckDims(dims);
+  BATON_RETURN_IF_ERROR(CheckDims(dims));
   if (dims.b == 0 || dims.t == 0) return absl::OkStatus();
   if (AttentionUsesCudnn(t_el, dims, /*backward=*/true)) {
     absl::Status s;

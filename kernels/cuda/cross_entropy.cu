@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(kThreads) CrossEntropyKernel(
 absl::Status SoftmaxCrossEntropy(Float t, const void* logits, const int32_t* targets, int64_t n,
                                  int64_t v, float* losses, void* dlogits, float grad_scale,
                                  cudaStream_t stream) {
-  BATON_CHECK(n >= 0 && v > 0 && n < (int64_t{1} << 31));
+  BATON_CUDA_SIZE_CHECK(n >= 0 && v > 0 && n < (int64_t{1} << 31));
   if (n == 0) return absl::OkStatus();
   DispatchFloat(t, [&](auto tag) {
     using T = decltype(tag);

@@ -231,7 +231,7 @@ absl::Status AccumulateColumnSums(Float t, const void* x, int64_t n, int64_t c, 
   BATON_CHECK(n >= 0 && c >= 0);
   if (n == 0 || c == 0) return absl::OkStatus();
   const int64_t chunks = CeilDiv(n, kRowsPerChunk);
-  BATON_CHECK(chunks < 65536);
+  BATON_CUDA_SIZE_CHECK(chunks < 65536);
   float* partial = nullptr;  // (chunks, c)
   BATON_CHECK_CUDA(cudaMallocAsync(&partial, sizeof(float) * chunks * c, stream));
   DispatchFloat(t, [&](auto tag) {

@@ -60,7 +60,7 @@ __global__ void EmbeddingBackwardSortedKernel(const TD* __restrict__ dout, const
 absl::Status EmbeddingForward(Float t, const int32_t* tokens, const void* table,
                               int64_t vocab_start, int64_t v_local, int64_t n, int64_t c,
                               void* out, cudaStream_t stream) {
-  BATON_CHECK(n >= 0 && c > 0 && v_local >= 0 && n < (int64_t{1} << 31));
+  BATON_CUDA_SIZE_CHECK(n >= 0 && c > 0 && v_local >= 0 && n < (int64_t{1} << 31));
   if (n == 0) return absl::OkStatus();
   DispatchFloat(t, [&](auto tag) {
     using T = decltype(tag);
@@ -74,7 +74,7 @@ absl::Status EmbeddingForward(Float t, const int32_t* tokens, const void* table,
 absl::Status EmbeddingBackward(Float t_dout, Float t_table, const void* dout,
                                const int32_t* tokens, int64_t vocab_start, int64_t v_local,
                                int64_t n, int64_t c, void* dtable, cudaStream_t stream) {
-  BATON_CHECK(n >= 0 && c > 0 && v_local >= 0 && n < (int64_t{1} << 31));
+  BATON_CUDA_SIZE_CHECK(n >= 0 && c > 0 && v_local >= 0 && n < (int64_t{1} << 31));
   if (n == 0) return absl::OkStatus();
   // Scratch: rows in, sorted tokens and rows out, the sort's temporary storage (stream-ordered).
   size_t temp_bytes = 0;

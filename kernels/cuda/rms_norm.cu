@@ -364,7 +364,7 @@ absl::Status RmsNormBackward(Float t, Float tw, const void* dy, const void* x, c
   if (n == 0) return absl::OkStatus();
   const bool packed = c % kPack == 0 && AllAligned16(dy, x, w, dx) && (dres == nullptr || AllAligned16(dres));
   const int64_t chunks = CeilDiv(n, packed ? kRowsPerPackedChunk : kRowsPerChunk);
-  BATON_CHECK(chunks < 65536);  // grid.y
+  BATON_CUDA_SIZE_CHECK(chunks < 65536);  // grid.y
   float* partial = nullptr;  // (chunks, c) fp32, from the stream-ordered pool
   BATON_CHECK_CUDA(cudaMallocAsync(&partial, sizeof(float) * chunks * c, stream));
   const int lane_packs = static_cast<int>(CeilDiv(c / kPack, 32));  // packs a lane holds

@@ -90,12 +90,15 @@ __global__ void __launch_bounds__(kThreads) CrossEntropyKernel(const T* logits, 
   }
 }
 
-void CheckSizes(int64_t n, int64_t v) { BATON_CHECK(n >= 0 && v > 0 && n < (int64_t{1} << 31)); }
+absl::Status CheckSizes(int64_t n, int64_t v) {
+  BATON_CUDA_SIZE_CHECK(n >= 0 && v > 0 && n < (int64_t{1} << 31));
+  return absl::OkStatus();
+}
 
 }  // namespace
 
 absl::Status RowMax(Float t, const void* logits, int64_t n, int64_t v, float* max, cudaStream_t stream) {
-  CheckSizes(n, v);
+  BATON_RETURN_IF_ERROR(CheckSizes(n, v));
   if (n == 0) return absl::OkStatus();
   DispatchFloat(t, [&](auto tag) {
     using T = decltype(tag);
@@ -107,7 +110,7 @@ absl::Status RowMax(Float t, const void* logits, int64_t n, int64_t v, float* ma
 
 absl::Status RowSumExp(Float t, const void* logits, const float* max, int64_t n, int64_t v, float* sum,
                        cudaStream_t stream) {
-  CheckSizes(n, v);
+  BATON_RETURN_IF_ERROR(CheckSizes(n, v));
   if (n == 0) return absl::OkStatus();
   DispatchFloat(t, [&](auto tag) {
     using T = decltype(tag);
@@ -120,7 +123,7 @@ absl::Status RowSumExp(Float t, const void* logits, const float* max, int64_t n,
 
 absl::Status PickTargets(Float t, const void* logits, const int32_t* targets, int64_t vocab_start, int64_t n,
                          int64_t v, float* target_logit, cudaStream_t stream) {
-  CheckSizes(n, v);
+  BATON_RETURN_IF_ERROR(CheckSizes(n, v));
   if (n == 0) return absl::OkStatus();
   DispatchFloat(t, [&](auto tag) {
     using T = decltype(tag);
@@ -135,7 +138,7 @@ absl::Status VocabParallelCrossEntropy(Float t, const void* logits, const int32_
                                        const float* max, const float* sum, const float* target_logit, int64_t n,
                                        int64_t v, float* losses, void* dlogits, float grad_scale,
                                        cudaStream_t stream) {
-  CheckSizes(n, v);
+  BATON_RETURN_IF_ERROR(CheckSizes(n, v));
   if (n == 0) return absl::OkStatus();
   DispatchFloat(t, [&](auto tag) {
     using T = decltype(tag);

@@ -21,8 +21,8 @@ TEST(AdamW, FirstStepMatchesHandComputation) {
   // Step 1: m̂ = g and v̂ = g² whatever the betas, so p −= lr·(g/(|g|+eps) + wd·p).
   Tensor p = Values({1.0, -2.0}), g = Values({0.5, -0.25});
   Tensor m = Values({0.0, 0.0}), v = Values({0.0, 0.0});
-  ops::AdamW(p, g, m, v, {.lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                          .weight_decay = 0.01f, .step = 1});
+  BATON_EXPECT_OK(ops::AdamW(p, g, m, v, {.lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                          .weight_decay = 0.01f, .step = 1}));
   // 1 − 0.1·(0.5/(0.5+1e-8) + 0.01·1) = 0.899000002; −2 − 0.1·(−1 + 0.01·(−2)) = −1.898.
   // The hyperparameters are floats (lr = 0.1f is 0.1 + 1.5e-9): budget 1e-8.
   EXPECT_NEAR(p.data<double>()[0], 0.899000002, 1e-8);
@@ -50,7 +50,7 @@ TEST(AdamW, LaterStepMatchesPlainFormula) {
     const double mh = want_m[i] / (1 - std::pow(b1, 7)), vh = want_v[i] / (1 - std::pow(b2, 7));
     want[i] = pi - double{hp.lr} * (mh / (std::sqrt(vh) + double{hp.eps}) + double{hp.weight_decay} * pi);
   }
-  ops::AdamW(p, g, m, v, hp);
+  BATON_EXPECT_OK(ops::AdamW(p, g, m, v, hp));
   EXPECT_TRUE(AllClose(testing::ToDoubles(p), want, {1e-15, 1e-14}, "p"));
   EXPECT_TRUE(AllClose(testing::ToDoubles(m), want_m, {1e-15, 1e-14}, "m"));
   EXPECT_TRUE(AllClose(testing::ToDoubles(v), want_v, {1e-15, 1e-14}, "v"));
@@ -64,10 +64,10 @@ TEST(AdamW, WeightDecayIsDecoupledFromTheMoments) {
   ops::AdamWParams hp{.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
                       .weight_decay = 0.0f, .step = 3};
   Tensor p_a = p0.Clone(), m_a = Tensor::Zeros({n}, DType::kF64), v_a = Tensor::Zeros({n}, DType::kF64);
-  ops::AdamW(p_a, g, m_a, v_a, hp);
+  BATON_EXPECT_OK(ops::AdamW(p_a, g, m_a, v_a, hp));
   hp.weight_decay = 0.5f;
   Tensor p_b = p0.Clone(), m_b = Tensor::Zeros({n}, DType::kF64), v_b = Tensor::Zeros({n}, DType::kF64);
-  ops::AdamW(p_b, g, m_b, v_b, hp);
+  BATON_EXPECT_OK(ops::AdamW(p_b, g, m_b, v_b, hp));
   // The moments never see the decay (unlike L2 regularisation folded into g) ...
   EXPECT_TRUE(testing::BitwiseEqual(m_a, m_b));
   EXPECT_TRUE(testing::BitwiseEqual(v_a, v_b));
@@ -80,7 +80,7 @@ TEST(AdamW, WeightDecayIsDecoupledFromTheMoments) {
   // Zero gradient and zero moments: pure decay, p·(1 − lr·wd).
   Tensor p_c = p0.Clone(), zero = Tensor::Zeros({n}, DType::kF64);
   Tensor m_c = Tensor::Zeros({n}, DType::kF64), v_c = Tensor::Zeros({n}, DType::kF64);
-  ops::AdamW(p_c, zero, m_c, v_c, hp);
+  BATON_EXPECT_OK(ops::AdamW(p_c, zero, m_c, v_c, hp));
   for (int64_t i = 0; i < n; ++i)
     EXPECT_DOUBLE_EQ(p_c.data<double>()[i],
                      p0.data<double>()[i] - double{hp.lr} * (0.0 + double{hp.weight_decay} * p0.data<double>()[i]));
@@ -96,8 +96,8 @@ TEST(AdamW, F32AgreesWithF64) {
   Tensor p64 = p.Clone(), m64 = Tensor::Zeros({n}, DType::kF64), v64 = Tensor::Zeros({n}, DType::kF64);
   Tensor p32 = testing::Convert(p, DType::kF32), m32 = Tensor::Zeros({n}, DType::kF32),
          v32 = Tensor::Zeros({n}, DType::kF32);
-  ops::AdamW(p64, g, m64, v64, hp);
-  ops::AdamW(p32, testing::Convert(g, DType::kF32), m32, v32, hp);
+  BATON_EXPECT_OK(ops::AdamW(p64, g, m64, v64, hp));
+  BATON_EXPECT_OK(ops::AdamW(p32, testing::Convert(g, DType::kF32), m32, v32, hp));
   EXPECT_TRUE(AllClose(p32, p64, {1e-7, 1e-6}, "p"));
 }
 

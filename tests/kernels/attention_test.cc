@@ -77,11 +77,11 @@ Grads RunBackward(const Inputs& in, const Dims& s, const Tensor& dout, bool stor
   const DType dt = in.q.dtype();
   Tensor out = Tensor::Empty(in.q.shape(), dt), lse = Tensor::Empty({s.b, s.h, s.t}, dt);
   Tensor probs = store_probs ? Tensor::Empty({s.b, s.h, s.t, s.t}, dt) : Tensor();
-  ops::Attention(in.q, in.k, in.v, out, lse, store_probs ? &probs : nullptr);
+  BATON_EXPECT_OK(ops::Attention(in.q, in.k, in.v, out, lse, store_probs ? &probs : nullptr));
   Grads g{Tensor::Empty(in.q.shape(), dt), Tensor::Empty(in.k.shape(), dt),
           Tensor::Empty(in.v.shape(), dt)};
-  ops::AttentionBackward(dout, in.q, in.k, in.v, out, lse, store_probs ? &probs : nullptr, g.dq,
-                         g.dk, g.dv);
+  BATON_EXPECT_OK(ops::AttentionBackward(dout, in.q, in.k, in.v, out, lse, store_probs ? &probs : nullptr, g.dq,
+                         g.dk, g.dv));
   return g;
 }
 
@@ -91,7 +91,7 @@ TEST(Attention, ForwardMatchesNaiveSoftmax) {
   Tensor out = Tensor::Empty(in.q.shape(), DType::kF64);
   Tensor lse = Tensor::Empty({s.b, s.h, s.t}, DType::kF64);
   Tensor probs = Tensor::Empty({s.b, s.h, s.t, s.t}, DType::kF64);
-  ops::Attention(in.q, in.k, in.v, out, lse, &probs);
+  BATON_EXPECT_OK(ops::Attention(in.q, in.k, in.v, out, lse, &probs));
   std::vector<double> ref_out, ref_lse;
   NaiveAttention(in, s, ref_out, ref_lse);
   EXPECT_TRUE(AllClose(testing::ToDoubles(out), ref_out, {1e-14, 1e-13}, "out"));
@@ -102,7 +102,9 @@ TEST(Attention, ForwardMatchesNaiveSoftmax) {
     double sum = 0;
     for (int64_t j = 0; j < s.t; ++j) {
       const double p = probs.data<double>()[row * s.t + j];
-      if (j > i) EXPECT_EQ(p, 0.0) << "row " << row << " col " << j;
+      if (j > i) {
+        EXPECT_EQ(p, 0.0) << "row " << row << " col " << j;
+      }
       sum += p;
     }
     EXPECT_NEAR(sum, 1.0, 1e-14) << "row " << row;
@@ -119,7 +121,7 @@ TEST_P(AttentionGrad, BackwardMatchesFiniteDifferences) {
   Tensor out = Tensor::Empty(in.q.shape(), DType::kF64);
   Tensor lse = Tensor::Empty({s.b, s.h, s.t}, DType::kF64);
   auto loss = [&] {
-    ops::Attention(in.q, in.k, in.v, out, lse, nullptr);
+    BATON_EXPECT_OK(ops::Attention(in.q, in.k, in.v, out, lse, nullptr));
     return testing::Dot(out, r);
   };
   const Grads g = RunBackward(in, s, r, /*store_probs=*/false);
@@ -168,8 +170,8 @@ TEST(Attention, GqaEqualsMhaWithRepeatedKvHeads) {
       }
   Tensor out_g = Tensor::Empty(in.q.shape(), DType::kF64), out_m = Tensor::Empty(in.q.shape(), DType::kF64);
   Tensor lse_g = Tensor::Empty({2, 4, 7}, DType::kF64), lse_m = Tensor::Empty({2, 4, 7}, DType::kF64);
-  ops::Attention(in.q, in.k, in.v, out_g, lse_g, nullptr);
-  ops::Attention(rep.q, rep.k, rep.v, out_m, lse_m, nullptr);
+  BATON_EXPECT_OK(ops::Attention(in.q, in.k, in.v, out_g, lse_g, nullptr));
+  BATON_EXPECT_OK(ops::Attention(rep.q, rep.k, rep.v, out_m, lse_m, nullptr));
   EXPECT_TRUE(testing::BitwiseEqual(out_g, out_m));
   EXPECT_TRUE(testing::BitwiseEqual(lse_g, lse_m));
 
@@ -202,8 +204,8 @@ TEST(Attention, F32AgreesWithF64) {
   const Tensor dout32 = testing::Convert(dout64, DType::kF32);
   Tensor out64 = Tensor::Empty(in64.q.shape(), DType::kF64), out32 = Tensor::Empty(in64.q.shape(), DType::kF32);
   Tensor lse64 = Tensor::Empty({s.b, s.h, s.t}, DType::kF64), lse32 = Tensor::Empty({s.b, s.h, s.t}, DType::kF32);
-  ops::Attention(in64.q, in64.k, in64.v, out64, lse64, nullptr);
-  ops::Attention(in32.q, in32.k, in32.v, out32, lse32, nullptr);
+  BATON_EXPECT_OK(ops::Attention(in64.q, in64.k, in64.v, out64, lse64, nullptr));
+  BATON_EXPECT_OK(ops::Attention(in32.q, in32.k, in32.v, out32, lse32, nullptr));
   // f32 rounding (6e-8) amplified by a few dozen operations per element.
   const testing::Tolerance tol{1e-5, 1e-5};
   EXPECT_TRUE(AllClose(out32, out64, tol, "out"));

@@ -27,7 +27,7 @@ TEST(Embedding, LooksUpLocalShardAndZerosTheRest) {
   Tensor table = testing::RandomTensor({v_local, c}, DType::kF32, rng);
   const Tensor tokens = Tokens({10, 14, 3, 12, 15, 12});
   Tensor out = testing::RandomTensor({6, c}, DType::kF32, rng);  // stale values must vanish
-  ops::Embedding(tokens, table, vocab_start, out);
+  BATON_EXPECT_OK(ops::Embedding(tokens, table, vocab_start, out));
   const int64_t expect_row[] = {0, 4, -1, 2, -1, 2};
   for (int64_t r = 0; r < 6; ++r)
     for (int64_t j = 0; j < c; ++j) {
@@ -44,12 +44,12 @@ TEST(Embedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
   Tensor r = testing::RandomTensor({9, c}, DType::kF64, rng);
   Tensor out = Tensor::Empty({9, c}, DType::kF64);
   auto loss = [&] {
-    ops::Embedding(tokens, table, vocab_start, out);
+    BATON_EXPECT_OK(ops::Embedding(tokens, table, vocab_start, out));
     return testing::Dot(out, r);
   };
   Tensor dtable = testing::RandomTensor({v_local, c}, DType::kF64, rng);
   const std::vector<double> before = testing::ToDoubles(dtable);
-  ops::EmbeddingBackward(r, tokens, vocab_start, dtable);
+  BATON_EXPECT_OK(ops::EmbeddingBackward(r, tokens, vocab_start, dtable));
   std::vector<double> added = testing::ToDoubles(dtable);
   for (size_t i = 0; i < added.size(); ++i) added[i] -= before[i];
   EXPECT_TRUE(AllClose(added, testing::NumericGradient(table, loss), kGradTol, "dtable"));
@@ -68,9 +68,9 @@ TEST(Embedding, BackwardSameBitsForAnyThreadCount) {
   Tensor d1 = Tensor::Zeros({v, c}, DType::kF32), d3 = Tensor::Zeros({v, c}, DType::kF32);
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
-  ops::EmbeddingBackward(dout, tokens, 0, d1);
+  BATON_EXPECT_OK(ops::EmbeddingBackward(dout, tokens, 0, d1));
   omp_set_num_threads(3);
-  ops::EmbeddingBackward(dout, tokens, 0, d3);
+  BATON_EXPECT_OK(ops::EmbeddingBackward(dout, tokens, 0, d3));
   omp_set_num_threads(saved);
   EXPECT_TRUE(testing::BitwiseEqual(d1, d3));
 }

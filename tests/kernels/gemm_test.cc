@@ -1,7 +1,9 @@
 // MatMul, Linear and LinearBackward against naive loops, finite differences
 // in double, and f32/f64 agreement; odd shapes throughout.
 #include <random>
+#include <string>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/ops.h"
 #include "tests/kernels/op_test_util.h"
@@ -40,7 +42,7 @@ TEST(MatMul, AllTransposesMatchNaiveLoops) {
         Tensor c = testing::RandomTensor({m, n}, dt, rng);
         const std::vector<double> ref =
             NaiveMatMul(a, ta, b, tb, testing::ToDoubles(c), 0.75, -0.5);
-        ops::MatMul(a, ta, b, tb, c, 0.75f, -0.5f);
+        BATON_EXPECT_OK(ops::MatMul(a, ta, b, tb, c, 0.75f, -0.5f));
         // f32: 13 products of |x| <= 1 rounded at 2^-24 each, well under 1e-5.
         const testing::Tolerance tol =
             dt == DType::kF32 ? testing::Tolerance{1e-5, 1e-5} : testing::Tolerance{1e-13, 1e-13};
@@ -58,7 +60,7 @@ TEST(Linear, ForwardMatchesNaiveWithBias) {
   Tensor w = testing::RandomTensor({out, in}, DType::kF64, rng);
   Tensor b = testing::RandomTensor({out}, DType::kF64, rng);
   Tensor y = Tensor::Empty({n, out}, DType::kF64);
-  ops::Linear(x, w, &b, y);
+  BATON_EXPECT_OK(ops::Linear(x, w, &b, y));
   std::vector<double> ref(n * out);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < out; ++o) {
@@ -78,7 +80,7 @@ TEST(Linear, BackwardMatchesFiniteDifferencesAndAccumulates) {
   Tensor r = testing::RandomTensor({n, out}, DType::kF64, rng);
   Tensor y = Tensor::Empty({n, out}, DType::kF64);
   auto loss = [&] {
-    ops::Linear(x, w, &b, y);
+    BATON_EXPECT_OK(ops::Linear(x, w, &b, y));
     return testing::Dot(y, r);
   };
   // dw, db start from a known nonzero value: the op must add, not overwrite.
@@ -86,7 +88,7 @@ TEST(Linear, BackwardMatchesFiniteDifferencesAndAccumulates) {
   Tensor dw = testing::RandomTensor({out, in}, DType::kF64, rng);
   Tensor db = testing::RandomTensor({out}, DType::kF64, rng);
   const std::vector<double> dw0 = testing::ToDoubles(dw), db0 = testing::ToDoubles(db);
-  ops::LinearBackward(r, x, w, &dx, &dw, &db);
+  BATON_EXPECT_OK(ops::LinearBackward(r, x, w, &dx, &dw, &db));
   std::vector<double> dw_added = testing::ToDoubles(dw), db_added = testing::ToDoubles(db);
   for (size_t i = 0; i < dw0.size(); ++i) dw_added[i] -= dw0[i];
   for (size_t i = 0; i < db0.size(); ++i) db_added[i] -= db0[i];
@@ -105,16 +107,16 @@ TEST(Linear, BackwardAccumulatesDxWhenAsked) {
   Tensor dy = testing::RandomTensor({n, out}, DType::kF64, rng);
   Tensor dx0 = testing::RandomTensor({n, in}, DType::kF64, rng);
   Tensor plain = Tensor::Empty({n, in}, DType::kF64);
-  ops::LinearBackward(dy, x, w, &plain, nullptr, nullptr);
+  BATON_EXPECT_OK(ops::LinearBackward(dy, x, w, &plain, nullptr, nullptr));
   Tensor acc = dx0.Clone();
-  ops::LinearBackward(dy, x, w, &acc, nullptr, nullptr, /*accumulate_dx=*/true);
+  BATON_EXPECT_OK(ops::LinearBackward(dy, x, w, &acc, nullptr, nullptr, /*accumulate_dx=*/true));
   std::vector<double> want = testing::ToDoubles(plain);
   const std::vector<double> start = testing::ToDoubles(dx0);
   for (size_t i = 0; i < want.size(); ++i) want[i] += start[i];
   EXPECT_TRUE(AllClose(testing::ToDoubles(acc), want, {1e-14, 1e-14}, "dx += dy·w"));
   // And the plain call really overwrote: a stale dx must not leak through.
   Tensor over = dx0.Clone();
-  ops::LinearBackward(dy, x, w, &over, nullptr, nullptr);
+  BATON_EXPECT_OK(ops::LinearBackward(dy, x, w, &over, nullptr, nullptr));
   EXPECT_TRUE(testing::BitwiseEqual(over, plain));
   EXPECT_FALSE(AllClose(testing::ToDoubles(acc), testing::ToDoubles(plain), {1e-6, 1e-6}, "differs"));
 }
@@ -126,24 +128,26 @@ TEST(Linear, F32AgreesWithF64) {
   Tensor w = testing::RandomTensor({out, in}, DType::kF64, rng);
   Tensor dy = testing::RandomTensor({n, out}, DType::kF64, rng);
   Tensor y64 = Tensor::Empty({n, out}, DType::kF64), y32 = Tensor::Empty({n, out}, DType::kF32);
-  ops::Linear(x, w, nullptr, y64);
-  ops::Linear(testing::Convert(x, DType::kF32), testing::Convert(w, DType::kF32), nullptr, y32);
+  BATON_EXPECT_OK(ops::Linear(x, w, nullptr, y64));
+  BATON_EXPECT_OK(ops::Linear(testing::Convert(x, DType::kF32), testing::Convert(w, DType::kF32), nullptr, y32));
   // Inputs rounded to f32 (2^-24 relative) over 37-term sums of magnitude <= 37.
   EXPECT_TRUE(AllClose(y32, y64, {2e-5, 1e-5}, "y"));
   Tensor dx64 = Tensor::Empty({n, in}, DType::kF64), dx32 = Tensor::Empty({n, in}, DType::kF32);
   Tensor dw64 = Tensor::Zeros({out, in}, DType::kF64), dw32 = Tensor::Zeros({out, in}, DType::kF32);
-  ops::LinearBackward(dy, x, w, &dx64, &dw64, nullptr);
-  ops::LinearBackward(testing::Convert(dy, DType::kF32), testing::Convert(x, DType::kF32),
-                      testing::Convert(w, DType::kF32), &dx32, &dw32, nullptr);
+  BATON_EXPECT_OK(ops::LinearBackward(dy, x, w, &dx64, &dw64, nullptr));
+  BATON_EXPECT_OK(ops::LinearBackward(testing::Convert(dy, DType::kF32), testing::Convert(x, DType::kF32),
+                      testing::Convert(w, DType::kF32), &dx32, &dw32, nullptr));
   EXPECT_TRUE(AllClose(dx32, dx64, {2e-5, 1e-5}, "dx"));
   EXPECT_TRUE(AllClose(dw32, dw64, {2e-5, 1e-5}, "dw"));
 }
 
-TEST(LinearDeathTest, ShapeMismatchNamesTheShapes) {
+TEST(Linear, ShapeMismatchIsAnInvalidArgumentNamingTheShapes) {
   Tensor x = Tensor::Zeros({4, 3}, DType::kF32);
   Tensor w = Tensor::Zeros({5, 2}, DType::kF32);
   Tensor y = Tensor::Zeros({4, 5}, DType::kF32);
-  EXPECT_DEATH(ops::Linear(x, w, nullptr, y), "Linear: x f32\\[4, 3\\].*does not match w");
+  const absl::Status st = ops::Linear(x, w, nullptr, y);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), ::testing::ContainsRegex("Linear: x f32\\[4, 3\\].*does not match w"));
 }
 
 }  // namespace

@@ -24,9 +24,9 @@ TEST(GradCheck, AcceptsAnalyticGradientRejectsPerturbedOne) {
   Tensor r = testing::RandomTensor(shape, DType::kF64, rng);
   Tensor h = Tensor::Empty(shape, DType::kF64);
   Tensor dgate = Tensor::Empty(shape, DType::kF64), dup = Tensor::Empty(shape, DType::kF64);
-  ops::SwiGluBackward(r, gate, up, dgate, dup);
+  BATON_EXPECT_OK(ops::SwiGluBackward(r, gate, up, dgate, dup));
   auto loss = [&] {
-    ops::SwiGlu(gate, up, h);
+    BATON_EXPECT_OK(ops::SwiGlu(gate, up, h));
     return testing::Dot(h, r);
   };
   const std::vector<double> numeric = testing::NumericGradient(gate, loss);

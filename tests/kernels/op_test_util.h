@@ -12,9 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "runtime/tensor.h"
+
+// An op's Status in a test: a failure names the call and the status.
+#define BATON_EXPECT_OK(expr)                                          \
+  do {                                                                 \
+    const ::absl::Status baton_test_st_ = (expr);                      \
+    EXPECT_TRUE(baton_test_st_.ok()) << #expr << ": " << baton_test_st_; \
+  } while (0)
 
 namespace baton::testing {
 

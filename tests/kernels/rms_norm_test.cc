@@ -23,7 +23,7 @@ TEST(RmsNorm, ForwardMatchesFormula) {
   Tensor x = testing::RandomTensor({n, c}, DType::kF64, rng);
   Tensor w = testing::RandomTensor({c}, DType::kF64, rng);
   Tensor y = Tensor::Empty({n, c}, DType::kF64), rstd = Tensor::Empty({n}, DType::kF64);
-  ops::RmsNorm(x, w, kEps, y, rstd);
+  BATON_EXPECT_OK(ops::RmsNorm(x, w, kEps, y, rstd));
   std::vector<double> ref_y(n * c), ref_rstd(n);
   for (int64_t i = 0; i < n; ++i) {
     double ms = 0;
@@ -44,14 +44,14 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
   Tensor r = testing::RandomTensor({n, c}, DType::kF64, rng);
   Tensor y = Tensor::Empty({n, c}, DType::kF64), rstd = Tensor::Empty({n}, DType::kF64);
   auto loss = [&] {
-    ops::RmsNorm(x, w, kEps, y, rstd);
+    BATON_EXPECT_OK(ops::RmsNorm(x, w, kEps, y, rstd));
     return testing::Dot(y, r);
   };
   loss();
   Tensor dx = Tensor::Empty({n, c}, DType::kF64);
   Tensor dw = testing::RandomTensor({c}, DType::kF64, rng);
   const std::vector<double> dw0 = testing::ToDoubles(dw);
-  ops::RmsNormBackward(r, x, w, rstd, dx, dw);
+  BATON_EXPECT_OK(ops::RmsNormBackward(r, x, w, rstd, dx, dw));
   std::vector<double> dw_added = testing::ToDoubles(dw);
   for (int64_t j = 0; j < c; ++j) dw_added[j] -= dw0[j];
   EXPECT_TRUE(AllClose(testing::ToDoubles(dx), testing::NumericGradient(x, loss), kGradTol, "dx"));
@@ -68,19 +68,19 @@ TEST(RmsNorm, BackwardAddsTheResidualGradientLikeASeparateAdd) {
   Tensor dy = testing::RandomTensor({n, c}, DType::kF32, rng);
   Tensor dres = testing::RandomTensor({n, c}, DType::kF32, rng);
   Tensor y = Tensor::Empty({n, c}, DType::kF32), rstd = Tensor::Empty({n}, DType::kF32);
-  ops::RmsNorm(x, w, kEps, y, rstd);
+  BATON_EXPECT_OK(ops::RmsNorm(x, w, kEps, y, rstd));
   Tensor dx_sep = Tensor::Empty({n, c}, DType::kF32), dw_sep = Tensor::Zeros({c}, DType::kF32);
-  ops::RmsNormBackward(dy, x, w, rstd, dx_sep, dw_sep);
-  ops::AddInPlace(dx_sep, dres);
+  BATON_EXPECT_OK(ops::RmsNormBackward(dy, x, w, rstd, dx_sep, dw_sep));
+  BATON_EXPECT_OK(ops::AddInPlace(dx_sep, dres));
   Tensor dx = Tensor::Empty({n, c}, DType::kF32), dw = Tensor::Zeros({c}, DType::kF32);
-  ops::RmsNormBackward(dy, x, w, rstd, dx, dw, &dres);
+  BATON_EXPECT_OK(ops::RmsNormBackward(dy, x, w, rstd, dx, dw, &dres));
   EXPECT_TRUE(testing::BitwiseEqual(dx, dx_sep));
   EXPECT_TRUE(testing::BitwiseEqual(dw, dw_sep));
   Tensor alias = dres.Clone(), dw2 = Tensor::Zeros({c}, DType::kF32);
-  ops::RmsNormBackward(dy, x, w, rstd, alias, dw2, &alias);
+  BATON_EXPECT_OK(ops::RmsNormBackward(dy, x, w, rstd, alias, dw2, &alias));
   EXPECT_TRUE(testing::BitwiseEqual(alias, dx_sep));
   Tensor plain = Tensor::Empty({n, c}, DType::kF32), dw3 = Tensor::Zeros({c}, DType::kF32);
-  ops::RmsNormBackward(dy, x, w, rstd, plain, dw3);
+  BATON_EXPECT_OK(ops::RmsNormBackward(dy, x, w, rstd, plain, dw3));
   EXPECT_FALSE(testing::BitwiseEqual(plain, dx_sep));  // the residual really was added
 }
 
@@ -91,11 +91,11 @@ TEST(RmsNorm, AddRmsNormIsAddThenRmsNorm) {
   Tensor w = testing::RandomTensor({c}, DType::kF32, rng);
   Tensor sum = Tensor::Empty({n, c}, DType::kF32), y = Tensor::Empty({n, c}, DType::kF32),
          rstd = Tensor::Empty({n}, DType::kF32);
-  ops::AddRmsNorm(a, b, w, kEps, sum, y, rstd);
+  BATON_EXPECT_OK(ops::AddRmsNorm(a, b, w, kEps, sum, y, rstd));
   Tensor sum2 = Tensor::Empty({n, c}, DType::kF32), y2 = Tensor::Empty({n, c}, DType::kF32),
          rstd2 = Tensor::Empty({n}, DType::kF32);
-  ops::Add(a, b, sum2);
-  ops::RmsNorm(sum2, w, kEps, y2, rstd2);
+  BATON_EXPECT_OK(ops::Add(a, b, sum2));
+  BATON_EXPECT_OK(ops::RmsNorm(sum2, w, kEps, y2, rstd2));
   EXPECT_TRUE(testing::BitwiseEqual(sum, sum2));
   EXPECT_TRUE(testing::BitwiseEqual(y, y2));
   EXPECT_TRUE(testing::BitwiseEqual(rstd, rstd2));
@@ -113,8 +113,8 @@ TEST(RmsNorm, F32AgreesWithF64AndThreadCountDoesNotMatter) {
     y = Tensor::Empty({n, c}, dt);
     dx = Tensor::Empty({n, c}, dt);
     dw = Tensor::Zeros({c}, dt);
-    ops::RmsNorm(xx, ww, kEps, y, rstd);
-    ops::RmsNormBackward(testing::Convert(dy, dt), xx, ww, rstd, dx, dw);
+    BATON_EXPECT_OK(ops::RmsNorm(xx, ww, kEps, y, rstd));
+    BATON_EXPECT_OK(ops::RmsNormBackward(testing::Convert(dy, dt), xx, ww, rstd, dx, dw));
   };
   Tensor y64, dx64, dw64, y32, dx32, dw32;
   run(DType::kF64, y64, dx64, dw64);

@@ -80,7 +80,7 @@ TEST(Rope, ForwardMatchesHfRotateHalf) {
   std::mt19937_64 rng(1);
   Tensor x = testing::RandomTensor({2, 7, 3, 10}, DType::kF64, rng);
   const std::vector<double> ref = HfRope(x, kTheta);
-  ops::Rope(x, kTheta);
+  BATON_EXPECT_OK(ops::Rope(x, kTheta));
   EXPECT_TRUE(AllClose(testing::ToDoubles(x), ref, {1e-15, 1e-14}, "x"));
 }
 
@@ -119,11 +119,11 @@ TEST(Rope, Llama3ForwardMatchesHfWithScaledFrequencies) {
   const Tensor x0 = x.Clone();
   const std::vector<double> ref =
       HfRope(x, [&](int64_t t, int64_t i) { return t * HfLlama3InvFreq(p.theta, i, 16, p.scaling); });
-  ops::Rope(x, p);
+  BATON_EXPECT_OK(ops::Rope(x, p));
   EXPECT_TRUE(AllClose(testing::ToDoubles(x), ref, {1e-14, 1e-13}, "x"));
   // The scaling reaches the rotation: unscaled RoPE misses the same budget.
   Tensor plain = x0.Clone();
-  ops::Rope(plain, p.theta);
+  BATON_EXPECT_OK(ops::Rope(plain, p.theta));
   EXPECT_FALSE(AllClose(testing::ToDoubles(plain), ref, {1e-14, 1e-13}, "unscaled"));
 }
 
@@ -136,7 +136,7 @@ TEST(Rope, LinearEqualsUnscaledAtPositionsOverFactor) {
   // HF's original linear scaling: positions t/factor with the unscaled inv_freq.
   const std::vector<double> ref =
       HfRope(x, [](int64_t t, int64_t i) { return (t / 4.0) * std::pow(kTheta, -2.0 * i / 12); });
-  ops::Rope(x, p);
+  BATON_EXPECT_OK(ops::Rope(x, p));
   EXPECT_TRUE(AllClose(testing::ToDoubles(x), ref, {1e-14, 1e-13}, "x"));
   EXPECT_EQ(RopeInverseFrequency(p, 3, 12), std::pow(kTheta, -0.5) / 4.0);
 }
@@ -153,16 +153,16 @@ TEST(Rope, BackwardMatchesFiniteDifferencesAndInvertsForward) {
     Tensor r = testing::RandomTensor(shape, DType::kF64, rng);
     auto loss = [&] {
       Tensor y = x.Clone();
-      ops::Rope(y, params);
+      BATON_EXPECT_OK(ops::Rope(y, params));
       return testing::Dot(y, r);
     };
     Tensor dx = r.Clone();
-    ops::RopeBackward(dx, params);
+    BATON_EXPECT_OK(ops::RopeBackward(dx, params));
     EXPECT_TRUE(AllClose(testing::ToDoubles(dx), testing::NumericGradient(x, loss), kGradTol, "dx"));
 
     Tensor y = x.Clone();
-    ops::Rope(y, params);
-    ops::RopeBackward(y, params);  // rotation by −angle undoes the forward
+    BATON_EXPECT_OK(ops::Rope(y, params));
+    BATON_EXPECT_OK(ops::RopeBackward(y, params));  // rotation by −angle undoes the forward
     EXPECT_TRUE(AllClose(y, x, {1e-15, 1e-14}, "round trip"));
   }
 }
@@ -172,8 +172,8 @@ TEST(Rope, F32AgreesWithF64) {
     std::mt19937_64 rng(3);
     Tensor x64 = testing::RandomTensor({2, 33, 4, 16}, DType::kF64, rng);
     Tensor x32 = testing::Convert(x64, DType::kF32);
-    ops::Rope(x64, params);
-    ops::Rope(x32, params);
+    BATON_EXPECT_OK(ops::Rope(x64, params));
+    BATON_EXPECT_OK(ops::Rope(x32, params));
     // Two products of f32-rounded cos/sin with |x| <= 1.
     EXPECT_TRUE(AllClose(x32, x64, {1e-6, 1e-6}, "x")) << RopeScalingName(params.scaling.type);
   }

@@ -19,7 +19,7 @@ TEST(SwiGlu, ForwardMatchesFormula) {
   Tensor gate = testing::RandomTensor(shape, DType::kF64, rng, 0.1, 4.0);
   Tensor up = testing::RandomTensor(shape, DType::kF64, rng);
   Tensor h = Tensor::Empty(shape, DType::kF64);
-  ops::SwiGlu(gate, up, h);
+  BATON_EXPECT_OK(ops::SwiGlu(gate, up, h));
   std::vector<double> ref(gate.numel());
   for (int64_t i = 0; i < gate.numel(); ++i) {
     const double g = gate.data<double>()[i];
@@ -36,11 +36,11 @@ TEST(SwiGlu, BackwardMatchesFiniteDifferences) {
   Tensor r = testing::RandomTensor(shape, DType::kF64, rng);
   Tensor h = Tensor::Empty(shape, DType::kF64);
   auto loss = [&] {
-    ops::SwiGlu(gate, up, h);
+    BATON_EXPECT_OK(ops::SwiGlu(gate, up, h));
     return testing::Dot(h, r);
   };
   Tensor dgate = Tensor::Empty(shape, DType::kF64), dup = Tensor::Empty(shape, DType::kF64);
-  ops::SwiGluBackward(r, gate, up, dgate, dup);
+  BATON_EXPECT_OK(ops::SwiGluBackward(r, gate, up, dgate, dup));
   EXPECT_TRUE(AllClose(testing::ToDoubles(dgate), testing::NumericGradient(gate, loss), kGradTol, "dgate"));
   EXPECT_TRUE(AllClose(testing::ToDoubles(dup), testing::NumericGradient(up, loss), kGradTol, "dup"));
 }
@@ -52,14 +52,14 @@ TEST(SwiGlu, F32AgreesWithF64) {
   Tensor up = testing::RandomTensor(shape, DType::kF64, rng);
   Tensor dh = testing::RandomTensor(shape, DType::kF64, rng);
   Tensor h64 = Tensor::Empty(shape, DType::kF64), h32 = Tensor::Empty(shape, DType::kF32);
-  ops::SwiGlu(gate, up, h64);
-  ops::SwiGlu(testing::Convert(gate, DType::kF32), testing::Convert(up, DType::kF32), h32);
+  BATON_EXPECT_OK(ops::SwiGlu(gate, up, h64));
+  BATON_EXPECT_OK(ops::SwiGlu(testing::Convert(gate, DType::kF32), testing::Convert(up, DType::kF32), h32));
   EXPECT_TRUE(AllClose(h32, h64, {1e-6, 1e-6}, "h"));
   Tensor dg64 = Tensor::Empty(shape, DType::kF64), du64 = Tensor::Empty(shape, DType::kF64);
   Tensor dg32 = Tensor::Empty(shape, DType::kF32), du32 = Tensor::Empty(shape, DType::kF32);
-  ops::SwiGluBackward(dh, gate, up, dg64, du64);
-  ops::SwiGluBackward(testing::Convert(dh, DType::kF32), testing::Convert(gate, DType::kF32),
-                      testing::Convert(up, DType::kF32), dg32, du32);
+  BATON_EXPECT_OK(ops::SwiGluBackward(dh, gate, up, dg64, du64));
+  BATON_EXPECT_OK(ops::SwiGluBackward(testing::Convert(dh, DType::kF32), testing::Convert(gate, DType::kF32),
+                      testing::Convert(up, DType::kF32), dg32, du32));
   EXPECT_TRUE(AllClose(dg32, dg64, {1e-6, 1e-6}, "dgate"));
   EXPECT_TRUE(AllClose(du32, du64, {1e-6, 1e-6}, "dup"));
 }

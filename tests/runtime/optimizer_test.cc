@@ -60,15 +60,15 @@ TEST(LearningRate, LinearConstantAndNoWarmup) {
 
 TEST(ClipGradNorm, ScalesExactlyAboveMaxAndReturnsPreClipNorm) {
   std::vector<Param> ps = {MakeParam("a", {0, 0}, {3, 4}, true), MakeParam("b", {0}, {12}, false)};
-  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 20.0f), 13.0);  // below max: untouched
+  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 20.0f).value(), 13.0);  // below max: untouched
   EXPECT_EQ(ps[0].grad.data<float>()[1], 4.0f);
-  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 0.0f), 13.0);  // 0 = off
+  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 0.0f).value(), 13.0);  // 0 = off
   EXPECT_EQ(ps[1].grad.data<float>()[0], 12.0f);
-  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 6.5f), 13.0);  // scale 0.5, exact in binary
+  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 6.5f).value(), 13.0);  // scale 0.5, exact in binary
   EXPECT_EQ(ps[0].grad.data<float>()[0], 1.5f);
   EXPECT_EQ(ps[0].grad.data<float>()[1], 2.0f);
   EXPECT_EQ(ps[1].grad.data<float>()[0], 6.0f);
-  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 6.5f), 6.5);  // already at the max: untouched
+  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 6.5f).value(), 6.5);  // already at the max: untouched
   EXPECT_EQ(ps[1].grad.data<float>()[0], 6.0f);
 }
 
@@ -106,7 +106,7 @@ TEST(GlobalGradNorm, FlatFormAndAFailingReduce) {
   EXPECT_EQ(*GlobalGradNorm(plan, 1.0f, &scale), 3.0);
   EXPECT_EQ(scale, static_cast<float>(1.0 / 3.0));
   float flat_scale = 0;
-  EXPECT_EQ(GradNormFlat(p.grad, 1.0f, &flat_scale), 3.0);  // the one-GPU helper is the same function
+  EXPECT_EQ(GradNormFlat(p.grad, 1.0f, &flat_scale).value(), 3.0);  // the one-GPU helper is the same function
   EXPECT_EQ(flat_scale, scale);
   plan.reduce = [](double*) { return absl::UnavailableError("tp peer gone"); };
   EXPECT_EQ(GlobalGradNorm(plan, 1.0f, &scale).status().code(), absl::StatusCode::kUnavailable);
@@ -114,7 +114,7 @@ TEST(GlobalGradNorm, FlatFormAndAFailingReduce) {
 
 TEST(ClipGradNorm, InexactScaleIsTheFloatRatio) {
   std::vector<Param> ps = {MakeParam("a", {0, 0, 0}, {1, 2, 2}, true)};  // norm 3
-  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 1.0f), 3.0);
+  EXPECT_DOUBLE_EQ(ClipGradNorm(ps, 1.0f).value(), 3.0);
   const float s = static_cast<float>(1.0 / 3.0);
   EXPECT_EQ(ps[0].grad.data<float>()[0], 1 * s);
   EXPECT_EQ(ps[0].grad.data<float>()[2], 2 * s);
@@ -149,7 +149,7 @@ TEST(AdamW, MatchesHandComputationWithDecayOnlyWhereAllowed) {
   for (int t = 0; t < 3; ++t) {
     for (Param& p : ps)
       for (int i = 0; i < 3; ++i) p.grad.data<float>()[i] = grads[t][i];
-    opt.Step(ps, lrs[t]);
+    ASSERT_TRUE(opt.Step(ps, lrs[t]).ok());
     const std::vector<double> g(grads[t].begin(), grads[t].end());
     decayed.Step(g, lrs[t], b1, b2, eps, wd, t + 1);
     plain.Step(g, lrs[t], b1, b2, eps, 0.0, t + 1);
@@ -172,15 +172,15 @@ TEST(AdamW, RestoredStateContinuesBitForBit) {
   AdamWOptimizer a(c), b(c);
   std::vector<Param> pa = {MakeParam("w", {0.5f, -1.0f, 2.0f}, {0.1f, -0.2f, 0.3f}, true)};
   std::vector<Param> pb = {MakeParam("w", {0.5f, -1.0f, 2.0f}, {0.1f, -0.2f, 0.3f}, true)};
-  a.Step(pa, 0.01f);
+  ASSERT_TRUE(a.Step(pa, 0.01f).ok());
   // "Checkpoint": copy value, m, v and step into a fresh optimizer.
   pb[0].value.CopyFrom(pa[0].value);
   b.InitState(pb);
   b.m(0).CopyFrom(a.m(0));
   b.v(0).CopyFrom(a.v(0));
   b.set_step(a.step());
-  a.Step(pa, 0.01f);
-  b.Step(pb, 0.01f);
+  ASSERT_TRUE(a.Step(pa, 0.01f).ok());
+  ASSERT_TRUE(b.Step(pb, 0.01f).ok());
   for (int i = 0; i < 3; ++i) EXPECT_EQ(pa[0].value.data<float>()[i], pb[0].value.data<float>()[i]);
   EXPECT_EQ(b.step(), 2);
 }
