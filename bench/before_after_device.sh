@@ -46,6 +46,24 @@ bench() {  # bench TAG TREE PRESET
   echo "== $tag $p: train_bench exit / baton train done"; tail -n 2 "$RES/train_${tag}_$p.txt"
 }
 for p in 125m 1.3b; do bench before "$OLD" $p; bench after "$ROOT" $p; done
+# The tiny job on the GPU, 30 steps: the same losses before and after?
+for tag in before after; do
+  tree=$ROOT; [[ $tag == before ]] && tree=$OLD
+  (cd "$tree" && rm -rf runs/ba-tiny && timeout 120 build-device/baton train --config examples/tiny.toml --set train.device=cuda \
+     train.steps=30 train.eval_every=10 checkpoint.dir= output.metrics=runs/ba-tiny/metrics.jsonl output.progress=lines) >"$RES/train_${tag}_tiny.txt" 2>&1
+  cp "$tree/runs/ba-tiny/metrics.jsonl" "$RES/train_${tag}_tiny.jsonl" 2>/dev/null
+done
+python3 - "$RES" <<'PY'
+import json, sys
+res = sys.argv[1]
+def curve(tag):
+    try:
+        return [(r.get("step"), r.get("loss"), r.get("grad_norm"), r.get("val_loss")) for r in map(json.loads, open(f"{res}/train_{tag}_tiny.jsonl")) if "step" in r or "val_loss" in r]
+    except Exception as e:
+        return str(e)
+b, a = curve("before"), curve("after")
+print("tiny job on cuda, 30 steps:", "identical losses, grad norms and val losses" if b == a and isinstance(b, list) and b else f"DIFFERENT\nbefore {b}\nafter  {a}")
+PY
 
 echo; echo "================ before / after (tokens/s) ================"
 (cd "$RES" && tar -czf runs.tgz tb_* train_* build_*.log cfg_*.log 2>/dev/null && rm -f tb_* train_* build_*.log cfg_*.log)
