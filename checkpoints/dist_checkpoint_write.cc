@@ -8,6 +8,8 @@
 // a full disk, then all close together and PATH.tmp is removed. No rank
 // ever returns early from inside a phase: an early return there left the
 // others waiting in a collective that never completes (issue 15).
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -114,16 +116,28 @@ absl::Status BroadcastAttrs(MPI_Comm comm, int64_t* step, std::map<std::string, 
 
 // ---- room on the disk
 
-// Bytes the file will take, with room for HDF5's metadata.
-int64_t FileBytes(const TensorPlans& plans, const std::map<std::string, std::string>& attrs) {
+// Bytes of HDF5 metadata the file will take, generously: the root, its
+// attributes (the config among them) and one object header per tensor.
+int64_t MetadataBytes(const TensorPlans& plans, const std::map<std::string, std::string>& attrs) {
   int64_t bytes = int64_t{64} << 10;
+  bytes += static_cast<int64_t>(plans.size()) * 4096;
+  for (const auto& [k, v] : attrs) bytes += static_cast<int64_t>(k.size() + v.size()) + 256;
+  return bytes;
+}
+
+int64_t DataBytes(const TensorPlans& plans) {
+  int64_t bytes = 0;
   for (const auto& [name, plan] : plans) {
     int64_t numel = 1;
     for (int64_t d : plan.full) numel *= d;
-    bytes += numel * static_cast<int64_t>(DTypeSize(plan.dtype)) + 4096;
+    bytes += numel * static_cast<int64_t>(DTypeSize(plan.dtype));
   }
-  for (const auto& [k, v] : attrs) bytes += static_cast<int64_t>(k.size() + v.size()) + 256;
   return bytes;
+}
+
+absl::Status NoRoom(const std::string& path, int err, const std::string& what) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("checkpoint ", path, ": ", what, " (errno ", err, ": ", std::strerror(err), ")"));
 }
 
 // A full disk found before any byte is written is the common case (old
@@ -134,10 +148,35 @@ absl::Status CheckRoom(const std::string& path, int64_t bytes) {
   if (::statvfs(DirOf(path).c_str(), &fs) != 0) return absl::OkStatus();  // the create will say why
   const int64_t free_bytes = static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
   if (free_bytes >= bytes) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrFormat(
-      "checkpoint %s: needs about %.1f MB but its file system has %.1f MB free (errno %d: %s)", path, bytes / 1e6,
-      free_bytes / 1e6, ENOSPC, std::strerror(ENOSPC)));
+  return NoRoom(path, ENOSPC,
+                absl::StrFormat("needs about %.1f MB but its file system has %.1f MB free", bytes / 1e6, free_bytes / 1e6));
 }
+
+// Reserves `bytes` of `file` on the disk from offset 0 without changing its
+// size. OK where the file system cannot reserve (the phases still agree).
+absl::Status ReserveBytes(const std::string& file, int64_t bytes, const std::string& path, const std::string& what) {
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT, 0644);
+  if (fd < 0) return NoRoom(path, errno, absl::StrCat("cannot open ", file));
+  const int err = bytes > 0 && ::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, bytes) != 0 ? errno : 0;
+  ::close(fd);
+  if (err == 0 || err == EOPNOTSUPP || err == ENOSYS) return absl::OkStatus();
+  return NoRoom(path, err, absl::StrFormat("no room for %s of %.1f MB", what, bytes / 1e6));
+}
+
+// Gives back what ReserveBytes reserved past the end of `file`.
+void ReleaseTail(const std::string& file, int64_t reserved) {
+  struct stat st;
+  if (::stat(file.c_str(), &st) != 0 || st.st_size >= reserved) return;
+  int fd = ::open(file.c_str(), O_WRONLY);
+  if (fd < 0) return;
+  (void)::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, reserved - st.st_size);
+  ::close(fd);
+}
+
+// The ballast: a file as large as the metadata, made before the save and
+// removed before the closing calls of a failed one, so that HDF5 has room
+// to flush what it holds even when something else filled the disk.
+std::string BallastPath(const std::string& path) { return path + ".tmp.room"; }
 
 // ---- writing through parallel HDF5
 
@@ -191,8 +230,8 @@ absl::Status WriteBlocks(MPI_Comm comm, const std::string& tmp, const TensorPlan
 
 // Every rank: create the file together, then the phases above; whatever
 // fails, every rank closes the same handles and returns the same status.
-absl::Status WriteParallel(MPI_Comm comm, const std::string& tmp, int64_t step,
-                           const std::map<std::string, std::string>& attrs, const TensorPlans& plans,
+absl::Status WriteParallel(MPI_Comm comm, const std::string& path, const std::string& tmp, int64_t reserve,
+                           int64_t step, const std::map<std::string, std::string>& attrs, const TensorPlans& plans,
                            const std::vector<TensorShard>& shards) {
   H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   BATON_CHECK_H5(fapl.get(), tmp);
@@ -205,13 +244,20 @@ absl::Status WriteParallel(MPI_Comm comm, const std::string& tmp, int64_t step,
 
   std::vector<H5Id> dsets;
   absl::Status st = Agree(comm, LayOut(file.get(), tmp, step, attrs, plans, &dsets));
-  // The metadata goes to disk before the data, so that closing after a
-  // failed data write has no metadata left to flush.
+  // Rank 0 reserves the whole file before anything is written: past this
+  // step no write meets a full disk, where MPI-IO may report the failure on
+  // one rank only, or not at all, and HDF5's flush may hang.
+  if (st.ok()) st = Agree(comm, CommRank(comm) == 0 ? ReserveBytes(tmp, reserve, path, "the checkpoint") : st);
+  // The metadata goes to disk first, so that closing after a failed data
+  // write has no metadata left to flush.
   if (st.ok()) st = Agree(comm, FromHdf5(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp, __FILE__, __LINE__));
   if (st.ok()) st = WriteBlocks(comm, tmp, plans, dsets, shards);
   if (!st.ok()) {
     // Give the disk back before the collective closes, which may still write.
-    if (CommRank(comm) == 0) (void)::truncate(tmp.c_str(), 0);
+    if (CommRank(comm) == 0) {
+      std::remove(BallastPath(path).c_str());
+      (void)::truncate(tmp.c_str(), 0);
+    }
     (void)Agree(comm, absl::OkStatus());  // a barrier: the space is free before anyone closes
   }
   absl::Status closed;
@@ -279,13 +325,21 @@ absl::Status WriteShardedCheckpoint(MPI_Comm comm, const std::string& path, int6
   std::map<std::string, std::string> the_attrs = attrs;
   BATON_RETURN_IF_ERROR(BroadcastAttrs(comm, &the_step, &the_attrs));
   const std::string tmp = path + ".tmp";
+  const int64_t metadata = MetadataBytes(plans, the_attrs), reserve = metadata + DataBytes(plans);
   absl::Status room;
   if (CommRank(comm) == 0) {
     std::remove(tmp.c_str());  // a stale one from a crashed save
-    room = CheckRoom(path, FileBytes(plans, the_attrs));
+    room = CheckRoom(path, reserve);
+    if (room.ok()) room = ReserveBytes(BallastPath(path), metadata, path, "the metadata");
+    if (!room.ok()) std::remove(BallastPath(path).c_str());
   }
   BATON_RETURN_IF_ERROR(Agree(comm, room));
-  return Commit(comm, path, WriteParallel(comm, tmp, the_step, the_attrs, plans, shards));
+  absl::Status written = WriteParallel(comm, path, tmp, reserve, the_step, the_attrs, plans, shards);
+  if (CommRank(comm) == 0) {
+    std::remove(BallastPath(path).c_str());
+    if (written.ok()) ReleaseTail(tmp, reserve);
+  }
+  return Commit(comm, path, written);
 #else
   return WriteShardedCheckpointViaRank0(comm, path, step, shards, attrs);
 #endif
