@@ -116,5 +116,38 @@ TEST(CheckpointDirTest, PruneKeepsTheNewestAndTheCommittedOne) {
   EXPECT_EQ(Prune(dir, -1).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A crashed save leaves step_*.h5.tmp (100 MB seen, issue 15) that nothing
+// removed unless the same step was saved again: opening the directory does.
+TEST(CheckpointDirTest, OpeningRemovesStaleTemporariesOnly) {
+  std::string dir = MakeTempDir();
+  Touch(CheckpointPath(dir, 10));
+  Touch(dir + "/step_00000020.h5.tmp");
+  Touch(dir + "/step_00000020.h5.tmp.room");
+  Touch(dir + "/latest.tmp");
+  Touch(dir + "/notes.tmp");
+  Touch(dir + "/model.h5.tmp");
+  ASSERT_TRUE(CommitLatest(dir, CheckpointPath(dir, 10)).ok());
+  ASSERT_TRUE(OpenCheckpointDir(dir).ok());
+  EXPECT_FALSE(Exists(dir + "/step_00000020.h5.tmp"));
+  EXPECT_FALSE(Exists(dir + "/step_00000020.h5.tmp.room"));
+  EXPECT_FALSE(Exists(dir + "/latest.tmp"));
+  EXPECT_TRUE(Exists(CheckpointPath(dir, 10)));
+  EXPECT_TRUE(Exists(dir + "/latest"));
+  EXPECT_TRUE(Exists(dir + "/notes.tmp"));  // not ours
+  EXPECT_TRUE(Exists(dir + "/model.h5.tmp"));
+  EXPECT_EQ(*FindLatest(dir), CheckpointPath(dir, 10));
+}
+
+TEST(CheckpointDirTest, OpeningCreatesTheDirOrSaysWhyNot) {
+  std::string dir = MakeTempDir() + "/a/b";
+  ASSERT_TRUE(OpenCheckpointDir(dir).ok());
+  EXPECT_TRUE(Exists(dir));
+  Touch(dir + "/file");
+  absl::Status st = OpenCheckpointDir(dir + "/file");
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr("checkpoint.dir " + dir + "/file: cannot write there"));
+  EXPECT_EQ(std::string(st.message()).find('\n'), std::string::npos);
+}
+
 }  // namespace
 }  // namespace baton
