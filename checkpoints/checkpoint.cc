@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "checkpoints/h5.h"
+#include "checkpoints/model_mismatch.h"
 
 namespace baton {
 namespace {
@@ -112,7 +113,7 @@ absl::Status WriteCheckpoint(const std::string& path, const CheckpointData& data
 absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
   Hdf5Init();
   BATON_RETURN_IF_ERROR(CheckCheckpointFile(path));
-  BATON_H5_ASSIGN(H5Id file, H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, path);
+  BATON_ASSIGN_OR_RETURN(H5Id file, OpenCheckpointForRead(path, H5P_DEFAULT));
   hid_t root = file.get();
   CheckpointData data;
   data.source = path;
@@ -130,7 +131,11 @@ absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
 absl::Status CopyInto(const CheckpointData& data, const std::string& name, Tensor& dst) {
   const std::string from = data.source.empty() ? "checkpoint data" : data.source;
   const CheckpointTensor* src = data.Find(name);
-  if (src == nullptr) return absl::NotFoundError(absl::StrCat("reading ", name, " from ", from, ": no such tensor"));
+  if (src == nullptr) {
+    std::vector<std::string> names;
+    for (const CheckpointTensor& t : data.tensors) names.push_back(t.name);
+    return absl::NotFoundError(absl::StrCat("reading ", name, " from ", from, ": no such tensor", WhyMissing(name, names)));
+  }
   auto bad = [&](auto... parts) {
     return absl::InvalidArgumentError(absl::StrCat("reading ", name, " from ", from, ": ", parts...));
   };

@@ -16,6 +16,7 @@
 #include "checkpoints/collective_transfer.h"
 #include "checkpoints/dist_checkpoint.h"
 #include "checkpoints/h5.h"
+#include "checkpoints/model_mismatch.h"
 #include "checkpoints/mpi_blobs.h"
 #include "checkpoints/shard_tiling.h"
 
@@ -60,8 +61,15 @@ absl::Status CheckDestination(const TensorShard& s, const std::string& path, DTy
   return absl::OkStatus();
 }
 
+// NotFound naming the tensor, the file and why the file may lack it.
+absl::Status NoSuchTensor(hid_t file, const std::string& path, const std::string& name) {
+  absl::StatusOr<std::vector<std::string>> names = ListDatasets(file, path);
+  return absl::NotFoundError(absl::StrCat("reading ", name, " from ", path, ": no such tensor",
+                                          names.ok() ? WhyMissing(name, *names) : ""));
+}
+
 absl::Status ReadShardIndependently(hid_t file, const std::string& path, TensorShard& s) {
-  if (!LinkExists(file, s.name)) return absl::NotFoundError(absl::StrCat("reading ", s.name, " from ", path, ": no such tensor"));
+  if (!LinkExists(file, s.name)) return NoSuchTensor(file, path, s.name);
   BATON_H5_ASSIGN(H5Id d, H5Dopen2(file, s.name.c_str(), H5P_DEFAULT), H5Dclose, path);
   DType dtype;
   Shape shape;
@@ -80,7 +88,7 @@ absl::Status ReadShardIndependently(hid_t file, const std::string& path, TensorS
 absl::Status ReadLocal(const std::string& path, std::vector<TensorShard>& shards, int64_t* step,
                        std::map<std::string, std::string>* attrs) {
   BATON_RETURN_IF_ERROR(CheckCheckpointFile(path));
-  BATON_H5_ASSIGN(H5Id file, H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, path);
+  BATON_ASSIGN_OR_RETURN(H5Id file, OpenCheckpointForRead(path, H5P_DEFAULT));
   BATON_RETURN_IF_ERROR(ReadCheckpointAttrs(file.get(), path, step, attrs));
   for (TensorShard& s : shards) BATON_RETURN_IF_ERROR(ReadShardIndependently(file.get(), path, s));
   return absl::OkStatus();
@@ -93,8 +101,7 @@ absl::StatusOr<H5Id> OpenCollective(MPI_Comm comm, const std::string& path) {
   BATON_CHECK_H5(fapl.get(), path);
   BATON_CHECK_H5(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL), path);
   BATON_CHECK_H5(H5Pset_all_coll_metadata_ops(fapl.get(), true), path);
-  BATON_H5_ASSIGN(H5Id file, H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), H5Fclose, path);
-  return file;
+  return OpenCheckpointForRead(path, fapl.get());
 }
 
 // The union of the names every rank reads, with the most shards one rank
@@ -127,8 +134,9 @@ absl::Status OpenDatasets(hid_t file, const std::string& path, const std::map<st
   for (const auto& [name, n] : rounds) {
     auto it = mine.find(name);
     if (!LinkExists(file, name)) {
-      if (it != mine.end() && first_error.ok())
-        first_error = absl::NotFoundError(absl::StrCat("reading ", name, " from ", path, ": no such tensor"));
+      // Metadata reads are collective here: every rank lists the file.
+      absl::Status missing = NoSuchTensor(file, path, name);
+      if (it != mine.end() && first_error.ok()) first_error = missing;
       continue;
     }
     OpenDataset o;
@@ -179,7 +187,7 @@ absl::Status ReadParallel(MPI_Comm comm, const std::string& path, std::vector<Te
 
 absl::Status ListLocal(const std::string& path, std::vector<std::string>* names) {
   BATON_RETURN_IF_ERROR(CheckCheckpointFile(path));
-  BATON_H5_ASSIGN(H5Id file, H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, path);
+  BATON_ASSIGN_OR_RETURN(H5Id file, OpenCheckpointForRead(path, H5P_DEFAULT));
   int64_t step = 0;
   std::map<std::string, std::string> attrs;
   BATON_RETURN_IF_ERROR(ReadCheckpointAttrs(file.get(), path, &step, &attrs));  // a baton checkpoint at all?

@@ -358,6 +358,11 @@ TEST(DistCheckpoint, ReadErrorsNameTheTensorOnEveryRank) {
   ASSERT_TRUE(WriteShardedCheckpoint(MPI_COMM_WORLD, path.string(), 2, WriteLayout(t), {}).ok());
   const fs::path junk = Dir() / "junk.h5";
   if (Rank() == 0) std::ofstream(junk) << "not hdf5";
+  const fs::path truncated = Dir() / "truncated.h5";
+  if (Rank() == 0) {
+    fs::copy_file(path, truncated, fs::copy_options::overwrite_existing);
+    fs::resize_file(truncated, fs::file_size(truncated) / 2);
+  }
   MPI_Barrier(MPI_COMM_WORLD);
   const bool last = Rank() == Size() - 1;
   for (const Path2& r : Paths()) {
@@ -385,6 +390,19 @@ TEST(DistCheckpoint, ReadErrorsNameTheTensorOnEveryRank) {
     st = r.read(MPI_COMM_WORLD, path.string(), misfit, &step, &attrs);
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
     EXPECT_THAT(std::string(st.message()), HasSubstr("slice [4, 6] at offset 10 along dim 0 does not fit [13, 6]"));
+    // A checkpoint of a model with fewer layers: the error says so.
+    std::vector<TensorShard> deeper = ReadLayout(t);
+    if (last) deeper.push_back({"adam/m/layers.1.attn.wo", {6, 11}, -1, 0, Tensor::Empty({6, 11}, DType::kF32)});
+    st = r.read(MPI_COMM_WORLD, path.string(), deeper, &step, &attrs);
+    EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
+    EXPECT_THAT(std::string(st.message()),
+                HasSubstr("no such tensor; the checkpoint holds 1 layer (layers.0-0) but the model asks for "
+                          "layers.1: it was written for a model of another shape (model.layers)"));
+    // A truncated file: one line naming it, no source path.
+    st = r.read(MPI_COMM_WORLD, truncated.string(), shape, &step, &attrs);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_THAT(std::string(st.message()), HasSubstr("checkpoint " + truncated.string() + ": a truncated or damaged HDF5 file"));
+    EXPECT_EQ(std::string(st.message()).find(".cc:"), std::string::npos) << st;
     // A missing file and a file that is not HDF5.
     const std::string absent = (Dir() / "absent.h5").string();
     st = r.read(MPI_COMM_WORLD, absent, shape, &step, &attrs);
