@@ -12,8 +12,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <regex>
 #include <set>
@@ -26,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "checkpoints/safetensors.h"
 #include "kernels/check.h"
+#include "runtime/file_util.h"
 
 namespace baton {
 namespace {
@@ -39,12 +38,6 @@ const T& Piece(const T& v) {
   return v;
 }
 absl::Status Bad(const auto&... parts) { return absl::InvalidArgumentError(absl::StrCat(Piece(parts)...)); }
-
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // Writes through PATH.tmp and a rename, like every other file we produce.
 absl::Status WriteTextAtomic(const std::string& path, const std::string& text) {
@@ -238,7 +231,7 @@ absl::StatusOr<std::map<std::string, std::string>> WeightFiles(const std::string
   const std::string single = dir + "/model.safetensors";
   std::map<std::string, std::string> files;
   if (fs::exists(index_path)) {
-    BATON_ASSIGN_OR_RETURN(std::string text, ReadText(index_path));
+    BATON_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(index_path));
     Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) return Bad(index_path, ": not valid JSON");
     auto wm = j.find("weight_map");
@@ -499,7 +492,7 @@ absl::Status ReadHfWeights(const std::string& dir, Model& model) {
 
 absl::StatusOr<Model> LoadHfModel(const std::string& dir) {
   const std::string config_path = dir + "/config.json";
-  BATON_ASSIGN_OR_RETURN(std::string text, ReadText(config_path));
+  BATON_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(config_path));
   BATON_ASSIGN_OR_RETURN(HfConfig config, ParseHfConfig(text, config_path));
   BATON_ASSIGN_OR_RETURN(Model model, Model::Create(config.model, DType::kF32));
   BATON_RETURN_IF_ERROR(ReadHfWeights(dir, model));

@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "runtime/file_util.h"
 #include "kernels/check.h"
 
 namespace baton {
@@ -35,15 +36,7 @@ void Touch(const std::string& path, const std::string& text = "x") {
   std::fclose(f);
 }
 
-std::string Slurp(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "r");
-  if (f == nullptr) return "<missing>";
-  std::string out;
-  char buf[256];
-  while (size_t n = std::fread(buf, 1, sizeof buf, f)) out.append(buf, n);
-  std::fclose(f);
-  return out;
-}
+std::string Slurp(const std::string& path) { return ReadWholeFile(path).value_or("<missing>"); }
 
 TEST(CheckpointDirTest, PathsAndSteps) {
   EXPECT_EQ(CheckpointPath("ckpt", 100), "ckpt/step_00000100.h5");
