@@ -408,31 +408,28 @@ std::string HfGenerationConfigJson(int64_t bos_token_id, int64_t eos_token_id) {
 
 // ---- names
 
-std::optional<std::string> BatonToHfName(std::string_view name) {
+namespace {
+
+// One name through the tables, baton to HF (to_hf) or back.
+std::optional<std::string> MapName(std::string_view name, bool to_hf) {
+  const std::string_view from_layers = to_hf ? "layers." : "model.layers.", to_layers = to_hf ? "model.layers." : "layers.";
   for (auto [baton, hf] : kGlobalNames) {
-    if (name == baton) return std::string(hf);
+    if (name == (to_hf ? baton : hf)) return std::string(to_hf ? hf : baton);
   }
   int64_t layer;
   std::string_view rest;
-  if (!SplitLayer(name, "layers.", &layer, &rest)) return std::nullopt;
+  if (!SplitLayer(name, from_layers, &layer, &rest)) return std::nullopt;
   for (auto [baton, hf] : kLayerNames) {
-    if (rest == baton) return absl::StrCat("model.layers.", layer, ".", hf);
+    if (rest == (to_hf ? baton : hf)) return absl::StrCat(std::string(to_layers), layer, ".", to_hf ? hf : baton);
   }
   return std::nullopt;
 }
 
-std::optional<std::string> HfToBatonName(std::string_view name) {
-  for (auto [baton, hf] : kGlobalNames) {
-    if (name == hf) return std::string(baton);
-  }
-  int64_t layer;
-  std::string_view rest;
-  if (!SplitLayer(name, "model.layers.", &layer, &rest)) return std::nullopt;
-  for (auto [baton, hf] : kLayerNames) {
-    if (rest == hf) return absl::StrCat("layers.", layer, ".", baton);
-  }
-  return std::nullopt;
-}
+}  // namespace
+
+std::optional<std::string> BatonToHfName(std::string_view name) { return MapName(name, /*to_hf=*/true); }
+
+std::optional<std::string> HfToBatonName(std::string_view name) { return MapName(name, /*to_hf=*/false); }
 
 // ---- reading
 

@@ -10,6 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/checkpoints/temp_files.h"
 #include "runtime/file_util.h"
 #include "kernels/check.h"
 
@@ -18,16 +19,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string MakeTempDir() {
-  std::string templ = ::testing::TempDir() + "/ckpt_dir_test_XXXXXX";
-  BATON_CHECK(mkdtemp(templ.data()) != nullptr);
-  return templ;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
+std::string MakeTempDir() { return baton::MakeTempDir("ckpt_dir_test_"); }
 
 void Touch(const std::string& path, const std::string& text = "x") {
   FILE* f = std::fopen(path.c_str(), "w");

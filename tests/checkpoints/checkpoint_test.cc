@@ -19,22 +19,14 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/checkpoints/temp_files.h"
 
 namespace baton {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string MakeTempDir() {
-  std::string templ = ::testing::TempDir() + "/ckpt_test_XXXXXX";
-  BATON_CHECK(mkdtemp(templ.data()) != nullptr);
-  return templ;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
+std::string MakeTempDir() { return baton::MakeTempDir("ckpt_test_"); }
 
 template <typename T>
 Tensor Random(const Shape& shape, uint32_t seed) {

@@ -20,22 +20,12 @@
 #include "parallel/mesh.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/ucx_p2p.h"
+#include "tests/parallel/mpi_test_util.h"
 
 namespace baton {
 namespace {
 
 using ::testing::HasSubstr;
-
-int WorldSize() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-int WorldRank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
 
 // The payload a sender (by world rank) puts in message `tag` at index i.
 float Value(int sender, int tag, int64_t i) {
