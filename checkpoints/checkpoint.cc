@@ -8,7 +8,9 @@
 #include <cstring>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "checkpoints/disk_room.h"
 #include "checkpoints/h5.h"
 #include "checkpoints/model_mismatch.h"
 
@@ -66,9 +68,7 @@ absl::StatusOr<Tensor> ReadTensor(hid_t file_id, const std::string& name, const 
   return t;
 }
 
-absl::Status WriteFile(const std::string& tmp, const CheckpointData& data) {
-  BATON_H5_ASSIGN(H5Id file, H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, tmp);
-  hid_t root = file.get();
+absl::Status WriteContents(hid_t root, const std::string& tmp, const CheckpointData& data) {
   BATON_RETURN_IF_ERROR(WriteCheckpointAttrs(root, data.step, data.attrs, tmp));
   std::set<std::string> seen;
   for (const CheckpointTensor& ct : data.tensors) {
@@ -80,8 +80,20 @@ absl::Status WriteFile(const std::string& tmp, const CheckpointData& data) {
     }
   }
   BATON_CHECK_H5(H5Fflush(root, H5F_SCOPE_GLOBAL), tmp);
-  BATON_CHECK_H5(file.Close(), tmp);
   return absl::OkStatus();
+}
+
+// Creates PATH.tmp, reserves its room and writes it. A failure frees room
+// before the close, so that HDF5's closing flush cannot fail in turn (a
+// failed H5Fclose leaves a half-closed file that crashes HDF5 at exit).
+absl::Status WriteFile(const std::string& path, const std::string& tmp, const CheckpointData& data,
+                       const SaveRoom& room) {
+  BATON_H5_ASSIGN(H5Id file, H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, tmp);
+  absl::Status s = ReserveFile(path, tmp, room);
+  if (s.ok()) s = WriteContents(file.get(), tmp, data);
+  if (!s.ok()) FreeRoomForClose(path, tmp);
+  absl::Status closed = FromHdf5(file.Close(), "H5Fclose", tmp, __FILE__, __LINE__);
+  return s.ok() ? closed : s;
 }
 
 }  // namespace
@@ -99,12 +111,18 @@ absl::Status WriteCheckpoint(const std::string& path, const CheckpointData& data
   Hdf5Init();
   const std::string tmp = path + ".tmp";
   std::remove(tmp.c_str());  // a stale one from a crashed save
-  absl::Status s = WriteFile(tmp, data);
+  int64_t data_bytes = 0;
+  for (const CheckpointTensor& ct : data.tensors) data_bytes += ct.tensor.defined() ? ct.tensor.nbytes() : 0;
+  const SaveRoom room = CheckpointRoom(data_bytes, static_cast<int64_t>(data.tensors.size()), data.attrs);
+  absl::Status s = PrepareRoom(path, room);
+  if (s.ok()) s = WriteFile(path, tmp, data, room);
+  FinishRoom(path, tmp, room, s.ok());
   if (s.ok()) s = FsyncPath(tmp, /*directory=*/false);
   if (s.ok() && std::rename(tmp.c_str(), path.c_str()) != 0)
     s = absl::InternalError(absl::StrCat("rename ", tmp, " to ", path, ": ", std::strerror(errno)));
   if (!s.ok()) {
     std::remove(tmp.c_str());
+    if (absl::StartsWith(s.message(), "checkpoint " + path + ": ")) return s;
     return absl::Status(s.code(), absl::StrCat("checkpoint ", path, ": ", s.message()));
   }
   return FsyncPath(DirOf(path), /*directory=*/true);

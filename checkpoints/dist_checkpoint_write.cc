@@ -1,18 +1,13 @@
 // The collective checkpoint writer (see dist_checkpoint.h). The ranks first
-// agree on a plan (shard_tiling.h over the allgathered shard lists), then
-// write through parallel HDF5 in phases: create the file, lay out every
-// dataset and flush that metadata, write the blocks one tensor at a time,
-// close. Each phase ends in an agreement (Agree), and a failed phase sends
-// every rank the same way out: rank 0 empties the temporary file first, so
-// the closing calls (collective in HDF5 and MPI-IO) have room to finish on
-// a full disk, then all close together and PATH.tmp is removed. No rank
-// ever returns early from inside a phase: an early return there left the
-// others waiting in a collective that never completes (issue 15).
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
-
+// agree on a plan (shard_tiling.h over the allgathered shard lists), rank 0
+// makes room on the disk (disk_room.h), then all write through parallel
+// HDF5 in phases: create the file, lay out every dataset, reserve the whole
+// file, flush the metadata, write the blocks one tensor at a time, close.
+// Each phase ends in an agreement (Agree), and a failed phase sends every
+// rank the same way out: rank 0 frees room first, so the closing calls
+// (collective in HDF5 and MPI-IO) can finish on a full disk, then all close
+// together and PATH.tmp is removed. No rank returns early from inside a
+// phase: that left the others in a collective that never completed (issue 15).
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -22,9 +17,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "checkpoints/checkpoint.h"
 #include "checkpoints/collective_transfer.h"
+#include "checkpoints/disk_room.h"
 #include "checkpoints/dist_checkpoint.h"
 #include "checkpoints/h5.h"
 #include "checkpoints/mpi_blobs.h"
@@ -114,70 +109,6 @@ absl::Status BroadcastAttrs(MPI_Comm comm, int64_t* step, std::map<std::string, 
   return absl::OkStatus();
 }
 
-// ---- room on the disk
-
-// Bytes of HDF5 metadata the file will take, generously: the root, its
-// attributes (the config among them) and one object header per tensor.
-int64_t MetadataBytes(const TensorPlans& plans, const std::map<std::string, std::string>& attrs) {
-  int64_t bytes = int64_t{64} << 10;
-  bytes += static_cast<int64_t>(plans.size()) * 4096;
-  for (const auto& [k, v] : attrs) bytes += static_cast<int64_t>(k.size() + v.size()) + 256;
-  return bytes;
-}
-
-int64_t DataBytes(const TensorPlans& plans) {
-  int64_t bytes = 0;
-  for (const auto& [name, plan] : plans) {
-    int64_t numel = 1;
-    for (int64_t d : plan.full) numel *= d;
-    bytes += numel * static_cast<int64_t>(DTypeSize(plan.dtype));
-  }
-  return bytes;
-}
-
-absl::Status NoRoom(const std::string& path, int err, const std::string& what) {
-  return absl::ResourceExhaustedError(
-      absl::StrCat("checkpoint ", path, ": ", what, " (errno ", err, ": ", std::strerror(err), ")"));
-}
-
-// A full disk found before any byte is written is the common case (old
-// checkpoints filled it): one clear error and nothing to undo. Quotas and
-// races are still caught by the phases below.
-absl::Status CheckRoom(const std::string& path, int64_t bytes) {
-  struct statvfs fs;
-  if (::statvfs(DirOf(path).c_str(), &fs) != 0) return absl::OkStatus();  // the create will say why
-  const int64_t free_bytes = static_cast<int64_t>(fs.f_bavail) * static_cast<int64_t>(fs.f_frsize);
-  if (free_bytes >= bytes) return absl::OkStatus();
-  return NoRoom(path, ENOSPC,
-                absl::StrFormat("needs about %.1f MB but its file system has %.1f MB free", bytes / 1e6, free_bytes / 1e6));
-}
-
-// Reserves `bytes` of `file` on the disk from offset 0 without changing its
-// size. OK where the file system cannot reserve (the phases still agree).
-absl::Status ReserveBytes(const std::string& file, int64_t bytes, const std::string& path, const std::string& what) {
-  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT, 0644);
-  if (fd < 0) return NoRoom(path, errno, absl::StrCat("cannot open ", file));
-  const int err = bytes > 0 && ::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, bytes) != 0 ? errno : 0;
-  ::close(fd);
-  if (err == 0 || err == EOPNOTSUPP || err == ENOSYS) return absl::OkStatus();
-  return NoRoom(path, err, absl::StrFormat("no room for %s of %.1f MB", what, bytes / 1e6));
-}
-
-// Gives back what ReserveBytes reserved past the end of `file`.
-void ReleaseTail(const std::string& file, int64_t reserved) {
-  struct stat st;
-  if (::stat(file.c_str(), &st) != 0 || st.st_size >= reserved) return;
-  int fd = ::open(file.c_str(), O_WRONLY);
-  if (fd < 0) return;
-  (void)::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, reserved - st.st_size);
-  ::close(fd);
-}
-
-// The ballast: a file as large as the metadata, made before the save and
-// removed before the closing calls of a failed one, so that HDF5 has room
-// to flush what it holds even when something else filled the disk.
-std::string BallastPath(const std::string& path) { return path + ".tmp.room"; }
-
 // ---- writing through parallel HDF5
 
 #ifdef H5_HAVE_PARALLEL
@@ -230,7 +161,7 @@ absl::Status WriteBlocks(MPI_Comm comm, const std::string& tmp, const TensorPlan
 
 // Every rank: create the file together, then the phases above; whatever
 // fails, every rank closes the same handles and returns the same status.
-absl::Status WriteParallel(MPI_Comm comm, const std::string& path, const std::string& tmp, int64_t reserve,
+absl::Status WriteParallel(MPI_Comm comm, const std::string& path, const std::string& tmp, const SaveRoom& room,
                            int64_t step, const std::map<std::string, std::string>& attrs, const TensorPlans& plans,
                            const std::vector<TensorShard>& shards) {
   H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
@@ -247,17 +178,14 @@ absl::Status WriteParallel(MPI_Comm comm, const std::string& path, const std::st
   // Rank 0 reserves the whole file before anything is written: past this
   // step no write meets a full disk, where MPI-IO may report the failure on
   // one rank only, or not at all, and HDF5's flush may hang.
-  if (st.ok()) st = Agree(comm, CommRank(comm) == 0 ? ReserveBytes(tmp, reserve, path, "the checkpoint") : st);
+  if (st.ok()) st = Agree(comm, CommRank(comm) == 0 ? ReserveFile(path, tmp, room) : st);
   // The metadata goes to disk first, so that closing after a failed data
   // write has no metadata left to flush.
   if (st.ok()) st = Agree(comm, FromHdf5(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp, __FILE__, __LINE__));
   if (st.ok()) st = WriteBlocks(comm, tmp, plans, dsets, shards);
   if (!st.ok()) {
     // Give the disk back before the collective closes, which may still write.
-    if (CommRank(comm) == 0) {
-      std::remove(BallastPath(path).c_str());
-      (void)::truncate(tmp.c_str(), 0);
-    }
+    if (CommRank(comm) == 0) FreeRoomForClose(path, tmp);
     (void)Agree(comm, absl::OkStatus());  // a barrier: the space is free before anyone closes
   }
   absl::Status closed;
@@ -325,20 +253,21 @@ absl::Status WriteShardedCheckpoint(MPI_Comm comm, const std::string& path, int6
   std::map<std::string, std::string> the_attrs = attrs;
   BATON_RETURN_IF_ERROR(BroadcastAttrs(comm, &the_step, &the_attrs));
   const std::string tmp = path + ".tmp";
-  const int64_t metadata = MetadataBytes(plans, the_attrs), reserve = metadata + DataBytes(plans);
-  absl::Status room;
+  int64_t data_bytes = 0;
+  for (const auto& [name, plan] : plans) {
+    int64_t numel = 1;
+    for (int64_t d : plan.full) numel *= d;
+    data_bytes += numel * static_cast<int64_t>(DTypeSize(plan.dtype));
+  }
+  const SaveRoom room = CheckpointRoom(data_bytes, static_cast<int64_t>(plans.size()), the_attrs);
+  absl::Status prepared;
   if (CommRank(comm) == 0) {
     std::remove(tmp.c_str());  // a stale one from a crashed save
-    room = CheckRoom(path, reserve);
-    if (room.ok()) room = ReserveBytes(BallastPath(path), metadata, path, "the metadata");
-    if (!room.ok()) std::remove(BallastPath(path).c_str());
+    prepared = PrepareRoom(path, room);
   }
-  BATON_RETURN_IF_ERROR(Agree(comm, room));
-  absl::Status written = WriteParallel(comm, path, tmp, reserve, the_step, the_attrs, plans, shards);
-  if (CommRank(comm) == 0) {
-    std::remove(BallastPath(path).c_str());
-    if (written.ok()) ReleaseTail(tmp, reserve);
-  }
+  BATON_RETURN_IF_ERROR(Agree(comm, prepared));
+  absl::Status written = WriteParallel(comm, path, tmp, room, the_step, the_attrs, plans, shards);
+  if (CommRank(comm) == 0) FinishRoom(path, tmp, room, written.ok());
   return Commit(comm, path, written);
 #else
   return WriteShardedCheckpointViaRank0(comm, path, step, shards, attrs);

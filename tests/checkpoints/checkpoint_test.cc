@@ -5,6 +5,7 @@
 #include "checkpoints/checkpoint.h"
 
 #include <hdf5.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -189,6 +190,29 @@ TEST(CheckpointTest, TruncatedFileIsAnErrorNamingTheFile) {
   EXPECT_THAT(msg, ::testing::StartsWith("checkpoint " + path + ": a truncated or damaged HDF5 file ("));
   EXPECT_EQ(msg.find('\n'), std::string::npos);
   EXPECT_EQ(msg.find(".cc:"), std::string::npos) << "a source path is no help to the user: " << msg;
+}
+
+// Issue 15: a full disk printed a clear error, then HDF5 segfaulted at exit
+// on the file whose close had failed. Now: one error naming the file and
+// errno 28, nothing under PATH or PATH.tmp, the previous checkpoint intact,
+// and this test binary exits cleanly (a crash at exit fails the run).
+TEST(CheckpointTest, FullDiskIsOneErrorAndLeavesNothing) {
+  const std::string dir = MakeTempDir();
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  const std::string previous = dir + "/step_00000001.h5", next = dir + "/step_00000002.h5";
+  const CheckpointData small = Data(1, {{"params/w", Random<float>({64, 64}, 3)}});
+  absl::Status st = WriteCheckpoint(previous, small);
+  EXPECT_TRUE(st.ok()) << st;
+  st = WriteCheckpoint(next, Data(2, {{"params/w", Random<float>({1024, 1024}, 4)}}));  // 4 MiB
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_THAT(std::string(st.message()), ::testing::StartsWith("checkpoint " + next + ": "));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("(errno 28: No space left on device)"));
+  EXPECT_FALSE(Exists(next));
+  EXPECT_FALSE(Exists(next + ".tmp"));
+  absl::StatusOr<CheckpointData> back = ReadCheckpoint(previous);
+  EXPECT_TRUE(back.ok()) << back.status();
+  ::umount2(dir.c_str(), MNT_DETACH);
 }
 
 TEST(CheckpointTest, CopyIntoChecksShapeAndDtype) {
