@@ -20,7 +20,7 @@ namespace {
 // ---- one dataset
 
 // Writes `slab` (contiguous, on the CPU) into `dset` at `offset` (one
-// entry per dim): here the whole tensor at offset 0 (dist_checkpoint.cc
+// entry per dim): here the whole tensor at offset 0 (dist_checkpoint_write.cc
 // writes each rank's block the same way, collectively).
 absl::Status WriteSlab(hid_t dset, const Tensor& slab, const Shape& offset, const std::string& file) {
   if (slab.numel() == 0) return absl::OkStatus();

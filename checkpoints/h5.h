@@ -71,7 +71,7 @@ class H5Id {
   BATON_RETURN_IF_ERROR(::baton::FromHdf5(tmp, text, (file), __FILE__, __LINE__)); \
   lhs(tmp, closer)
 
-// ---- pieces both checkpoint writers use (checkpoint.cc, dist_checkpoint.cc)
+// ---- pieces both checkpoint writers use (checkpoint.cc, dist_checkpoint_write.cc, _read.cc)
 
 // Tensor names become HDF5 paths ("adam/m/x" is dataset "x" in group /adam/m);
 // empty, "." and ".." components are refused.

@@ -1,5 +1,5 @@
 // The small MPI protocol of the collective checkpoint calls
-// (dist_checkpoint.cc): byte blobs gathered or broadcast between the ranks
+// (dist_checkpoint_write.cc, _read.cc): byte blobs gathered or broadcast between the ranks
 // of one communicator, large slices sent point-to-point in pieces, and the
 // agreement step that turns an error on any rank into the same error on
 // every rank. Every function here is collective (or a matched send/receive

@@ -2,9 +2,9 @@
 // what every rank holds of every logical tensor (name, dtype, full shape,
 // slice), decide whether the slices marked for writing cover each tensor
 // exactly once (one rank whole, or slices along one dim with no gap and no
-// overlap), and plan the collective transfers. dist_checkpoint.cc runs it on
-// every rank over the same allgathered entries, so every rank reaches the
-// same verdict before any file exists. No MPI, no HDF5: tested alone
+// overlap), and plan the collective transfers. dist_checkpoint_write.cc
+// runs it on every rank over the same allgathered entries, so every rank
+// reaches the same verdict before any file exists. No MPI, no HDF5: tested alone
 // (tests/checkpoints/shard_tiling_test.cc).
 #pragma once
 
