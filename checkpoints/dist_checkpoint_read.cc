@@ -7,6 +7,7 @@
 // every rank, so they fail alike.
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -61,15 +62,19 @@ absl::Status CheckDestination(const TensorShard& s, const std::string& path, DTy
   return absl::OkStatus();
 }
 
-// NotFound naming the tensor, the file and why the file may lack it.
-absl::Status NoSuchTensor(hid_t file, const std::string& path, const std::string& name) {
-  absl::StatusOr<std::vector<std::string>> names = ListDatasets(file, path);
-  return absl::NotFoundError(absl::StrCat("reading ", name, " from ", path, ": no such tensor",
-                                          names.ok() ? WhyMissing(name, *names) : ""));
+// NotFound naming the tensor, the file and why the file may lack it;
+// `names` caches the file's dataset names (listed at the first miss).
+absl::Status NoSuchTensor(hid_t file, const std::string& path, const std::string& name,
+                          std::optional<std::vector<std::string>>& names) {
+  if (!names) names = ListDatasets(file, path).value_or(std::vector<std::string>{});
+  return absl::NotFoundError(absl::StrCat("reading ", name, " from ", path, ": no such tensor", WhyMissing(name, *names)));
 }
 
 absl::Status ReadShardIndependently(hid_t file, const std::string& path, TensorShard& s) {
-  if (!LinkExists(file, s.name)) return NoSuchTensor(file, path, s.name);
+  if (!LinkExists(file, s.name)) {
+    std::optional<std::vector<std::string>> names;
+    return NoSuchTensor(file, path, s.name, names);
+  }
   BATON_H5_ASSIGN(H5Id d, H5Dopen2(file, s.name.c_str(), H5P_DEFAULT), H5Dclose, path);
   DType dtype;
   Shape shape;
@@ -131,11 +136,12 @@ absl::Status OpenDatasets(hid_t file, const std::string& path, const std::map<st
                           const std::map<std::string, std::vector<const TensorShard*>>& mine,
                           std::map<std::string, OpenDataset>* open) {
   absl::Status first_error;
+  std::optional<std::vector<std::string>> names;  // the file's, listed once
   for (const auto& [name, n] : rounds) {
     auto it = mine.find(name);
     if (!LinkExists(file, name)) {
       // Metadata reads are collective here: every rank lists the file.
-      absl::Status missing = NoSuchTensor(file, path, name);
+      absl::Status missing = NoSuchTensor(file, path, name, names);
       if (it != mine.end() && first_error.ok()) first_error = missing;
       continue;
     }
