@@ -61,6 +61,12 @@ void ExpectReadsBack(const fs::path& path, int64_t rows, int64_t want_step = 1) 
   EXPECT_EQ(std::memcmp(shards[0].local.raw(), want.raw(), want.nbytes()), 0);
 }
 
+// The checkpoint a failed save must leave intact: step 1, 64 rows.
+void WritePrevious(const fs::path& path) {
+  absl::Status st = WriteShardedCheckpoint(MPI_COMM_WORLD, path.string(), 1, Rows("params/w", 64), {});
+  ASSERT_TRUE(st.ok()) << st;
+}
+
 void ExpectNothingAt(const fs::path& path) {
   MPI_Barrier(MPI_COMM_WORLD);
   EXPECT_FALSE(fs::exists(path)) << path;
@@ -100,10 +106,7 @@ TEST(FullDisk, ATmpfsTooSmallFailsEveryRankAndKeepsThePreviousCheckpoint) {
   Tmpfs disk(dir, 2 << 20);
   if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (" << disk.why() << ")";
   const fs::path previous = dir / "step_00000001.h5", next = dir / "step_00000002.h5";
-  {
-    absl::Status first = WriteShardedCheckpoint(MPI_COMM_WORLD, previous.string(), 1, Rows("params/w", 64), {});
-    ASSERT_TRUE(first.ok()) << first;
-  }
+  ASSERT_NO_FATAL_FAILURE(WritePrevious(previous));
   // 4 MiB of rows on a 2 MiB disk that already holds the 256 KiB checkpoint.
   absl::Status st = WriteShardedCheckpoint(MPI_COMM_WORLD, next.string(), 2, Rows("params/w", 1024), {});
   EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
@@ -165,10 +168,7 @@ TEST(FullDisk, ADiskFillingMidwayFailsEveryRankTogetherOrSaves) {
   Tmpfs disk(dir, 16 << 20);
   if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (" << disk.why() << ")";
   const fs::path previous = dir / "step_00000001.h5", next = dir / "step_00000002.h5";
-  {
-    absl::Status first = WriteShardedCheckpoint(MPI_COMM_WORLD, previous.string(), 1, Rows("params/w", 64), {});
-    ASSERT_TRUE(first.ok()) << first;
-  }
+  ASSERT_NO_FATAL_FAILURE(WritePrevious(previous));
   if (WorldRank() == 0) FillAllBut(dir, (8 << 20) + (1 << 20));  // 8 MiB of rows pass the check, with 1 MiB to spare
   MPI_Barrier(MPI_COMM_WORLD);
   absl::Status st;
