@@ -9,13 +9,14 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "launcher/rank_env.h"
+
 namespace baton {
 
 bool LaunchedByMpi() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
-    if (std::getenv(var) != nullptr) return true;
-  }
-  return false;
+  absl::StatusOr<std::optional<RankEnv>> e = DetectRankEnv(ProcessEnv());
+  if (!e.ok() || e->has_value()) return true;  // a broken launcher environment: let MPI_Init judge
+  return std::getenv("PMI_RANK") != nullptr;   // MPICH's PMI
 }
 
 int ExitCodeFor(const absl::Status& status) {
@@ -37,6 +38,13 @@ MpiSession::MpiSession() {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   active_ = true;
+  // One line saying where the ranks came from: the first thing to check
+  // when a job starts N copies of a 1-rank run (wrong srun --mpi plugin).
+  absl::StatusOr<std::optional<RankEnv>> e = DetectRankEnv(ProcessEnv());
+  if (rank_ == 0 && size_ > 1 && e.ok() && e->has_value()) {
+    std::printf("%s\n", DescribeRankEnv(**e).c_str());
+    std::fflush(stdout);
+  }
 }
 
 MpiSession::~MpiSession() {

@@ -27,6 +27,7 @@
 #include "launcher/pipeline_stage.h"
 #include "launcher/rank_model.h"
 #include "launcher/progress.h"
+#include "launcher/rank_env.h"
 #include "nlohmann/json.hpp"
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/corpus.h"
@@ -149,14 +150,8 @@ absl::StatusOr<Device> ChooseDevice(const TrainConfig& tc) {
     return absl::FailedPreconditionError(
         absl::StrCat("train.device=cuda but this rank sees no GPU (", CudaDeviceSummary(), ")"));
   }
-  int local_rank = 0;
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"}) {
-    if (const char* v = std::getenv(var)) {
-      local_rank = std::atoi(v);
-      break;
-    }
-  }
-  BATON_RETURN_IF_ERROR(SelectCudaDevice(local_rank % gpus));
+  BATON_ASSIGN_OR_RETURN(const int gpu, GpuOfThisRank(ProcessEnv(), gpus));  // local rank, checked
+  BATON_RETURN_IF_ERROR(SelectCudaDevice(gpu));
   return Device::kCuda;
 }
 
