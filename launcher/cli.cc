@@ -14,6 +14,7 @@
 #include "launcher/config.h"
 #include "launcher/hf_commands.h"
 #include "launcher/mpi_session.h"
+#include "launcher/signals.h"
 #include "launcher/tokenizer_commands.h"
 #include "launcher/train.h"
 #include "parallel/mesh.h"
@@ -103,6 +104,7 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     }
   }
   if (config_path.empty()) return Usage("train: --config FILE is required");
+  InstallStopHandlers();  // before MPI_Init: a signal during start-up stops after the first step
   MpiSession mpi;
   absl::StatusOr<JobConfig> config = LoadJobConfig(config_path, overrides);
   if (!config.ok()) return mpi.Fail(config.status());
@@ -123,7 +125,22 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     if (auto* ucx = dynamic_cast<UcxP2pCommunicator*>(comms.pp.get())) s = ucx->ucx().Close();
   }
   if (!s.ok()) return mpi.Fail(s);
+  if (StopAgreed()) {
+    if (mpi.rank() == 0) {
+      std::printf("stopped after step %lld on %s: %s; exit %d asks Slurm to requeue\n",
+                  static_cast<long long>(summary.last_step), StopSignalName(ReceivedStopSignal()).c_str(),
+                  summary.checkpoint.empty() ? "no checkpoint.dir, nothing saved" : summary.checkpoint.c_str(),
+                  kRequeueExitCode);
+    }
+    return kRequeueExitCode;
+  }
   if (mpi.rank() != 0) return 0;
+  if (summary.last_step < summary.first_step) {
+    std::printf("nothing to do: the run resumed at step %lld and train.steps=%lld (raise train.steps to go on, "
+                "or set checkpoint.resume=none to start over)\n",
+                static_cast<long long>(summary.first_step - 1), static_cast<long long>(config->train.steps));
+    return 0;
+  }
   std::printf("done: steps %lld-%lld in %.1f s, loss %.4f -> %.4f", static_cast<long long>(summary.first_step),
               static_cast<long long>(summary.last_step), summary.seconds, summary.first_loss, summary.last_loss);
   if (summary.last_val_loss >= 0) std::printf(", val_loss %.4f", summary.last_val_loss);

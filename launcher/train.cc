@@ -28,6 +28,7 @@
 #include "launcher/rank_model.h"
 #include "launcher/progress.h"
 #include "launcher/rank_env.h"
+#include "launcher/signals.h"
 #include "nlohmann/json.hpp"
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/corpus.h"
@@ -261,7 +262,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
 
   // ---- metrics manifest (rank 0 only)
   BATON_ASSIGN_OR_RETURN(MetricsWriter metrics,
-                         MetricsWriter::Open(root ? config.output.metrics : "", step > 0));
+                         MetricsWriter::OpenAt(root ? config.output.metrics : "", step));
   BATON_ASSIGN_OR_RETURN(std::string data_hash, HashFile(config.data.path + ".bin"));
   metrics.Write({{"manifest",
                   {{"config", config.source_text},
@@ -312,7 +313,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   double timed_seconds = 0;
   int64_t timed_tokens = 0;
   std::string last_checkpoint;
-  while (step < stop) {
+  while (step < stop && !StopAgreed()) {
     const Clock::time_point t0 = Clock::now();
     // Every rank draws the same global batch; dp rank r trains on its
     // contiguous share, micro-batch by micro-batch.
@@ -347,10 +348,12 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
     if (step == summary->first_step) summary->first_loss = loss;
     summary->last_loss = loss;
 
+    // A stop signal on any rank: every rank ends after this step, with a checkpoint.
+    BATON_ASSIGN_OR_RETURN(const bool stopping, AgreeToStop(comms != nullptr ? comms->world.get() : nullptr));
     const bool last = step == stop;
     const bool eval = (tc.eval_every > 0 && step % tc.eval_every == 0) || (last && tc.eval_every > 0);
     const bool save = !config.checkpoint.dir.empty() &&
-                      ((config.checkpoint.every > 0 && step % config.checkpoint.every == 0) || last);
+                      ((config.checkpoint.every > 0 && step % config.checkpoint.every == 0) || last || stopping);
     double val = -1;
     if (eval) {
       BATON_ASSIGN_OR_RETURN(val, model->ValidationLoss(sampler));
