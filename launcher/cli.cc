@@ -18,6 +18,7 @@
 #include "launcher/tokenizer_commands.h"
 #include "launcher/train.h"
 #include "parallel/mesh.h"
+#include "parallel/peer_watch.h"
 #include "parallel/ucx_p2p.h"
 #include "runtime/corpus.h"
 #include "runtime/tokenizer.h"
@@ -111,6 +112,8 @@ int RunTrainCommand(const std::vector<std::string>& args) {
   MeshComms comms;
   if (mpi.size() > 1) {
     const ParallelConfig& p = config->parallel;
+    // Deadlines on every wait from here on: a dead or stopped peer is named, not waited for.
+    if (absl::Status w = EnablePeerWatch(MPI_COMM_WORLD, p.timeout_s); !w.ok()) return mpi.Fail(w);
     absl::StatusOr<Mesh> mesh = Mesh::Create({p.dp, p.pp, p.tp}, mpi.size(), mpi.rank());
     if (!mesh.ok()) return mpi.Fail(mesh.status());
     // parallel.p2p picks the pipeline transport; every collective stays on MPI.

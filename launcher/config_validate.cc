@@ -74,6 +74,7 @@ absl::Status ValidateParallel(const ParallelConfig& p) {
   BATON_RETURN_IF_ERROR(AtLeast("parallel.microbatches", p.microbatches, 0));
   if (p.zero != 0 && p.zero != 1) return Bad("parallel.zero=", p.zero, " must be 0 or 1");
   if (!(p.bucket_mb >= 0)) return Bad("parallel.bucket_mb=", p.bucket_mb, " must be >= 0");
+  if (!(p.timeout_s > 0)) return Bad("parallel.timeout_s=", p.timeout_s, " must be > 0 (seconds)");
   bool interleaved = p.schedule == PipelineScheduleKind::kInterleaved;
   if (interleaved && p.virtual_stages < 2)
     return Bad("parallel.virtual_stages=", p.virtual_stages, " must be >= 2 with parallel.schedule=\"interleaved\"");

@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "launcher/rank_env.h"
+#include "parallel/peer_watch.h"
 
 namespace baton {
 
@@ -48,7 +49,9 @@ MpiSession::MpiSession() {
 }
 
 MpiSession::~MpiSession() {
-  if (active_) MPI_Finalize();
+  if (!active_) return;
+  DisablePeerWatch();
+  MPI_Finalize();
 }
 
 int MpiSession::Fail(const absl::Status& status) {
