@@ -170,4 +170,23 @@ grep -q "resumed from" "$log" || { say "the requeued job did not resume"; cat "$
 scancel "$id" || true
 wait_job "$id" 60 >/dev/null
 say "(c) ok: $(grep -E 'stopped after step|resumed from' "$log" | tr '\n' ' ')"
+# (d) kill -9 of one rank under srun without --kill-on-bad-exit: the other
+# ranks must not wait forever; they time out (parallel.timeout_s=5), name
+# the rank, and the step ends within 30 s.
+say "(d) srun -n 4, kill -9 of rank 2 mid-run"
+srun --mpi=pmix -n 4 --kill-on-bad-exit=0 "$BATON" train --config examples/tiny.toml \
+  --set parallel.dp=2 parallel.pp=2 parallel.timeout_s=5 train.steps=400 train.eval_every=0 train.log_every=1 \
+  checkpoint.dir= output.progress=lines output.metrics= > d.log 2>&1 &
+srun_pid=$!
+for i in $(seq 600); do grep -q "step 3/400" d.log 2>/dev/null && break; sleep 0.2; done
+jid=$(squeue -h -o '%i %j' | awk '$2 == "baton" {print $1; exit}')
+victim=$(scontrol listpids "$jid" 2>/dev/null | awk '$5 == 2 {print $1; exit}')
+[ -n "$victim" ] || { say "no pid for rank 2 of job $jid"; scontrol listpids "$jid" || true; exit 1; }
+t0=$(date +%s.%N)
+kill -9 "$victim"
+for i in $(seq 300); do kill -0 "$srun_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$srun_pid" 2>/dev/null; then say "srun still running 30 s after kill -9"; scancel "$jid"; cat d.log; exit 1; fi
+wait "$srun_pid" && { say "srun exited 0 after a rank was killed"; cat d.log; exit 1; }
+grep -qE "rank 2 does not answer|task 2: Killed" d.log || { say "the dead rank is not named"; cat d.log; exit 1; }
+say "(d) ok: exit $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s after the kill: $(grep -E 'baton\[rank|task 2' d.log | head -2 | tr '\n' ' ')"
 say "all passed"
