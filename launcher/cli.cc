@@ -14,6 +14,7 @@
 #include "launcher/config.h"
 #include "launcher/hf_commands.h"
 #include "launcher/mpi_session.h"
+#include "launcher/preflight.h"
 #include "launcher/signals.h"
 #include "launcher/tokenizer_commands.h"
 #include "launcher/train.h"
@@ -123,7 +124,12 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     comms = std::move(*c);
   }
   TrainSummary summary;
-  absl::Status s = Train(*config, &summary, mpi.size() > 1 ? &comms : nullptr);
+  absl::Status s;
+  try {
+    s = Train(*config, &summary, mpi.size() > 1 ? &comms : nullptr);
+  } catch (const std::bad_alloc&) {  // one line saying what to lower, not "terminate called ..."
+    s = absl::ResourceExhaustedError(OutOfMemoryAdvice(*config));
+  }
   if (s.ok()) {
     if (auto* ucx = dynamic_cast<UcxP2pCommunicator*>(comms.pp.get())) s = ucx->ucx().Close();
   }

@@ -26,6 +26,7 @@ int ExitCodeFor(const absl::Status& status) {
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kResourceExhausted:  // the job does not fit: lower a size
       return 2;
     default:
       return 1;
@@ -61,7 +62,8 @@ int MpiSession::Fail(const absl::Status& status) {
     std::fprintf(stderr, "baton: error: %s\n", msg.c_str());
     return code;
   }
-  if (code == 2) {
+  // Bad input is the same on every rank; running out of memory may hit one rank only.
+  if (code == 2 && status.code() != absl::StatusCode::kResourceExhausted) {
     if (rank_ == 0) std::fprintf(stderr, "baton: error: %s\n", msg.c_str());
     return code;
   }

@@ -26,6 +26,7 @@
 #include "launcher/metrics.h"
 #include "launcher/pipeline_stage.h"
 #include "launcher/rank_model.h"
+#include "launcher/preflight.h"
 #include "launcher/progress.h"
 #include "launcher/rank_env.h"
 #include "launcher/signals.h"
@@ -198,6 +199,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
         "parallel.p2p=\"nccl\" needs CUDA pipeline stages, not wired into baton train yet; use \"mpi\" or \"ucx\"");
   }
   if (comms != nullptr) BATON_RETURN_IF_ERROR(CheckSameConfig(config, *comms->world));
+  BATON_RETURN_IF_ERROR(CheckOutputsWritable(config, world_rank));  // before any work, not at the first checkpoint
 
   // ---- data (tokenized from data.corpus on first use; rank 0 writes, the others wait)
   if (!config.data.corpus.empty() && !std::filesystem::exists(config.data.path + ".idx")) {

@@ -5,7 +5,8 @@
 // an uninterrupted run bit for bit; a SIGSTOPped rank is named after
 // parallel.timeout_s and a SIGKILLed one ends the job within 30 s; a run
 // killed mid-way resumes into a metrics file with each step once; resuming
-// a finished run says so. Each test measures and prints the time to exit.
+// a finished run says so; unwritable output folders are refused before the
+// first step. Each fault test measures and prints the time to exit.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -264,17 +265,19 @@ TEST_F(SurviveTest, StoppedRankIsNamed) {
   EXPECT_THAT(log, HasSubstr("no progress in 3 s (parallel.timeout_s)"));
 }
 
-// kill -9 mid-step and at start-up: every other rank is gone within 30 s,
-// and the dead rank is named.
+// kill -9 mid-step and at start-up (after MPI_Init: a rank killed before it
+// is reported by Open MPI without its number): every other rank is gone
+// within 30 s, and the dead rank is named.
 TEST_F(SurviveTest, KilledRankEndsTheJob) {
   for (bool startup : {false, true}) {
     const std::string run = startup ? "kill_startup" : "kill_midstep";
     const pid_t job = Spawn(Command(run, 4, {"parallel.timeout_s=5"}), dir_ / (run + ".log"));
     pid_t target = -1;
-    if (startup) {
-      for (int i = 0; i < 3000 && target <= 0; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(2))) {
-        target = RankPid(job, 1);
+    if (startup) {  // after MPI_Init (rank 0's "ranks:" line), before the first step
+      for (int i = 0; i < 3000; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(2))) {
+        if (ReadFile(dir_ / (run + ".log")).find("ranks: 4") != std::string::npos) break;
       }
+      target = RankPid(job, 1);
     } else {
       WaitForStep(run, 2);
       target = RankPid(job, 1);
@@ -314,6 +317,22 @@ TEST_F(SurviveTest, KilledRunResumesAsOneCurve) {
   const std::string done = ReadFile(dir_ / "c.log");
   EXPECT_THAT(done, HasSubstr("nothing to do: the run resumed at step " + std::to_string(target)));
   EXPECT_THAT(done, ::testing::Not(HasSubstr("tokens/s")));
+}
+
+// checkpoint.dir and output.metrics that cannot be written are refused
+// before the first step (exit 2, one line naming the key), not found at
+// the first checkpoint after the training work.
+TEST_F(SurviveTest, UnwritableOutputsAreRefusedBeforeTheFirstStep) {
+  std::ofstream(dir_ / "a_file") << "x";  // a folder below a plain file cannot exist (root or not)
+  const std::string bad = (dir_ / "a_file" / "sub").string();
+  for (const std::string& key : {std::string("checkpoint.dir"), std::string("output.metrics")}) {
+    const std::string value = key == "checkpoint.dir" ? bad : bad + "/metrics.jsonl";
+    const fs::path log = dir_ / (key + ".log");
+    ASSERT_EQ(Run(Command("bad", 1, {key + "=" + value}), log), 2) << ReadFile(log);
+    const std::string out = ReadFile(log);
+    EXPECT_THAT(out, HasSubstr("baton: error: " + key + ": cannot create " + bad));
+    EXPECT_THAT(out, ::testing::Not(HasSubstr("step 1/")));
+  }
 }
 
 }  // namespace
