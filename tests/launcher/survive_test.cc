@@ -319,6 +319,42 @@ TEST_F(SurviveTest, KilledRunResumesAsOneCurve) {
   EXPECT_THAT(done, ::testing::Not(HasSubstr("tokens/s")));
 }
 
+// kill -9 at any moment while a checkpoint is written every step (so many
+// kills land mid-write): the resume picks the newest complete checkpoint
+// and the curve still equals the uninterrupted run's, bit for bit.
+TEST_F(SurviveTest, KillsDuringCheckpointWritesResumeBitExact) {
+  const std::vector<std::string> sets = {"checkpoint.every=1", "checkpoint.keep=2"};
+  int64_t reached = 0;
+  for (int kill = 0; kill < 5; ++kill) {
+    std::vector<std::string> run_sets = sets;
+    run_sets.push_back("train.exit_interval=20000");
+    const pid_t job = Spawn(Command("cut", 1, run_sets), dir_ / "cut.log");
+    WaitForStep("cut", reached + 2);
+    std::this_thread::sleep_for(std::chrono::microseconds(1700 * kill));  // a different phase each time
+    ::kill(job, SIGKILL);
+    ASSERT_EQ(Wait(job, 30), 128 + SIGKILL);
+    reached = Losses(dir_ / "cut" / "metrics.jsonl").rbegin()->first;
+  }
+  const int64_t end = reached + 2;
+  std::vector<std::string> last = sets;
+  last.push_back("train.exit_interval=2");
+  // The newest complete checkpoint may be a step or two before `reached`: run to `end` in two goes.
+  ASSERT_EQ(Run(Command("cut", 1, last), dir_ / "r1.log"), 0) << ReadFile(dir_ / "r1.log");
+  while (Losses(dir_ / "cut" / "metrics.jsonl").rbegin()->first < end) {
+    ASSERT_EQ(Run(Command("cut", 1, last), dir_ / "r2.log"), 0) << ReadFile(dir_ / "r2.log");
+  }
+  const int64_t got = Losses(dir_ / "cut" / "metrics.jsonl").rbegin()->first;
+  ASSERT_EQ(Run(Command("whole", 1, {"train.exit_interval=" + std::to_string(got)}), dir_ / "w.log"), 0);
+  std::map<int64_t, int> count;
+  auto cut = Losses(dir_ / "cut" / "metrics.jsonl", &count);
+  auto whole = Losses(dir_ / "whole" / "metrics.jsonl");
+  ASSERT_EQ(cut.size(), whole.size());
+  for (const auto& [step, loss] : whole) {
+    EXPECT_EQ(cut[step], loss) << "step " << step;
+    EXPECT_EQ(count[step], 1) << "step " << step;
+  }
+}
+
 // checkpoint.dir and output.metrics that cannot be written are refused
 // before the first step (exit 2, one line naming the key), not found at
 // the first checkpoint after the training work.
