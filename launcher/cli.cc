@@ -14,9 +14,12 @@
 #include "launcher/config.h"
 #include "launcher/hf_commands.h"
 #include "launcher/mpi_session.h"
+#include "launcher/preflight.h"
+#include "launcher/signals.h"
 #include "launcher/tokenizer_commands.h"
 #include "launcher/train.h"
 #include "parallel/mesh.h"
+#include "parallel/peer_watch.h"
 #include "parallel/ucx_p2p.h"
 #include "runtime/corpus.h"
 #include "runtime/tokenizer.h"
@@ -103,12 +106,15 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     }
   }
   if (config_path.empty()) return Usage("train: --config FILE is required");
+  InstallStopHandlers();  // before MPI_Init: a signal during start-up stops after the first step
   MpiSession mpi;
   absl::StatusOr<JobConfig> config = LoadJobConfig(config_path, overrides);
   if (!config.ok()) return mpi.Fail(config.status());
   MeshComms comms;
   if (mpi.size() > 1) {
     const ParallelConfig& p = config->parallel;
+    // Deadlines on every wait from here on: a dead or stopped peer is named, not waited for.
+    if (absl::Status w = EnablePeerWatch(MPI_COMM_WORLD, p.timeout_s); !w.ok()) return mpi.Fail(w);
     absl::StatusOr<Mesh> mesh = Mesh::Create({p.dp, p.pp, p.tp}, mpi.size(), mpi.rank());
     if (!mesh.ok()) return mpi.Fail(mesh.status());
     // parallel.p2p picks the pipeline transport; every collective stays on MPI.
@@ -118,12 +124,32 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     comms = std::move(*c);
   }
   TrainSummary summary;
-  absl::Status s = Train(*config, &summary, mpi.size() > 1 ? &comms : nullptr);
+  absl::Status s;
+  try {
+    s = Train(*config, &summary, mpi.size() > 1 ? &comms : nullptr);
+  } catch (const std::bad_alloc&) {  // one line saying what to lower, not "terminate called ..."
+    s = absl::ResourceExhaustedError(OutOfMemoryAdvice(*config));
+  }
   if (s.ok()) {
     s = comms.Close();
   }
   if (!s.ok()) return mpi.Fail(s);
+  if (StopAgreed()) {
+    if (mpi.rank() == 0) {
+      std::printf("stopped after step %lld on %s: %s; exit %d asks Slurm to requeue\n",
+                  static_cast<long long>(summary.last_step), StopSignalName(ReceivedStopSignal()).c_str(),
+                  summary.checkpoint.empty() ? "no checkpoint.dir, nothing saved" : summary.checkpoint.c_str(),
+                  kRequeueExitCode);
+    }
+    return kRequeueExitCode;
+  }
   if (mpi.rank() != 0) return 0;
+  if (summary.last_step < summary.first_step) {
+    std::printf("nothing to do: the run resumed at step %lld and train.steps=%lld (raise train.steps to go on, "
+                "or set checkpoint.resume=none to start over)\n",
+                static_cast<long long>(summary.first_step - 1), static_cast<long long>(config->train.steps));
+    return 0;
+  }
   std::printf("done: steps %lld-%lld in %.1f s, loss %.4f -> %.4f", static_cast<long long>(summary.first_step),
               static_cast<long long>(summary.last_step), summary.seconds, summary.first_loss, summary.last_loss);
   if (summary.last_val_loss >= 0) std::printf(", val_loss %.4f", summary.last_val_loss);

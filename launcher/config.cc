@@ -270,6 +270,7 @@ std::vector<Field> Fields(JobConfig& c) {
       BoolField("parallel", "sequence_parallel", &c.parallel.sequence_parallel),
       IntListField("parallel", "layers_per_stage", &c.parallel.layers_per_stage),
       FloatField("parallel", "bucket_mb", &c.parallel.bucket_mb),
+      FloatField("parallel", "timeout_s", &c.parallel.timeout_s),
 
       EnumField("recompute", "policy", &c.recompute.policy, {"none", "full", "selective", "every_k"}),
       IntField("recompute", "every_k", &c.recompute.every_k),

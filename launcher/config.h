@@ -65,6 +65,7 @@ struct ParallelConfig {
   int zero = 0;                   // ZeRO stage: 0 = off, 1 = optimizer state sharded over dp
   bool sequence_parallel = false; // with tp > 1: norms and residuals sharded along the tokens
   double bucket_mb = 25;          // data-parallel gradient bucket size (MiB); 0 = one bucket
+  double timeout_s = 60;          // a collective or pipeline receive that makes no progress this long fails, naming the silent rank; > 0
   std::vector<int> layers_per_stage;  // layers of each model part (pp·virtual_stages entries); empty = balanced by cost
   bool operator==(const ParallelConfig&) const = default;
 };

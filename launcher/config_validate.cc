@@ -76,6 +76,7 @@ absl::Status ValidateParallel(const ParallelConfig& p) {
   if (!(p.bucket_mb >= 0)) return Bad("parallel.bucket_mb=", p.bucket_mb, " must be >= 0");
   if (p.p2p == P2pTransport::kNccl)
     return Bad("parallel.p2p=\"nccl\" is not implemented yet; use \"mpi\" or \"ucx\"");
+  if (!(p.timeout_s > 0)) return Bad("parallel.timeout_s=", p.timeout_s, " must be > 0 (seconds)");
   bool interleaved = p.schedule == ScheduleKind::kInterleaved1F1B;
   if (interleaved && p.virtual_stages < 2)
     return Bad("parallel.virtual_stages=", p.virtual_stages, " must be >= 2 with parallel.schedule=\"interleaved\"");
