@@ -418,13 +418,12 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   BATON_RETURN_IF_ERROR(ValidateMesh(config, world));
   if (comms != nullptr) BATON_RETURN_IF_ERROR(CheckSameConfig(config, *comms->world));
   BATON_RETURN_IF_ERROR(CheckOutputsWritable(config, world_rank));  // before any work, not at the first checkpoint
-  if (root && !config.checkpoint.dir.empty()) {
-    BATON_RETURN_IF_ERROR(OpenCheckpointDir(config.checkpoint.dir));  // made, and stale temporaries removed
-  }
-  if (comms != nullptr) BATON_RETURN_IF_ERROR(comms->world->Barrier());
   // ---- data
   std::optional<IndexedDataset> dataset;
   BATON_ASSIGN_OR_RETURN(Sampler sampler, PrepareData(config, comms, root, &dataset));
+  // The checkpoint folder only once the inputs are known good: made, and stale temporaries removed.
+  if (root && !config.checkpoint.dir.empty()) BATON_RETURN_IF_ERROR(OpenCheckpointDir(config.checkpoint.dir));
+  if (comms != nullptr) BATON_RETURN_IF_ERROR(comms->world->Barrier());
   // ---- this rank's share of the model, and its optimizer state
   BATON_ASSIGN_OR_RETURN(const Device device, ChooseDevice(config.train));
   std::unique_ptr<TraceRecorder> trace;
