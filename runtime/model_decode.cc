@@ -1,0 +1,144 @@
+// Inference forward over the paged KV cache (see model_decode.h). The ops
+// are those of LayerForward in the same order, so a cached forward differs
+// from the training forward only in how attention reads keys and values.
+#include "runtime/model_decode.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/check.h"
+#include "kernels/cpu/paged_attention.h"
+#include "runtime/ops.h"
+
+namespace baton {
+
+int DecodeBatch::AddSequence(const std::vector<int32_t>& table, const std::vector<int32_t>& new_tokens,
+                             int32_t start, bool want_last) {
+  const int seq = static_cast<int>(tables_.size());
+  tables_.push_back(table);
+  for (size_t i = 0; i < new_tokens.size(); ++i) {
+    tokens.push_back(new_tokens[i]);
+    row_seq.push_back(seq);
+    row_pos.push_back(start + static_cast<int32_t>(i));
+  }
+  if (want_last && !new_tokens.empty()) logit_rows.push_back(static_cast<int32_t>(tokens.size() - 1));
+  return seq;
+}
+
+void DecodeBatch::Finish() {
+  max_blocks = 1;
+  for (const auto& t : tables_) max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(t.size()));
+  block_tables.assign(tables_.size() * static_cast<size_t>(max_blocks), -1);
+  for (size_t s = 0; s < tables_.size(); ++s) {
+    std::copy(tables_[s].begin(), tables_[s].end(), block_tables.begin() + static_cast<int64_t>(s) * max_blocks);
+  }
+}
+
+absl::StatusOr<DecodeModel> DecodeModel::Create(Model& model, KvCache& cache) {
+  if (model.device() != Device::kCpu) {
+    return absl::FailedPreconditionError("the cached decode runs on the CPU only so far (infer.device=cpu)");
+  }
+  if (!model.is_whole()) return absl::FailedPreconditionError("the cached decode needs the whole model (pp=1)");
+  if (model.tensor_parallel().size > 1) {
+    return absl::FailedPreconditionError("the cached decode does not run tensor-parallel yet (parallel.tp=1)");
+  }
+  const KvCacheShape& s = cache.shape();
+  const ModelConfig& c = model.config();
+  if (s.layers != c.layers || s.kv_heads != c.kv_heads || s.head_dim != c.head_dim() ||
+      s.dtype != model.dtype()) {
+    return absl::InvalidArgumentError(absl::StrCat("KV cache shape (layers ", s.layers, ", kv heads ", s.kv_heads,
+                                                   ", head dim ", s.head_dim, ", ", DTypeName(s.dtype),
+                                                   ") does not match the model's"));
+  }
+  return DecodeModel(model, cache);
+}
+
+const Tensor& DecodeModel::Weight(const std::string& name) const {
+  Param* p = model_->FindParam(name);
+  BATON_CHECK_MSG(p != nullptr, name.c_str());
+  return p->compute.defined() ? p->compute : p->value;
+}
+
+namespace {
+
+template <typename T>
+void PagedAttentionStep(const DecodeBatch& b, int64_t block_size, Tensor& q, Tensor& k, Tensor& v, Tensor& kpool,
+                        Tensor& vpool, const RopeParams& rope, int64_t h, int64_t kv, int64_t d, Tensor& att) {
+  const cpu::PagedRows rows{b.block_tables.data(), b.max_blocks, b.row_seq.data(), b.row_pos.data(), b.rows(),
+                            block_size};
+  cpu::RopeAtPositions(q.data<T>(), b.row_pos.data(), b.rows(), h, d, rope);
+  cpu::RopeAtPositions(k.data<T>(), b.row_pos.data(), b.rows(), kv, d, rope);
+  cpu::PagedKvWrite(k.data<T>(), v.data<T>(), rows, kv, d, kpool.data<T>(), vpool.data<T>());
+  cpu::PagedAttentionForward(q.data<T>(), kpool.data<T>(), vpool.data<T>(), rows, h, kv, d, att.data<T>());
+}
+
+}  // namespace
+
+void DecodeModel::LayerStep(int layer, const DecodeBatch& b, Tensor& x) {
+  const ModelConfig& c = model_->config();
+  const DType dt = model_->dtype();
+  const int64_t N = b.rows(), C = c.dim, H = c.heads, KV = c.kv_heads, D = c.head_dim(), F = c.ffn_dim;
+  const std::string p = absl::StrCat("layers.", layer, ".");
+  auto bias = [&](const char* name) -> const Tensor* {
+    Param* param = model_->FindParam(p + name);
+    return param != nullptr ? &(param->compute.defined() ? param->compute : param->value) : nullptr;
+  };
+  Tensor ln = Tensor::Empty({N, C}, dt), rstd = Tensor::Empty({N}, dt);
+  ops::RmsNorm(x, Weight(p + "attn_norm"), c.norm_eps, ln, rstd);
+  Tensor q = Tensor::Empty({N, H * D}, dt), k = Tensor::Empty({N, KV * D}, dt), v = Tensor::Empty({N, KV * D}, dt);
+  ops::Linear(ln, Weight(p + "attn.wq"), bias("attn.bq"), q);
+  ops::Linear(ln, Weight(p + "attn.wk"), bias("attn.bk"), k);
+  ops::Linear(ln, Weight(p + "attn.wv"), bias("attn.bv"), v);
+  Tensor att = Tensor::Empty({N, H * D}, dt);
+  if (dt == DType::kF64) {
+    PagedAttentionStep<double>(b, cache_->block_size(), q, k, v, cache_->k(layer), cache_->v(layer), c.rope(), H,
+                               KV, D, att);
+  } else {
+    BATON_CHECK_MSG(dt == DType::kF32, DTypeName(dt));
+    PagedAttentionStep<float>(b, cache_->block_size(), q, k, v, cache_->k(layer), cache_->v(layer), c.rope(), H,
+                              KV, D, att);
+  }
+  Tensor proj = Tensor::Empty({N, C}, dt), h = Tensor::Empty({N, C}, dt);
+  ops::Linear(att, Weight(p + "attn.wo"), nullptr, proj);
+  ops::AddRmsNorm(x, proj, Weight(p + "mlp_norm"), c.norm_eps, h, ln, rstd);
+  Tensor gate = Tensor::Empty({N, F}, dt), up = Tensor::Empty({N, F}, dt), swi = Tensor::Empty({N, F}, dt);
+  ops::Linear(ln, Weight(p + "mlp.w_gate"), nullptr, gate);
+  ops::Linear(ln, Weight(p + "mlp.w_up"), nullptr, up);
+  ops::SwiGlu(gate, up, swi);
+  ops::Linear(swi, Weight(p + "mlp.w_down"), nullptr, proj);
+  ops::Add(h, proj, x);
+}
+
+absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
+  const ModelConfig& c = model_->config();
+  const DType dt = model_->dtype();
+  const int64_t N = b.rows();
+  if (N == 0) return absl::InvalidArgumentError("DecodeModel::Forward: an empty batch");
+  if (b.block_tables.empty()) return absl::InvalidArgumentError("DecodeModel::Forward: DecodeBatch::Finish not called");
+  for (int64_t i = 0; i < N; ++i) {
+    if (b.tokens[i] < 0 || b.tokens[i] >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token ", b.tokens[i], " at row ", i, " is outside the vocabulary [0, ",
+                                                     c.vocab_size, ")"));
+    }
+    const int64_t block = b.row_pos[i] / cache_->block_size();
+    if (b.row_pos[i] < 0 || block >= b.max_blocks || b.block_tables[b.row_seq[i] * b.max_blocks + block] < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("row ", i, " at position ", b.row_pos[i], " has no cache block"));
+    }
+  }
+  Tensor tokens = Tensor::Borrow(const_cast<int32_t*>(b.tokens.data()), {N}, DType::kI32);
+  Tensor x = Tensor::Empty({N, int64_t{c.dim}}, dt);
+  ops::Embedding(tokens, Weight("embed"), 0, x);
+  for (int l = 0; l < c.layers; ++l) LayerStep(l, b, x);
+  // The head on the rows asked for only: prefill rows but the last need no logits.
+  const int64_t R = static_cast<int64_t>(b.logit_rows.size());
+  Tensor picked = Tensor::Empty({std::max<int64_t>(R, 1), int64_t{c.dim}}, dt);
+  for (int64_t r = 0; r < R; ++r) picked.Slice(r, 1).CopyFrom(x.Slice(b.logit_rows[r], 1));
+  Tensor ln = Tensor::Empty(picked.shape(), dt), rstd = Tensor::Empty({picked.dim(0)}, dt);
+  ops::RmsNorm(picked, Weight("final_norm"), c.norm_eps, ln, rstd);
+  const Tensor& head = model_->FindParam("lm_head") != nullptr ? Weight("lm_head") : Weight("embed");
+  Tensor logits = Tensor::Empty({picked.dim(0), int64_t{c.vocab_size}}, dt);
+  ops::Linear(ln, head, nullptr, logits);
+  return R > 0 ? logits : logits.Slice(0, 0);
+}
+
+}  // namespace baton
