@@ -57,6 +57,7 @@ class DecodeModel {
   // must all be in the cache after this call's writes. Returns logits
   // (logit_rows.size(), V) in the model's dtype.
   absl::StatusOr<Tensor> Forward(const DecodeBatch& batch);
+  const ModelConfig& config() const { return model_->config(); }
 
  private:
   DecodeModel(Model& model, KvCache& cache) : model_(&model), cache_(&cache) {}
