@@ -64,13 +64,10 @@ absl::StatusOr<KvCache> KvCache::Create(const KvCacheShape& shape, int64_t num_b
   KvCache cache(shape, num_blocks);
   const Shape pool = {num_blocks, shape.block_size, shape.kv_heads, shape.head_dim};
   for (int l = 0; l < shape.layers; ++l) {
-    if (alloc->device() == Device::kCpu) {
-      cache.k_.push_back(Tensor::Zeros(pool, shape.dtype, alloc));
-      cache.v_.push_back(Tensor::Zeros(pool, shape.dtype, alloc));
-    } else {
-      cache.k_.push_back(Tensor::Empty(pool, shape.dtype, alloc));
-      cache.v_.push_back(Tensor::Empty(pool, shape.dtype, alloc));
-    }
+    // Not zeroed: a position is always written before it is read, and
+    // untouched pages of a large CPU budget then cost no resident memory.
+    cache.k_.push_back(Tensor::Empty(pool, shape.dtype, alloc));
+    cache.v_.push_back(Tensor::Empty(pool, shape.dtype, alloc));
   }
   return cache;
 }

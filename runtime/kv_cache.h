@@ -59,7 +59,7 @@ int64_t KvBlocksForBytes(const KvCacheShape& shape, int64_t bytes);
 class KvCache {
  public:
   // num_blocks >= 1, block_size >= 1: else InvalidArgument naming the value.
-  // Memory from `alloc` (CPU or a CUDA allocator); zero-filled on the CPU.
+  // Memory from `alloc` (CPU or a CUDA allocator), not initialised.
   static absl::StatusOr<KvCache> Create(const KvCacheShape& shape, int64_t num_blocks,
                                         Allocator* alloc = DefaultCpuAllocator());
 

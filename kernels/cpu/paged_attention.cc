@@ -16,7 +16,9 @@ void PagedAttentionForward(const T* q, const T* k_pool, const T* v_pool, const P
   const int64_t group = h / kv;
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(d)));
   const int64_t token_stride = kv * d;  // elements between consecutive positions in a block
-#pragma omp parallel
+  int64_t work = 0;  // multiply-adds: threads only pay off on a few tens of thousands
+  for (int64_t row = 0; row < r.rows; ++row) work += (int64_t{r.row_pos[row]} + 1) * h * d;
+#pragma omp parallel if (work > (int64_t{1} << 16))
   {
     std::vector<T> s;  // scores of one (row, head) over its positions
 #pragma omp for schedule(dynamic, 1)
