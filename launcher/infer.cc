@@ -157,7 +157,7 @@ absl::Status RunInfer(const InferPaths& paths, const InferConfig& config, int ra
     ++handled;
     if (rank == 0) {
       const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-      progress.Update(handled, absl::StrFormat("%d/%d requests, %.0f tok/s", handled, share,
+      progress.Update(handled, absl::StrFormat("requests, %.0f generated tok/s",
                                                secs > 0 ? gen.stats().decode_tokens / secs : 0.0));
     }
   };
