@@ -100,7 +100,7 @@ absl::StatusOr<std::vector<GenerationResult>> BatchGenerator::Step() {
     params.push_back(live_.at(it.handle).request.sampling);
     positions.push_back(it.start + it.count);  // the index the new token takes
   }
-  const std::vector<int32_t> next = SampleTokens(logits, params, positions);
+  const std::vector<int32_t> next = SampleTokens(LogitsOnHost(logits), params, positions);
   const double now_s = std::chrono::duration<double>(Clock::now() - start).count();
   (prefill ? stats_.prefill_s : stats_.decode_s) += now_s;
   for (size_t i = 0; i < items.size(); ++i) {

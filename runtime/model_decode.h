@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/cpu/paged_attention.h"
 #include "runtime/kv_cache.h"
 #include "runtime/model.h"
 #include "runtime/tensor.h"
@@ -47,25 +48,34 @@ struct DecodeBatch {
 
 class DecodeModel {
  public:
-  // `model` must be a whole model on the CPU at tp = 1 (else
-  // FailedPrecondition naming what is missing); `cache` must match its
-  // shape (layers, kv heads, head dim, dtype). Both outlive this object.
+  // `model` must be a whole model at tp = 1 (else FailedPrecondition
+  // naming what is missing), on the CPU or a GPU; `cache` must match its
+  // shape (layers, kv heads, head dim, compute dtype) and device. Both
+  // outlive this object.
   static absl::StatusOr<DecodeModel> Create(Model& model, KvCache& cache);
 
   // Runs the batch: K/V of every row written into the cache at (sequence,
   // position); rows attend to positions 0..row_pos of their sequence, which
   // must all be in the cache after this call's writes. Returns logits
-  // (logit_rows.size(), V) in the model's dtype.
+  // (logit_rows.size(), V) in the model's compute dtype, on its device.
   absl::StatusOr<Tensor> Forward(const DecodeBatch& batch);
   const ModelConfig& config() const { return model_->config(); }
 
  private:
   DecodeModel(Model& model, KvCache& cache) : model_(&model), cache_(&cache) {}
   const Tensor& Weight(const std::string& name) const;  // compute copy or value
-  void LayerStep(int layer, const DecodeBatch& b, Tensor& x);  // x (N, C) in, layer output out
+  // x (N, C) in, the layer's output out; dev_rows: b's rows as the
+  // attention kernels read them (device pointers on a GPU).
+  void LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x);
+  Allocator* Alloc() const;  // activations: the model's device
+  // Saved statistics (rstd): f32 on a GPU, the compute dtype on the CPU.
+  DType StatDType() const { return model_->device() == Device::kCpu ? model_->dtype() : DType::kF32; }
 
   Model* model_;
   KvCache* cache_;
 };
+
+// Logits as f32 or f64 on the host (what token sampling reads).
+Tensor LogitsOnHost(const Tensor& logits);
 
 }  // namespace baton

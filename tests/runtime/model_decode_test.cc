@@ -99,7 +99,9 @@ TEST_P(CachedDecode, EqualsNoCacheForwardAcrossBlocksAndPreemption) {
 
   auto ensure = [&](int64_t tokens) {
     const int64_t need = BlocksForTokens(tokens, 4) - static_cast<int64_t>(table.size());
-    if (need > 0) ASSERT_TRUE(cache->pool().Allocate(need, table));
+    if (need > 0) {
+      ASSERT_TRUE(cache->pool().Allocate(need, table));
+    }
   };
   // Prefill 9 tokens (logits of every row), then decode one at a time.
   auto prefill = [&](int64_t n, bool all_rows) {
