@@ -17,12 +17,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kernels/check.h"
+#include "kernels/gpu.h"
 #include "launcher/infer_checkpoint.h"
 #include "launcher/infer_io.h"
 #include "launcher/mpi_session.h"
 #include "launcher/progress.h"
 #include "runtime/batch_generator.h"
 #include "runtime/rng.h"
+
+#ifdef BATON_HAVE_CUDA
+#include "kernels/cuda/memory_info.h"
+#include "runtime/cuda_allocator.h"
+#endif
 
 namespace baton {
 namespace {
@@ -110,14 +116,33 @@ struct Pass {
 
 absl::Status RunInfer(const InferPaths& paths, const InferConfig& config, int rank, int world, InferSummary* summary) {
   const Clock::time_point start = Clock::now();
-  if (config.device == "cuda") {
-    return absl::FailedPreconditionError("infer.device=cuda: the CUDA decode path is not built yet; use infer.device=cpu");
+  // "auto" stays on the CPU until the CUDA decode has been checked on GPUs (docs/inference.md).
+  const Device device = config.device == "cuda" ? Device::kCuda : Device::kCpu;
+  const DType dtype = config.dtype == "f64"    ? DType::kF64
+                      : config.dtype == "bf16" ? DType::kBF16
+                      : config.dtype == "f32"  ? DType::kF32
+                                               : (device == Device::kCuda ? DType::kBF16 : DType::kF32);
+  Allocator* cache_alloc = DefaultCpuAllocator();
+  if (device == Device::kCuda) {
+    if (CudaDeviceCount() == 0) {
+      return absl::FailedPreconditionError(absl::StrCat("infer.device=cuda: ", CudaDeviceSummary()));
+    }
+    BATON_RETURN_IF_ERROR(SelectCudaDevice(rank % CudaDeviceCount()));
+#ifdef BATON_HAVE_CUDA
+    cache_alloc = DefaultCudaAllocator();
+#endif
   }
-  const DType dtype = config.dtype == "f64" ? DType::kF64 : DType::kF32;
-  BATON_ASSIGN_OR_RETURN(InferModel loaded, LoadInferModel(paths.checkpoint, dtype));
+  BATON_ASSIGN_OR_RETURN(InferModel loaded, LoadInferModel(paths.checkpoint, dtype, device));
   const int64_t context = config.max_seq_len > 0 ? config.max_seq_len : loaded.context;
   const KvCacheShape shape = KvCacheShape::For(loaded.model.config(), dtype, config.block_size);
-  BATON_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(shape, KvBlocksForBytes(shape, config.kv_cache_bytes)));
+  int64_t kv_bytes = config.kv_cache_bytes;
+#ifdef BATON_HAVE_CUDA
+  if (device == Device::kCuda) {  // what the weights left free, less a margin for activations
+    BATON_ASSIGN_OR_RETURN(cuda::GpuMemory mem, cuda::CurrentGpuMemory());
+    kv_bytes = static_cast<int64_t>(config.kv_cache_fraction * static_cast<double>(mem.free_bytes));
+  }
+#endif
+  BATON_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(shape, KvBlocksForBytes(shape, kv_bytes), cache_alloc));
   BATON_ASSIGN_OR_RETURN(DecodeModel decode, DecodeModel::Create(loaded.model, cache));
   BatchGenerator gen(decode, cache, loaded.tokenizer.get(),
                      {.max_batch = config.max_batch, .max_prefill_tokens = config.max_prefill_tokens}, context);
@@ -132,9 +157,10 @@ absl::Status RunInfer(const InferPaths& paths, const InferConfig& config, int ra
   const int64_t share = CountShare(paths.prompts, rank, world);
   if (rank == 0) {
     const ModelConfig& m = loaded.model.config();
-    std::printf("infer: %s (step %lld): %d layers, dim %d, %d/%d heads, vocab %d, context %lld; %s on the CPU, %d rank%s\n",
+    std::printf("infer: %s (step %lld): %d layers, dim %d, %d/%d heads, vocab %d, context %lld; %s on %s, %d rank%s\n",
                 loaded.path.c_str(), static_cast<long long>(loaded.step), m.layers, m.dim, m.heads, m.kv_heads,
-                m.vocab_size, static_cast<long long>(context), config.dtype.c_str(), world, world > 1 ? "s" : "");
+                m.vocab_size, static_cast<long long>(context), DTypeName(dtype),
+                device == Device::kCuda ? "the GPU" : "the CPU", world, world > 1 ? "s" : "");
     std::printf("infer: KV cache %lld blocks x %lld tokens = %lld tokens (%.1f MiB per rank), max batch %d%s\n",
                 static_cast<long long>(cache.num_blocks()), static_cast<long long>(cache.block_size()),
                 static_cast<long long>(cache.capacity_tokens()), static_cast<double>(cache.bytes()) / (1 << 20),

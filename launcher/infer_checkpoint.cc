@@ -13,7 +13,7 @@
 
 namespace baton {
 
-absl::StatusOr<InferModel> LoadInferModel(const std::string& checkpoint, DType dtype) {
+absl::StatusOr<InferModel> LoadInferModel(const std::string& checkpoint, DType dtype, Device device) {
   std::string path = checkpoint;
   if (std::filesystem::is_directory(path)) {
     BATON_ASSIGN_OR_RETURN(std::optional<std::string> latest, FindLatest(path));
@@ -26,15 +26,21 @@ absl::StatusOr<InferModel> LoadInferModel(const std::string& checkpoint, DType d
     return absl::InvalidArgumentError(absl::StrCat(path, ": no \"config\" attribute (not a baton checkpoint?)"));
   }
   BATON_ASSIGN_OR_RETURN(JobConfig job, ParseJobConfig(config->second, path + " attrs[config]", {}));
-  BATON_ASSIGN_OR_RETURN(Model model, Model::Create(job.model, dtype));
+  const DType host_dtype = dtype == DType::kF64 ? DType::kF64 : DType::kF32;
+  BATON_ASSIGN_OR_RETURN(Model model, Model::Create(job.model, host_dtype));
   for (Param& p : model.params()) {
-    if (dtype == DType::kF32) {
+    if (host_dtype == DType::kF32) {
       BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, p.value));
       continue;
     }
     Tensor staging = Tensor::Empty(p.value.shape(), DType::kF32);  // checkpoints hold f32
     BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, staging));
     for (int64_t i = 0; i < staging.numel(); ++i) p.value.data<double>()[i] = staging.data<float>()[i];
+  }
+  if (device != Device::kCpu) {  // the f32 master weights go to the device; RefreshComputeWeights makes bf16 copies
+    BATON_ASSIGN_OR_RETURN(Model on_device, Model::Create(job.model, dtype, device));
+    for (size_t i = 0; i < model.params().size(); ++i) on_device.params()[i].value.CopyFrom(model.params()[i].value);
+    model = std::move(on_device);
   }
   model.RefreshComputeWeights();
   InferModel out{path, std::move(model), nullptr, job.train.seq_len, data.step};

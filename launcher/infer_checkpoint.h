@@ -23,7 +23,8 @@ struct InferModel {
   int64_t step = 0;
 };
 
-// dtype: kF32 or kF64 (CPU). Errors name the file.
-absl::StatusOr<InferModel> LoadInferModel(const std::string& checkpoint, DType dtype);
+// dtype: kF32 or kF64 on the CPU; kF32 or kBF16 (compute) on CUDA, where
+// the current device gets the weights. Errors name the file.
+absl::StatusOr<InferModel> LoadInferModel(const std::string& checkpoint, DType dtype, Device device = Device::kCpu);
 
 }  // namespace baton

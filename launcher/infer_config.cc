@@ -86,7 +86,11 @@ absl::Status InferConfig::Validate() const {
   if (device != "auto" && device != "cpu" && device != "cuda") {
     return Bad("infer.device=\"", device, "\" must be \"auto\", \"cpu\" or \"cuda\"");
   }
-  if (dtype != "f32" && dtype != "f64") return Bad("infer.dtype=\"", dtype, "\" must be \"f32\" or \"f64\"");
+  if (dtype != "auto" && dtype != "f32" && dtype != "f64" && dtype != "bf16") {
+    return Bad("infer.dtype=\"", dtype, "\" must be \"auto\", \"f32\", \"f64\" (cpu) or \"bf16\" (cuda)");
+  }
+  if (device == "cuda" && dtype == "f64") return Bad("infer.dtype=\"f64\" runs on the CPU only (infer.device=cpu)");
+  if (device == "cpu" && dtype == "bf16") return Bad("infer.dtype=\"bf16\" needs infer.device=cuda");
   if (block_size < 1) return Bad("infer.block_size=", block_size, " must be >= 1");
   if (kv_cache_bytes < 1) return Bad("infer.kv_cache_bytes=", kv_cache_bytes, " must be >= 1");
   if (!(kv_cache_fraction > 0 && kv_cache_fraction <= 1)) {

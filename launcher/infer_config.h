@@ -14,8 +14,8 @@
 namespace baton {
 
 struct InferConfig {
-  std::string device = "auto";        // "auto" (the CPU until the CUDA decode lands), "cpu" or "cuda"
-  std::string dtype = "f32";          // CPU compute dtype: "f32" or "f64" (reference checks)
+  std::string device = "auto";        // "auto" (the CPU until the CUDA decode is checked on GPUs), "cpu" or "cuda"
+  std::string dtype = "auto";         // compute: "auto" (cpu f32, cuda bf16), "f32", "f64" (cpu) or "bf16" (cuda)
   int64_t block_size = 16;            // tokens per KV-cache block; >= 1
   int64_t kv_cache_bytes = 256 << 20; // CPU: bytes of K and V for all layers; >= one block
   double kv_cache_fraction = 0.9;     // CUDA: fraction of free GPU memory for the cache after the weights, in (0, 1]

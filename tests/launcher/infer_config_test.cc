@@ -33,7 +33,9 @@ TEST(InferConfig, ErrorsNameTheKey) {
   EXPECT_THAT(message({"infer.max_batch=0"}), HasSubstr("infer.max_batch=0 must be >= 1"));
   EXPECT_THAT(message({"infer.top_p=2"}), HasSubstr("infer.top_p=2 must be in (0, 1]"));
   EXPECT_THAT(message({"infer.block_size=x"}), HasSubstr("infer.block_size=x: expected an integer"));
-  EXPECT_THAT(message({"infer.dtype=bf16"}), HasSubstr("infer.dtype=\"bf16\""));
+  EXPECT_THAT(message({"infer.dtype=f16"}), HasSubstr("infer.dtype=\"f16\" must be"));
+  EXPECT_THAT(message({"infer.device=cpu", "infer.dtype=bf16"}), HasSubstr("needs infer.device=cuda"));
+  EXPECT_THAT(message({"infer.device=cuda", "infer.dtype=f64"}), HasSubstr("runs on the CPU only"));
   EXPECT_EQ(LoadInferConfig("", {"parallel.tp=2"}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
