@@ -77,9 +77,9 @@ int64_t CountShare(const std::string& path, int rank, int world) {
 // Sums counters and gathers latencies over ranks onto rank 0.
 void ReduceSummary(InferSummary& s, int world) {
   if (world == 1) return;
-  int64_t counts[9] = {s.requests, s.errors, s.skipped, s.prompt_tokens, s.completion_tokens, s.prefill_tokens,
-                       s.decode_tokens, s.steps, s.preemptions};
-  MPI_Allreduce(MPI_IN_PLACE, counts, 9, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  int64_t counts[10] = {s.requests, s.errors,         s.skipped, s.prompt_tokens, s.completion_tokens,
+                        s.prefill_tokens, s.decode_tokens, s.steps, s.preemptions, s.generated_tokens};
+  MPI_Allreduce(MPI_IN_PLACE, counts, 10, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
   double maxes[5] = {s.wall_s, s.prefill_s, s.decode_s, s.kv_peak_use, static_cast<double>(s.peak_memory_bytes)};
   MPI_Allreduce(MPI_IN_PLACE, maxes, 5, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   double occupancy = s.batch_occupancy;
@@ -97,7 +97,7 @@ void ReduceSummary(InferSummary& s, int world) {
   }
   s.requests = counts[0], s.errors = counts[1], s.skipped = counts[2], s.prompt_tokens = counts[3];
   s.completion_tokens = counts[4], s.prefill_tokens = counts[5], s.decode_tokens = counts[6], s.steps = counts[7];
-  s.preemptions = counts[8], s.refills = refills;
+  s.preemptions = counts[8], s.generated_tokens = counts[9], s.refills = refills;
   // Throughputs over the job: each rank ran in parallel, so the time is the longest rank's.
   s.wall_s = maxes[0], s.prefill_s = maxes[1], s.decode_s = maxes[2], s.kv_peak_use = maxes[3];
   s.peak_memory_bytes = static_cast<int64_t>(maxes[4]);
@@ -184,7 +184,7 @@ absl::Status RunInfer(const InferPaths& paths, const InferConfig& config, int ra
     if (rank == 0) {
       const double secs = std::chrono::duration<double>(Clock::now() - start).count();
       progress.Update(handled, absl::StrFormat("requests, %.0f generated tok/s",
-                                               secs > 0 ? gen.stats().decode_tokens / secs : 0.0));
+                                               secs > 0 ? gen.stats().generated_tokens / secs : 0.0));
     }
   };
   auto write_error = [&](const InferLineError& e) -> absl::Status {
@@ -255,6 +255,7 @@ absl::Status RunInfer(const InferPaths& paths, const InferConfig& config, int ra
   if (rank == 0) progress.Finish();
   const SchedulerStats& st = gen.scheduler_stats();
   s.prefill_tokens = gen.stats().prefill_tokens;
+  s.generated_tokens = gen.stats().generated_tokens;
   s.decode_tokens = gen.stats().decode_tokens;
   s.prefill_s = gen.stats().prefill_s;
   s.decode_s = gen.stats().decode_s;

@@ -63,7 +63,7 @@ std::string FormatInferSummary(const InferSummary& s) {
       s.requests, s.errors, s.skipped, s.prompt_tokens, s.completion_tokens, s.wall_s, s.ranks, s.ranks > 1 ? "s" : "");
   absl::StrAppendFormat(&out, "throughput: prefill %.0f tok/s, decode %.0f tok/s, overall %.0f generated tok/s\n",
                         Rate(s.prefill_tokens, s.prefill_s), Rate(s.decode_tokens, s.decode_s),
-                        Rate(s.decode_tokens, s.wall_s));
+                        Rate(s.generated_tokens, s.wall_s));
   absl::StrAppendFormat(&out, "latency: P50 %.3f s, P90 %.3f s, P99 %.3f s; TTFT P50 %.3f s, P90 %.3f s, P99 %.3f s\n",
                         Percentile(s.latency_s, 0.5), Percentile(s.latency_s, 0.9), Percentile(s.latency_s, 0.99),
                         Percentile(s.ttft_s, 0.5), Percentile(s.ttft_s, 0.9), Percentile(s.ttft_s, 0.99));
@@ -89,7 +89,7 @@ std::string FormatInferPrometheus(const InferSummary& s) {
   Gauge(out, "baton_infer_decode_tokens_per_second", "Generated tokens per second of decode steps.",
         Rate(s.decode_tokens, s.decode_s));
   Gauge(out, "baton_infer_generated_tokens_per_second", "Generated tokens per wall-clock second.",
-        Rate(s.decode_tokens, s.wall_s));
+        Rate(s.generated_tokens, s.wall_s));
   Histogram(out, "baton_infer_request_latency_seconds", "Request latency from read to last token.", s.latency_s);
   Histogram(out, "baton_infer_time_to_first_token_seconds", "Time from read to first token.", s.ttft_s);
   Gauge(out, "baton_infer_batch_occupancy_ratio", "Mean sequences per step over infer.max_batch.", s.batch_occupancy);

@@ -20,7 +20,8 @@ struct InferSummary {
   int64_t prompt_tokens = 0;      // of answered requests
   int64_t completion_tokens = 0;  // of answered requests
   int64_t prefill_tokens = 0;     // run through prefills, recomputes included
-  int64_t decode_tokens = 0;      // generated
+  int64_t generated_tokens = 0;   // sampled, in any step
+  int64_t decode_tokens = 0;      // sampled in decode-only steps (the decode rate's numerator)
   double prefill_s = 0, decode_s = 0, wall_s = 0;
   int64_t steps = 0, preemptions = 0, refills = 0;
   double batch_occupancy = 0;     // mean sequences per step / max_batch, in [0, 1]

@@ -106,7 +106,8 @@ absl::StatusOr<std::vector<GenerationResult>> BatchGenerator::Step() {
   for (size_t i = 0; i < items.size(); ++i) {
     Live& live = live_.at(items[i].handle);
     if (live.ttft_s < 0) live.ttft_s = std::chrono::duration<double>(Clock::now() - live.added).count();
-    ++stats_.decode_tokens;
+    ++stats_.generated_tokens;
+    if (!prefill) ++stats_.decode_tokens;
     GenerationResult result;
     if (Accept(live, next[i], result)) {
       scheduler_.Finish(items[i].handle);

@@ -44,8 +44,9 @@ struct GenerationResult {
 };
 
 struct GenerationStats {
-  int64_t prefill_tokens = 0;  // tokens run through prefills (recomputes included)
-  int64_t decode_tokens = 0;   // tokens generated
+  int64_t prefill_tokens = 0;    // tokens run through prefills (recomputes included)
+  int64_t generated_tokens = 0;  // tokens sampled, in any step
+  int64_t decode_tokens = 0;     // tokens sampled in decode-only steps (over decode_s: the decode rate)
   double prefill_s = 0;        // time in steps that held a prefill
   double decode_s = 0;         // time in decode-only steps
 };

@@ -118,7 +118,7 @@ TEST(BatchGenerator, SampledTokensDoNotDependOnBatchMatesOrPreemption) {
   EXPECT_EQ(out[0].tokens, alone_tokens);
   EXPECT_GT(g.scheduler_stats().preemptions, 0);
   EXPECT_GT(g.scheduler_stats().refills, 0);
-  EXPECT_EQ(g.stats().decode_tokens, 24 + (11 + 12 + 13 + 14 + 15 + 16 + 17));
+  EXPECT_EQ(g.stats().generated_tokens, 24 + (11 + 12 + 13 + 14 + 15 + 16 + 17));
 }
 
 TEST(BatchGenerator, StopStringsCutTheText) {
