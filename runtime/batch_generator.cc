@@ -96,11 +96,15 @@ absl::StatusOr<std::vector<GenerationResult>> BatchGenerator::Step() {
   BATON_ASSIGN_OR_RETURN(Tensor logits, model_->Forward(batch));
   std::vector<SamplingParams> params;
   std::vector<int64_t> positions;
+  bool all_greedy = true;
   for (const BatchScheduler::Item& it : items) {
     params.push_back(live_.at(it.handle).request.sampling);
     positions.push_back(it.start + it.count);  // the index the new token takes
+    all_greedy &= params.back().temperature == 0;
   }
-  const std::vector<int32_t> next = SampleTokens(LogitsOnHost(logits), params, positions);
+  // An all-greedy step picks on the device: R ids cross to the host, not R·V logits.
+  const std::vector<int32_t> next =
+      all_greedy ? GreedyTokens(logits) : SampleTokens(LogitsOnHost(logits), params, positions);
   const double now_s = std::chrono::duration<double>(Clock::now() - start).count();
   (prefill ? stats_.prefill_s : stats_.decode_s) += now_s;
   for (size_t i = 0; i < items.size(); ++i) {

@@ -9,6 +9,7 @@
 #include "kernels/check.h"
 #include "kernels/cpu/paged_attention.h"
 #include "runtime/ops.h"
+#include "runtime/token_sampling.h"
 
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cpu/convert.h"
@@ -195,6 +196,27 @@ absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
 }  // namespace baton
 
 namespace baton {
+
+std::vector<int32_t> GreedyTokens(const Tensor& logits) {
+  const int64_t R = logits.dim(0), V = logits.dim(1);
+  std::vector<int32_t> ids(static_cast<size_t>(R));
+#ifdef BATON_HAVE_CUDA
+  if (logits.device() == Device::kCuda) {
+    Tensor d = Tensor::Empty({R}, DType::kI32, DefaultCudaAllocator());
+    const absl::Status st =
+        cuda::ArgmaxRows(logits.dtype() == DType::kBF16 ? cuda::Float::kBF16 : cuda::Float::kF32, logits.raw(), R, V,
+                         d.data<int32_t>(), cuda::CurrentStream());
+    BATON_CHECK_MSG(st.ok(), st.ToString().c_str());
+    Tensor host = Tensor::Borrow(ids.data(), {R}, DType::kI32);
+    host.CopyFrom(d);
+    return ids;
+  }
+#endif
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  return SampleTokens(logits, std::vector<SamplingParams>(static_cast<size_t>(R), greedy),
+                      std::vector<int64_t>(static_cast<size_t>(R), 0));
+}
 
 Tensor LogitsOnHost(const Tensor& logits) {
   if (logits.device() == Device::kCpu) return logits;

@@ -77,5 +77,9 @@ class DecodeModel {
 
 // Logits as f32 or f64 on the host (what token sampling reads).
 Tensor LogitsOnHost(const Tensor& logits);
+// The argmax of each row of logits (R, V), lowest id on ties — greedy
+// sampling's pick — computed where the logits are: on a GPU only R ids
+// cross to the host instead of R·V logits.
+std::vector<int32_t> GreedyTokens(const Tensor& logits);
 
 }  // namespace baton
