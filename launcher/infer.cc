@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "absl/strings/match.h"
@@ -80,8 +82,9 @@ void ReduceSummary(InferSummary& s, int world) {
   int64_t counts[10] = {s.requests, s.errors,         s.skipped, s.prompt_tokens, s.completion_tokens,
                         s.prefill_tokens, s.decode_tokens, s.steps, s.preemptions, s.generated_tokens};
   MPI_Allreduce(MPI_IN_PLACE, counts, 10, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
-  double maxes[5] = {s.wall_s, s.prefill_s, s.decode_s, s.kv_peak_use, static_cast<double>(s.peak_memory_bytes)};
-  MPI_Allreduce(MPI_IN_PLACE, maxes, 5, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  double maxes[6] = {s.wall_s,      s.prefill_s, s.decode_s, s.kv_peak_use, static_cast<double>(s.peak_memory_bytes),
+                     static_cast<double>(s.peak_gpu_bytes)};
+  MPI_Allreduce(MPI_IN_PLACE, maxes, 6, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   double occupancy = s.batch_occupancy;
   MPI_Allreduce(MPI_IN_PLACE, &occupancy, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
   int64_t refills = s.refills;
@@ -101,172 +104,231 @@ void ReduceSummary(InferSummary& s, int world) {
   // Throughputs over the job: each rank ran in parallel, so the time is the longest rank's.
   s.wall_s = maxes[0], s.prefill_s = maxes[1], s.decode_s = maxes[2], s.kv_peak_use = maxes[3];
   s.peak_memory_bytes = static_cast<int64_t>(maxes[4]);
+  s.peak_gpu_bytes = static_cast<int64_t>(maxes[5]);
   s.batch_occupancy = occupancy / world;
   s.ranks = world;
 }
 
-// State of one rank's pass over the prompt file.
-struct Pass {
-  InferFormat format = InferFormat::kBaton;
-  std::unordered_map<int64_t, InferRequest> live;   // handle (line number) -> request
-  std::map<std::string, int64_t> first_line;         // id key -> first line that used it (the whole file)
+// One rank's run: set up once, then a loop that keeps the generator fed
+// from the prompt file and writes every record as it is known. Held behind
+// a pointer: the decode model and generator point into the cache and model.
+class InferJob {
+ public:
+  InferJob(const InferPaths& paths, const InferConfig& config, int rank, int world)
+      : paths_(paths), config_(config), rank_(rank), world_(world), start_(Clock::now()) {}
+
+  // Device, weights, KV cache and generator; then the files and the start-up lines.
+  absl::Status SetUp();
+  absl::Status OpenFiles();
+  absl::Status Run();
+  InferSummary Summary();
+
+ private:
+  absl::Status Feed();  // reads lines until the generator holds enough work
+  absl::Status HandleLine(const std::string& text);
+  absl::Status WriteError(const InferLineError& e);
+  void NoteDone();
+  void PrintStartUp() const;
+
+  InferPaths paths_;
+  InferConfig config_;
+  int rank_, world_;
+  Clock::time_point start_;
+  Device device_ = Device::kCpu;
+  DType dtype_ = DType::kF32;
+  int64_t context_ = 0;
+  std::optional<InferModel> loaded_;
+  std::optional<KvCache> cache_;
+  std::optional<DecodeModel> decode_;
+  std::optional<BatchGenerator> gen_;
+  std::ifstream in_;
+  std::optional<InferOutput> out_;
+  std::optional<Progress> progress_;
+  InferFormat format_ = InferFormat::kBaton;
+  bool detected_ = false, eof_ = false;
+  int64_t line_no_ = 0, handled_ = 0, share_ = 0;
+  std::unordered_map<int64_t, InferRequest> live_;  // handle (line number) -> request
+  std::map<std::string, int64_t> first_line_;       // id key -> first line using it (the whole file)
+  InferSummary s_;
 };
+
+absl::Status InferJob::SetUp() {
+  // "auto" stays on the CPU until the CUDA decode has been checked on GPUs (docs/inference.md).
+  device_ = config_.device == "cuda" ? Device::kCuda : Device::kCpu;
+  dtype_ = config_.dtype == "f64"    ? DType::kF64
+           : config_.dtype == "bf16" ? DType::kBF16
+           : config_.dtype == "f32"  ? DType::kF32
+                                     : (device_ == Device::kCuda ? DType::kBF16 : DType::kF32);
+  Allocator* cache_alloc = DefaultCpuAllocator();
+  int64_t kv_bytes = config_.kv_cache_bytes;
+  if (device_ == Device::kCuda) {
+    if (CudaDeviceCount() == 0) {
+      return absl::FailedPreconditionError(absl::StrCat("infer.device=cuda: ", CudaDeviceSummary()));
+    }
+    BATON_RETURN_IF_ERROR(SelectCudaDevice(rank_ % CudaDeviceCount()));
+  }
+  BATON_ASSIGN_OR_RETURN(InferModel loaded, LoadInferModel(paths_.checkpoint, dtype_, device_));
+  loaded_.emplace(std::move(loaded));
+#ifdef BATON_HAVE_CUDA
+  if (device_ == Device::kCuda) {  // a share of what the weights left free (the rest: activations)
+    cache_alloc = DefaultCudaAllocator();
+    BATON_ASSIGN_OR_RETURN(cuda::GpuMemory mem, cuda::CurrentGpuMemory());
+    kv_bytes = static_cast<int64_t>(config_.kv_cache_fraction * static_cast<double>(mem.free_bytes));
+  }
+#endif
+  context_ = config_.max_seq_len > 0 ? config_.max_seq_len : loaded_->context;
+  const KvCacheShape shape = KvCacheShape::For(loaded_->model.config(), dtype_, config_.block_size);
+  BATON_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(shape, KvBlocksForBytes(shape, kv_bytes), cache_alloc));
+  cache_.emplace(std::move(cache));
+  BATON_ASSIGN_OR_RETURN(DecodeModel decode, DecodeModel::Create(loaded_->model, *cache_));
+  decode_.emplace(std::move(decode));
+  gen_.emplace(*decode_, *cache_, loaded_->tokenizer.get(),
+               SchedulerConfig{.max_batch = config_.max_batch, .max_prefill_tokens = config_.max_prefill_tokens},
+               context_);
+  return absl::OkStatus();
+}
+
+absl::Status InferJob::OpenFiles() {
+  in_.open(paths_.prompts);
+  if (!in_) return absl::NotFoundError(absl::StrCat("--prompts ", paths_.prompts, ": cannot be read"));
+  // Rank 0 cuts a torn last line before any rank reads the output or appends.
+  if (world_ > 1 && rank_ != 0) MPI_Barrier(MPI_COMM_WORLD);
+  absl::StatusOr<InferOutput> out = InferOutput::Open(paths_.out, /*repair=*/rank_ == 0);
+  if (world_ > 1 && rank_ == 0) MPI_Barrier(MPI_COMM_WORLD);
+  if (!out.ok()) return out.status();
+  out_.emplace(std::move(*out));
+  share_ = CountShare(paths_.prompts, rank_, world_);
+  const Progress::Mode mode = config_.progress == "bar"     ? Progress::Mode::kBar
+                              : config_.progress == "lines" ? Progress::Mode::kLines
+                                                            : Progress::Mode::kAuto;
+  progress_.emplace(std::max<int64_t>(share_, 1), std::max<int64_t>(share_ / 20, 1), mode);
+  if (rank_ == 0) PrintStartUp();
+  return absl::OkStatus();
+}
+
+void InferJob::PrintStartUp() const {
+  const ModelConfig& m = loaded_->model.config();
+  std::printf("infer: %s (step %lld): %d layers, dim %d, %d/%d heads, vocab %d, context %lld; %s on %s, %d rank%s\n",
+              loaded_->path.c_str(), static_cast<long long>(loaded_->step), m.layers, m.dim, m.heads, m.kv_heads,
+              m.vocab_size, static_cast<long long>(context_), DTypeName(dtype_),
+              device_ == Device::kCuda ? "the GPU" : "the CPU", world_, world_ > 1 ? "s" : "");
+  const int64_t resumed = out_->answered().lines;
+  std::printf("infer: KV cache %lld blocks x %lld tokens = %lld tokens (%.1f MiB per rank), max batch %d%s\n",
+              static_cast<long long>(cache_->num_blocks()), static_cast<long long>(cache_->block_size()),
+              static_cast<long long>(cache_->capacity_tokens()), static_cast<double>(cache_->bytes()) / (1 << 20),
+              config_.max_batch,
+              resumed > 0 ? absl::StrFormat("; resuming: %d lines already in %s", resumed, paths_.out).c_str() : "");
+  std::fflush(stdout);
+}
+
+void InferJob::NoteDone() {
+  ++handled_;
+  if (rank_ != 0) return;
+  const double secs = std::chrono::duration<double>(Clock::now() - start_).count();
+  progress_->Update(handled_, absl::StrFormat("requests, %.0f generated tok/s",
+                                              secs > 0 ? gen_->stats().generated_tokens / secs : 0.0));
+}
+
+absl::Status InferJob::WriteError(const InferLineError& e) {
+  ++s_.errors;
+  NoteDone();
+  return out_->Append(FormatError(format_, e));
+}
+
+absl::Status InferJob::HandleLine(const std::string& text) {
+  if (!detected_) format_ = DetectInferFormat(text), detected_ = true;
+  ParsedLine p = ParseInferLine(text, line_no_, format_);
+  const nlohmann::json id = p.request ? p.request->id : p.error->id;
+  // A repeated id is an error of its line, recorded without an id (keyed by
+  // the line number on restart) so that it never masks the first line's result.
+  const int64_t first = id.is_null() ? line_no_ : first_line_.emplace(IdKey(id), line_no_).first->second;
+  if ((line_no_ - 1) % world_ != rank_) return absl::OkStatus();  // another rank's (its id is tracked above)
+  const AnsweredSet& answered = out_->answered();
+  const bool keyed_by_line = id.is_null() || first != line_no_;
+  if (keyed_by_line ? answered.id_less.count(line_no_) > 0 : answered.ids.count(IdKey(id)) > 0) {
+    ++s_.skipped;
+    NoteDone();
+    return absl::OkStatus();
+  }
+  if (first != line_no_) {
+    return WriteError({line_no_, nullptr, absl::StrCat("duplicate id ", IdKey(id), ", first seen on line ", first)});
+  }
+  if (p.error) return WriteError(*p.error);
+  absl::Status added = gen_->Add(ToGeneration(*p.request, config_, *loaded_->tokenizer, line_no_));
+  if (!added.ok()) return WriteError({line_no_, id, std::string(added.message())});
+  live_.emplace(line_no_, std::move(*p.request));
+  return absl::OkStatus();
+}
+
+absl::Status InferJob::Feed() {
+  std::string text;
+  while (!eof_ && gen_->live() < 2 * static_cast<int64_t>(config_.max_batch)) {
+    if (!std::getline(in_, text)) {
+      eof_ = true;
+      break;
+    }
+    ++line_no_;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines are not prompts
+    BATON_RETURN_IF_ERROR(HandleLine(text));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status InferJob::Run() {
+  BATON_RETURN_IF_ERROR(Feed());
+  while (!gen_->idle()) {
+    BATON_ASSIGN_OR_RETURN(std::vector<GenerationResult> done, gen_->Step());
+    for (GenerationResult& r : done) {
+      auto it = live_.find(r.handle);
+      BATON_CHECK(it != live_.end());
+      const InferResult res{std::move(r.text), std::move(r.tokens), r.finish_reason, r.prompt_tokens, r.ttft_s,
+                            r.latency_s};
+      BATON_RETURN_IF_ERROR(out_->Append(FormatResult(format_, it->second, res)));
+      live_.erase(it);
+      ++s_.requests;
+      s_.prompt_tokens += res.prompt_tokens;
+      s_.completion_tokens += static_cast<int64_t>(res.tokens.size());
+      s_.latency_s.push_back(res.latency_s);
+      s_.ttft_s.push_back(res.ttft_s);
+      NoteDone();
+    }
+    BATON_RETURN_IF_ERROR(Feed());
+  }
+  if (rank_ == 0) progress_->Finish();
+  return absl::OkStatus();
+}
+
+InferSummary InferJob::Summary() {
+  InferSummary s = std::move(s_);
+  const SchedulerStats& st = gen_->scheduler_stats();
+  const GenerationStats& g = gen_->stats();
+  s.prefill_tokens = g.prefill_tokens;
+  s.generated_tokens = g.generated_tokens;
+  s.decode_tokens = g.decode_tokens;
+  s.prefill_s = g.prefill_s;
+  s.decode_s = g.decode_s;
+  s.steps = st.steps;
+  s.preemptions = st.preemptions;
+  s.refills = st.refills;
+  s.batch_occupancy = st.steps > 0 ? static_cast<double>(st.occupancy_sum) / st.steps / config_.max_batch : 0;
+  s.kv_peak_use = static_cast<double>(st.peak_blocks) / static_cast<double>(cache_->num_blocks());
+  s.kv_capacity_tokens = cache_->capacity_tokens();
+  s.peak_memory_bytes = PeakRssBytes();
+#ifdef BATON_HAVE_CUDA
+  if (device_ == Device::kCuda) s.peak_gpu_bytes = static_cast<int64_t>(DefaultCudaAllocator()->stats().peak_in_use);
+#endif
+  s.wall_s = std::chrono::duration<double>(Clock::now() - start_).count();
+  return s;
+}
 
 }  // namespace
 
 absl::Status RunInfer(const InferPaths& paths, const InferConfig& config, int rank, int world, InferSummary* summary) {
-  const Clock::time_point start = Clock::now();
-  // "auto" stays on the CPU until the CUDA decode has been checked on GPUs (docs/inference.md).
-  const Device device = config.device == "cuda" ? Device::kCuda : Device::kCpu;
-  const DType dtype = config.dtype == "f64"    ? DType::kF64
-                      : config.dtype == "bf16" ? DType::kBF16
-                      : config.dtype == "f32"  ? DType::kF32
-                                               : (device == Device::kCuda ? DType::kBF16 : DType::kF32);
-  Allocator* cache_alloc = DefaultCpuAllocator();
-  if (device == Device::kCuda) {
-    if (CudaDeviceCount() == 0) {
-      return absl::FailedPreconditionError(absl::StrCat("infer.device=cuda: ", CudaDeviceSummary()));
-    }
-    BATON_RETURN_IF_ERROR(SelectCudaDevice(rank % CudaDeviceCount()));
-#ifdef BATON_HAVE_CUDA
-    cache_alloc = DefaultCudaAllocator();
-#endif
-  }
-  BATON_ASSIGN_OR_RETURN(InferModel loaded, LoadInferModel(paths.checkpoint, dtype, device));
-  const int64_t context = config.max_seq_len > 0 ? config.max_seq_len : loaded.context;
-  const KvCacheShape shape = KvCacheShape::For(loaded.model.config(), dtype, config.block_size);
-  int64_t kv_bytes = config.kv_cache_bytes;
-#ifdef BATON_HAVE_CUDA
-  if (device == Device::kCuda) {  // what the weights left free, less a margin for activations
-    BATON_ASSIGN_OR_RETURN(cuda::GpuMemory mem, cuda::CurrentGpuMemory());
-    kv_bytes = static_cast<int64_t>(config.kv_cache_fraction * static_cast<double>(mem.free_bytes));
-  }
-#endif
-  BATON_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(shape, KvBlocksForBytes(shape, kv_bytes), cache_alloc));
-  BATON_ASSIGN_OR_RETURN(DecodeModel decode, DecodeModel::Create(loaded.model, cache));
-  BatchGenerator gen(decode, cache, loaded.tokenizer.get(),
-                     {.max_batch = config.max_batch, .max_prefill_tokens = config.max_prefill_tokens}, context);
-
-  std::ifstream in(paths.prompts);
-  if (!in) return absl::NotFoundError(absl::StrCat("--prompts ", paths.prompts, ": cannot be read"));
-  // Rank 0 cuts a torn last line before any rank reads the output or appends.
-  if (world > 1 && rank != 0) MPI_Barrier(MPI_COMM_WORLD);
-  absl::StatusOr<InferOutput> out = InferOutput::Open(paths.out, /*repair=*/rank == 0);
-  if (world > 1 && rank == 0) MPI_Barrier(MPI_COMM_WORLD);
-  if (!out.ok()) return out.status();
-  const int64_t share = CountShare(paths.prompts, rank, world);
-  if (rank == 0) {
-    const ModelConfig& m = loaded.model.config();
-    std::printf("infer: %s (step %lld): %d layers, dim %d, %d/%d heads, vocab %d, context %lld; %s on %s, %d rank%s\n",
-                loaded.path.c_str(), static_cast<long long>(loaded.step), m.layers, m.dim, m.heads, m.kv_heads,
-                m.vocab_size, static_cast<long long>(context), DTypeName(dtype),
-                device == Device::kCuda ? "the GPU" : "the CPU", world, world > 1 ? "s" : "");
-    std::printf("infer: KV cache %lld blocks x %lld tokens = %lld tokens (%.1f MiB per rank), max batch %d%s\n",
-                static_cast<long long>(cache.num_blocks()), static_cast<long long>(cache.block_size()),
-                static_cast<long long>(cache.capacity_tokens()), static_cast<double>(cache.bytes()) / (1 << 20),
-                config.max_batch,
-                out->answered().lines > 0 ? absl::StrFormat("; resuming: %d lines already in %s", out->answered().lines,
-                                                            paths.out).c_str()
-                                          : "");
-    std::fflush(stdout);
-  }
-  const Progress::Mode mode = config.progress == "bar"     ? Progress::Mode::kBar
-                              : config.progress == "lines" ? Progress::Mode::kLines
-                                                           : Progress::Mode::kAuto;
-  Progress progress(std::max<int64_t>(share, 1), std::max<int64_t>(share / 20, 1), mode);
-  InferSummary s;
-  Pass pass;
-  int64_t line_no = 0, handled = 0;
-  bool detected = false, eof = false;
-  const AnsweredSet& answered = out->answered();
-  auto note_done = [&] {
-    ++handled;
-    if (rank == 0) {
-      const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-      progress.Update(handled, absl::StrFormat("requests, %.0f generated tok/s",
-                                               secs > 0 ? gen.stats().generated_tokens / secs : 0.0));
-    }
-  };
-  auto write_error = [&](const InferLineError& e) -> absl::Status {
-    ++s.errors;
-    note_done();
-    return out->Append(FormatError(pass.format, e));
-  };
-  // Reads lines until the generator holds enough work or the file ends.
-  auto feed = [&]() -> absl::Status {
-    std::string text;
-    while (!eof && gen.live() < 2 * static_cast<int64_t>(config.max_batch)) {
-      if (!std::getline(in, text)) {
-        eof = true;
-        break;
-      }
-      ++line_no;
-      if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-      if (!detected) pass.format = DetectInferFormat(text), detected = true;
-      ParsedLine p = ParseInferLine(text, line_no, pass.format);
-      const nlohmann::json id = p.request ? p.request->id : p.error->id;
-      // A repeated id is an error of its line, recorded without an id (keyed
-      // by the line number on restart) so it never masks the first line's result.
-      const int64_t first = id.is_null() ? line_no : pass.first_line.emplace(IdKey(id), line_no).first->second;
-      if ((line_no - 1) % world != rank) continue;  // another rank's line (its id is tracked above)
-      const bool keyed_by_line = id.is_null() || first != line_no;
-      if (keyed_by_line ? answered.id_less.count(line_no) > 0 : answered.ids.count(IdKey(id)) > 0) {
-        ++s.skipped;
-        note_done();
-        continue;
-      }
-      if (first != line_no) {
-        BATON_RETURN_IF_ERROR(write_error(
-            {line_no, nullptr, absl::StrCat("duplicate id ", IdKey(id), ", first seen on line ", first)}));
-        continue;
-      }
-      if (p.error) {
-        BATON_RETURN_IF_ERROR(write_error(*p.error));
-        continue;
-      }
-      absl::Status added = gen.Add(ToGeneration(*p.request, config, *loaded.tokenizer, line_no));
-      if (!added.ok()) {
-        BATON_RETURN_IF_ERROR(write_error({line_no, id, std::string(added.message())}));
-        continue;
-      }
-      pass.live.emplace(line_no, std::move(*p.request));
-    }
-    return absl::OkStatus();
-  };
-  BATON_RETURN_IF_ERROR(feed());
-  while (!gen.idle()) {
-    BATON_ASSIGN_OR_RETURN(std::vector<GenerationResult> done, gen.Step());
-    for (GenerationResult& r : done) {
-      auto it = pass.live.find(r.handle);
-      BATON_CHECK(it != pass.live.end());
-      const InferResult res{std::move(r.text), std::move(r.tokens), r.finish_reason, r.prompt_tokens, r.ttft_s,
-                            r.latency_s};
-      BATON_RETURN_IF_ERROR(out->Append(FormatResult(pass.format, it->second, res)));
-      pass.live.erase(it);
-      ++s.requests;
-      s.prompt_tokens += res.prompt_tokens;
-      s.completion_tokens += static_cast<int64_t>(res.tokens.size());
-      s.latency_s.push_back(res.latency_s);
-      s.ttft_s.push_back(res.ttft_s);
-      note_done();
-    }
-    BATON_RETURN_IF_ERROR(feed());
-  }
-  if (rank == 0) progress.Finish();
-  const SchedulerStats& st = gen.scheduler_stats();
-  s.prefill_tokens = gen.stats().prefill_tokens;
-  s.generated_tokens = gen.stats().generated_tokens;
-  s.decode_tokens = gen.stats().decode_tokens;
-  s.prefill_s = gen.stats().prefill_s;
-  s.decode_s = gen.stats().decode_s;
-  s.steps = st.steps;
-  s.preemptions = st.preemptions;
-  s.refills = st.refills;
-  s.batch_occupancy = st.steps > 0 ? static_cast<double>(st.occupancy_sum) / st.steps / config.max_batch : 0;
-  s.kv_peak_use = static_cast<double>(st.peak_blocks) / static_cast<double>(cache.num_blocks());
-  s.kv_capacity_tokens = cache.capacity_tokens();
-  s.peak_memory_bytes = PeakRssBytes();
-  s.wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+  auto job = std::make_unique<InferJob>(paths, config, rank, world);
+  BATON_RETURN_IF_ERROR(job->SetUp());
+  BATON_RETURN_IF_ERROR(job->OpenFiles());
+  BATON_RETURN_IF_ERROR(job->Run());
+  InferSummary s = job->Summary();
   ReduceSummary(s, world);
   if (rank == 0 && !config.metrics_prom.empty()) BATON_RETURN_IF_ERROR(WriteInferPrometheus(config.metrics_prom, s));
   *summary = std::move(s);

@@ -72,6 +72,7 @@ std::string FormatInferSummary(const InferSummary& s) {
                         "peak use %.0f %%; peak memory %.0f MiB",
                         100 * s.batch_occupancy, s.steps, s.refills, s.preemptions, s.kv_capacity_tokens,
                         100 * s.kv_peak_use, static_cast<double>(s.peak_memory_bytes) / (1 << 20));
+  if (s.peak_gpu_bytes > 0) absl::StrAppendFormat(&out, ", GPU %.2f GiB", static_cast<double>(s.peak_gpu_bytes) / (1 << 30));
   return out;
 }
 
@@ -99,6 +100,8 @@ std::string FormatInferPrometheus(const InferSummary& s) {
   Gauge(out, "baton_infer_kv_cache_peak_usage_ratio", "Most KV-cache blocks in use over all blocks.", s.kv_peak_use);
   Gauge(out, "baton_infer_peak_memory_bytes", "Peak resident memory of the largest rank.",
         static_cast<double>(s.peak_memory_bytes));
+  Gauge(out, "baton_infer_peak_gpu_memory_bytes", "Peak GPU memory in use on the largest rank (0 on the CPU).",
+        static_cast<double>(s.peak_gpu_bytes));
   return out;
 }
 

@@ -28,6 +28,7 @@ struct InferSummary {
   double kv_peak_use = 0;         // most blocks in use / blocks, in [0, 1]
   int64_t kv_capacity_tokens = 0;
   int64_t peak_memory_bytes = 0;  // resident set, the largest of the ranks
+  int64_t peak_gpu_bytes = 0;     // GPU memory in use at its peak (weights, KV cache, activations); 0 on the CPU
   int ranks = 1;
   std::vector<double> latency_s, ttft_s;  // per answered request
 };
