@@ -69,6 +69,60 @@ double CopyBandwidth(Allocator* alloc) {
   return best;
 }
 
+// One batch size: B prompts prefilled in one step, then greedy decode.
+struct Row {
+  bool ok = false;
+  double tok_s = 0, step_s = 0, p99_s = 0;
+  double kv_bytes = 0;  // mean KV bytes a decode step reads: every sequence its whole cache
+};
+
+Row RunBatch(Model& model, Allocator* alloc, int B, int prompt, int new_tokens) {
+  Row row;
+  const ModelConfig& c = model.config();
+  const KvCacheShape shape = KvCacheShape::For(c, model.dtype(), 16);
+  const int64_t blocks = B * BlocksForTokens(prompt + new_tokens, 16) + 1;
+  absl::StatusOr<KvCache> cache = KvCache::Create(shape, blocks, alloc);
+  absl::StatusOr<DecodeModel> dm = cache.ok() ? DecodeModel::Create(model, *cache) : cache.status();
+  if (!dm.ok()) {
+    std::fprintf(stderr, "infer_bench: error: %s\n", dm.status().ToString().c_str());
+    return row;
+  }
+  BatchGenerator gen(*dm, *cache, nullptr, {.max_batch = B, .max_prefill_tokens = int64_t{B} * prompt},
+                     prompt + new_tokens);
+  uint64_t s = 99;
+  for (int r = 0; r < B; ++r) {
+    GenerationRequest req;
+    req.handle = r;
+    for (int t = 0; t < prompt; ++t) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      req.prompt.push_back(static_cast<int32_t>((s >> 33) % static_cast<uint64_t>(c.vocab_size)));
+    }
+    req.max_new_tokens = new_tokens;
+    req.sampling.temperature = 0;
+    req.stop_at_eos = false;
+    if (!gen.Add(std::move(req)).ok()) return row;
+  }
+  std::vector<double> latency;
+  const Clock::time_point t0 = Clock::now();
+  while (!gen.idle()) {
+    absl::StatusOr<std::vector<GenerationResult>> done = gen.Step();
+    if (!done.ok()) {
+      std::fprintf(stderr, "infer_bench: error: %s\n", done.status().ToString().c_str());
+      return row;
+    }
+    for (const GenerationResult& r : *done) latency.push_back(r.latency_s);
+  }
+  const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  const int64_t decode_steps = gen.scheduler_stats().steps - 1;  // the first step prefills every prompt
+  row.step_s = decode_steps > 0 ? gen.stats().decode_s / decode_steps : 0;
+  row.kv_bytes = static_cast<double>(B) * (prompt + new_tokens / 2.0) * shape.BytesPerBlock() / 16;
+  std::sort(latency.begin(), latency.end());
+  row.p99_s = latency.empty() ? 0 : latency[static_cast<size_t>(0.99 * (latency.size() - 1))];
+  row.tok_s = gen.stats().generated_tokens / wall;
+  row.ok = true;
+  return row;
+}
+
 std::vector<int> ParseList(const std::string& s) {
   std::vector<int> out;
   for (size_t at = 0; at < s.size();) {
@@ -115,52 +169,18 @@ int Main(int argc, char** argv) {
   std::printf("%6s %12s %14s %14s %12s %10s\n", "batch", "tok/s", "ms/token-step", "P99 req (s)", "KV GB/step", "roofline");
   std::FILE* json = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   for (int B : ParseList(batches)) {
-    const KvCacheShape shape = KvCacheShape::For(c, dtype, 16);
-    const int64_t blocks = B * BlocksForTokens(prompt + new_tokens, 16) + 1;
-    absl::StatusOr<KvCache> cache = KvCache::Create(shape, blocks, alloc);
-    absl::StatusOr<DecodeModel> dm = cache.ok() ? DecodeModel::Create(*model, *cache) : cache.status();
-    if (!dm.ok()) { std::fprintf(stderr, "infer_bench: error: %s\n", dm.status().ToString().c_str()); return 1; }
-    BatchGenerator gen(*dm, *cache, nullptr, {.max_batch = B, .max_prefill_tokens = int64_t{B} * prompt},
-                       prompt + new_tokens);
-    uint64_t s = 99;
-    for (int r = 0; r < B; ++r) {
-      GenerationRequest req;
-      req.handle = r;
-      for (int t = 0; t < prompt; ++t) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        req.prompt.push_back(static_cast<int32_t>((s >> 33) % static_cast<uint64_t>(c.vocab_size)));
-      }
-      req.max_new_tokens = new_tokens;
-      req.sampling.temperature = 0;
-      req.stop_at_eos = false;
-      if (!gen.Add(std::move(req)).ok()) return 1;
-    }
-    std::vector<double> latency;
-    const Clock::time_point t0 = Clock::now();
-    while (!gen.idle()) {
-      absl::StatusOr<std::vector<GenerationResult>> done = gen.Step();
-      if (!done.ok()) { std::fprintf(stderr, "infer_bench: error: %s\n", done.status().ToString().c_str()); return 1; }
-      for (const GenerationResult& r : *done) latency.push_back(r.latency_s);
-    }
-    const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-    const GenerationStats& st = gen.stats();
-    const int64_t decode_steps = gen.scheduler_stats().steps - 1;  // the first step prefills every prompt
-    const double step_s = decode_steps > 0 ? st.decode_s / decode_steps : 0;
-    // Mean KV read per decode step: every running sequence reads its whole cache.
-    const double kv_bytes = static_cast<double>(B) * (prompt + new_tokens / 2.0) * shape.BytesPerBlock() / 16;
-    const double roofline = step_s > 0 ? (weight_bytes + kv_bytes) / step_s / bandwidth : 0;
-    std::sort(latency.begin(), latency.end());
-    const double p99 = latency.empty() ? 0 : latency[static_cast<size_t>(0.99 * (latency.size() - 1))];
-    const double tok_s = st.generated_tokens / wall;
-    std::printf("%6d %12.0f %14.3f %14.3f %12.3f %9.1f%%\n", B, tok_s, step_s * 1e3, p99, kv_bytes / 1e9,
-                100 * roofline);
+    const Row row = RunBatch(*model, alloc, B, prompt, new_tokens);
+    if (!row.ok) return 1;
+    const double roofline = row.step_s > 0 ? (weight_bytes + row.kv_bytes) / row.step_s / bandwidth : 0;
+    std::printf("%6d %12.0f %14.3f %14.3f %12.3f %9.1f%%\n", B, row.tok_s, row.step_s * 1e3, row.p99_s,
+                row.kv_bytes / 1e9, 100 * roofline);
     if (json != nullptr) {
       std::fprintf(json,
                    "{\"impl\": \"baton\", \"preset\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, "
                    "\"prompt\": %d, \"new\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.4f, \"p99_latency_s\": %.4f, "
                    "\"weight_bytes\": %lld, \"kv_bytes_per_step\": %.0f, \"copy_bandwidth\": %.0f, \"roofline\": %.4f}\n",
-                   preset.c_str(), device_name.c_str(), DTypeName(dtype), B, prompt, new_tokens, tok_s, step_s * 1e3, p99,
-                   static_cast<long long>(weight_bytes), kv_bytes, bandwidth, roofline);
+                   preset.c_str(), device_name.c_str(), DTypeName(dtype), B, prompt, new_tokens, row.tok_s,
+                   row.step_s * 1e3, row.p99_s, static_cast<long long>(weight_bytes), row.kv_bytes, bandwidth, roofline);
     }
   }
   if (json != nullptr) std::fclose(json);
