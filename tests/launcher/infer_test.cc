@@ -186,11 +186,11 @@ size_t CountLines(const std::string& path) {
 }
 
 TEST(Infer, RestartAfterKill9LeavesOneLinePerId) {
-  const int n = 60;
+  const int n = 150;
   const std::string in = Dir() + "/kill_in.jsonl", out = Dir() + "/kill_out.jsonl", ref = Dir() + "/kill_ref.jsonl";
   std::string text;
   for (int i = 0; i < n; ++i) {
-    text += absl::StrCat("{\"id\": ", i, ", \"prompt\": \"prompt number ", i, "\", \"max_new_tokens\": 48}\n");
+    text += absl::StrCat("{\"id\": ", i, ", \"prompt\": \"prompt number ", i, "\", \"max_new_tokens\": 64}\n");
   }
   WriteText(in, text);
   fs::remove(out);
@@ -204,7 +204,7 @@ TEST(Infer, RestartAfterKill9LeavesOneLinePerId) {
   };
   const pid_t pid = Spawn(with_out(out));
   size_t at_kill = 0;
-  for (int i = 0; i < 20000 && at_kill < 3; ++i) {
+  for (int i = 0; i < 20000 && at_kill < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::microseconds(500));
     at_kill = CountLines(out);
   }
