@@ -127,6 +127,37 @@ TEST(Infer, BatonLinesRoundTripWithPerLineErrors) {
   EXPECT_EQ(ReadLines(out).size(), 7u);
 }
 
+// A KV cache of 4 blocks of 16 tokens (64 tokens) for 6 requests growing
+// to 40 tokens each: sequences are preempted and recomputed, none fails;
+// only a prompt larger than the whole cache gets an error line.
+TEST(Infer, ASmallCacheFailsNoRequestButAPromptLargerThanIt) {
+  const std::string in = Dir() + "/small_in.jsonl", out = Dir() + "/small_out.jsonl";
+  std::string text;
+  for (int i = 0; i < 6; ++i) {
+    text += absl::StrCat("{\"id\": ", i, ", \"prompt\": \"", std::string(10 + i, 'a' + i), "\", \"max_new_tokens\": 24}\n");
+  }
+  text += "{\"id\": \"huge\", \"prompt\": \"" + std::string(100, 'h') + "\"}\n";
+  WriteText(in, text);
+  fs::remove(out);
+  InferConfig c = SmallConfig();
+  c.block_size = 16;
+  c.kv_cache_bytes = 4 * 2 * 2 * 16 * 2 * 16 * 4;  // 4 blocks: K and V, 2 layers, 16 tokens, 2 kv heads, dim 16, f32
+  InferSummary s;
+  absl::Status st = RunInfer({TinyCheckpoint(), in, out}, c, 0, 1, &s);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(s.kv_capacity_tokens, 64);
+  EXPECT_EQ(s.requests, 6);
+  EXPECT_EQ(s.errors, 1);
+  EXPECT_GT(s.preemptions, 0);
+  for (const json& j : ReadLines(out)) {
+    if (j.contains("error")) {
+      EXPECT_THAT(j["error"].get<std::string>(), HasSubstr("line 7 (id \"huge\"): the prompt has 101 tokens but the KV cache holds 64"));
+    } else {
+      EXPECT_EQ(j["completion_tokens"], 24) << j.dump();
+    }
+  }
+}
+
 TEST(Infer, OpenAiBatchLinesRoundTrip) {
   const std::string in = Dir() + "/openai_in.jsonl", out = Dir() + "/openai_out.jsonl";
   auto line = [](const std::string& id, const std::string& url, const std::string& body) {
