@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "launcher/config.h"
 #include "launcher/hf_commands.h"
+#include "launcher/infer.h"
 #include "launcher/mpi_session.h"
 #include "launcher/preflight.h"
 #include "launcher/signals.h"
@@ -34,6 +35,7 @@ constexpr char kUsage[] =
     "  baton data train-tokenizer --input FILE... --vocab-size N --output tokenizer.json\n"
     "      [--special-tokens A,B] [--min-frequency N]\n"
     "  baton data encode --tokenizer T --input FILE... [--output FILE] [--pieces]\n"
+    "  baton infer --checkpoint CKPT --prompts IN.jsonl --out OUT.jsonl [--config infer.toml] [--set infer.key=value ...]\n"
     "  baton import --hf DIR --out CKPT\n"
     "  baton export --checkpoint CKPT --format hf --out DIR [--dtype f32|bf16]\n"
     "  baton parity-dump --checkpoint CKPT --tokens FILE --out FILE   (developer tool)\n";
@@ -169,6 +171,7 @@ int RunCli(int argc, char** argv) {
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "train") return RunTrainCommand(rest);
+  if (cmd == "infer") return RunInferCommand(rest);
   if (cmd == "import" || cmd == "export" || cmd == "parity-dump") {
     absl::Status s = cmd == "import"   ? RunImportCommand(rest)
                      : cmd == "export" ? RunExportCommand(rest)
