@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "checkpoints/checkpoint.h"
+#include "kernels/cpu/convert.h"
 #include "kernels/gpu.h"
 
 namespace baton {
@@ -43,6 +44,18 @@ absl::StatusOr<CheckpointModel> LoadCheckpointModel(const std::string& path, Dev
   }
   model.RefreshComputeWeights();
   return CheckpointModel{std::move(job), data.step, std::move(model)};
+}
+
+Tensor LogitsOnHostF32(const Tensor& logits) {
+  Tensor host = logits;
+  if (logits.device() != Device::kCpu) {
+    host = Tensor::Empty(logits.shape(), logits.dtype());
+    host.CopyFrom(logits);
+  }
+  if (host.dtype() == DType::kF32) return host;
+  Tensor out = Tensor::Empty(host.shape(), DType::kF32);
+  cpu::Bf16ToF32(static_cast<const uint16_t*>(host.raw()), host.numel(), out.data<float>());
+  return out;
 }
 
 }  // namespace baton

@@ -27,4 +27,7 @@ absl::StatusOr<Device> EvalDevice(const std::string& device);
 
 absl::StatusOr<CheckpointModel> LoadCheckpointModel(const std::string& path, Device device);
 
+// Model::Logits output (any dtype, any device) as a host f32 tensor.
+Tensor LogitsOnHostF32(const Tensor& logits);
+
 }  // namespace baton

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/config.h"
+#include "launcher/distill.h"
 #include "launcher/eval.h"
 #include "launcher/hf_commands.h"
 #include "launcher/mpi_session.h"
@@ -35,6 +36,7 @@ constexpr char kUsage[] =
     "  baton import --hf DIR --out CKPT\n"
     "  baton export --checkpoint CKPT --format hf --out DIR [--dtype f32|bf16]\n"
     "  baton parity-dump --checkpoint CKPT --tokens FILE --out FILE   (developer tool)\n"
+    "  baton distill --config FILE [--set section.key=value ...] [--dump-teacher]\n"
     "  baton eval --checkpoint CKPT --data PREFIX [--teacher CKPT2] [--batches N] [--seq-len T] [--json FILE]\n";
 
 int Fail(const absl::Status& s) {
@@ -145,6 +147,7 @@ int RunCli(int argc, char** argv) {
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "train") return RunTrainCommand(rest);
+  if (cmd == "distill") return RunDistillCommand(rest);
   if (cmd == "import" || cmd == "export" || cmd == "parity-dump" || cmd == "eval") {
     absl::Status s = cmd == "import"   ? RunImportCommand(rest)
                      : cmd == "export" ? RunExportCommand(rest)

@@ -13,7 +13,6 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/convert.h"
 #include "launcher/checkpoint_model.h"
 #include "nlohmann/json.hpp"
 #include "runtime/indexed_dataset.h"
@@ -27,19 +26,6 @@ absl::Status Bad(auto... parts) { return absl::InvalidArgumentError(absl::StrCat
 constexpr char kUsage[] =
     "baton eval --checkpoint CKPT --data PREFIX [--teacher CKPT2] [--batches N] [--seq-len T] [--batch-size B]"
     " [--val-fraction F] [--device auto|cpu|cuda] [--json FILE]";
-
-// (N, V) logits in any dtype on any device as host f32.
-Tensor HostF32(const Tensor& logits) {
-  Tensor host = logits;
-  if (logits.device() != Device::kCpu) {
-    host = Tensor::Empty(logits.shape(), logits.dtype());
-    host.CopyFrom(logits);
-  }
-  if (host.dtype() == DType::kF32) return host;
-  Tensor out = Tensor::Empty(host.shape(), DType::kF32);
-  cpu::Bf16ToF32(static_cast<const uint16_t*>(host.raw()), host.numel(), out.data<float>());
-  return out;
-}
 
 // Per-row cross-entropy sum, top-1 hits and argmaxes of one batch.
 struct RowStats {
@@ -144,11 +130,11 @@ absl::StatusOr<EvalResult> Evaluate(const EvalOptions& o) {
     sampler.ValBatch(i, b, tokens, targets);
     BATON_RETURN_IF_ERROR(CheckIds(tokens, targets, vocab, o.data));
     const Tensor y = targets.Reshape({b * t});
-    const RowStats s = Reduce(HostF32(model.model.Logits(tokens)), y);
+    const RowStats s = Reduce(LogitsOnHostF32(model.model.Logits(tokens)), y);
     loss += s.loss_sum;
     hits += s.hits;
     if (teacher) {
-      const RowStats ts = Reduce(HostF32(teacher->model.Logits(tokens)), y);
+      const RowStats ts = Reduce(LogitsOnHostF32(teacher->model.Logits(tokens)), y);
       teacher_loss += ts.loss_sum;
       teacher_hits += ts.hits;
       for (int64_t r = 0; r < b * t; ++r) agree += s.argmax[r] == ts.argmax[r];
