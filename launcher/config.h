@@ -102,7 +102,7 @@ struct DistillConfig {
   double alpha = 0.5;             // weight of the KL term, in [0, 1]; 0 = plain cross-entropy
   double temperature = 1.0;       // softens both distributions inside the KL; > 0; 1 = off
   DistillMode mode = DistillMode::kOnline;  // online: teacher runs every step; offline: its stored top-k logits
-  int topk = 64;                  // offline: teacher logits kept per token; 1 <= topk <= model.vocab_size
+  int topk = 64;                  // offline: teacher logits kept per token; >= 1 (<= model.vocab_size in offline mode)
   std::string logits_path;        // offline: directory of the teacher's top-k logits (--dump-teacher writes it); "" = none
   bool operator==(const DistillConfig&) const = default;
 };

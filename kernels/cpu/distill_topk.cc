@@ -10,6 +10,30 @@
 
 namespace baton::cpu {
 
+namespace {
+
+// One row of the stored teacher: L = log(Σ exp(v_i/T) + exp(rest)), the
+// kept ids' probabilities into pk (−1 elsewhere) and the rest's mass.
+// False when an id is outside [0, v) or repeated.
+template <typename T>
+bool TeacherRow(const T* tv, const int32_t* ti, double rest, int64_t k, int64_t v, double inv_t,
+                std::vector<double>& pk, double* lt, double* p_rest) {
+  double mt = rest;
+  for (int64_t i = 0; i < k; ++i) mt = std::max(mt, static_cast<double>(tv[i]) * inv_t);
+  double zt = std::isinf(rest) ? 0.0 : std::exp(rest - mt);
+  for (int64_t i = 0; i < k; ++i) zt += std::exp(static_cast<double>(tv[i]) * inv_t - mt);
+  *lt = mt + std::log(zt);
+  *p_rest = std::isinf(rest) ? 0.0 : std::exp(rest - *lt);
+  std::fill(pk.begin(), pk.end(), -1.0);
+  for (int64_t i = 0; i < k; ++i) {
+    if (ti[i] < 0 || ti[i] >= v || pk[ti[i]] >= 0) return false;
+    pk[ti[i]] = std::exp(static_cast<double>(tv[i]) * inv_t - *lt);
+  }
+  return true;
+}
+
+}  // namespace
+
 template <typename T>
 void TopKLogits(const T* logits, int64_t n, int64_t v, int64_t k, double temperature, T* values, int32_t* indices,
                 T* rest_lse) {
@@ -60,31 +84,19 @@ int64_t OfflineDistillRows(const T* student, const T* values, const int32_t* ind
         if (d != nullptr) std::fill(d, d + v, T(0));
         continue;
       }
-      // Teacher: L over the k kept values and the rest.
       const T* tv = values + r * k;
       const int32_t* ti = indices + r * k;
       const double rest = rest_lse[r];
-      double mt = rest;
-      for (int64_t i = 0; i < k; ++i) mt = std::max(mt, static_cast<double>(tv[i]) * inv_t);
-      double zt = std::isinf(rest) ? 0.0 : std::exp(rest - mt);
-      for (int64_t i = 0; i < k; ++i) zt += std::exp(static_cast<double>(tv[i]) * inv_t - mt);
-      const double lt = mt + std::log(zt);
-      const double p_rest = std::isinf(rest) ? 0.0 : std::exp(rest - lt);
-      std::fill(pk.begin(), pk.end(), -1.0);
-      bool valid = true;
-      for (int64_t i = 0; i < k && valid; ++i) {
-        valid = ti[i] >= 0 && ti[i] < v && pk[ti[i]] < 0;
-        if (valid) pk[ti[i]] = std::exp(static_cast<double>(tv[i]) * inv_t - lt);
-      }
-      if (!valid) {
+      double lt, p_rest;
+      if (!TeacherRow(tv, ti, rest, k, v, inv_t, pk, &lt, &p_rest)) {
 #pragma omp critical
         if (bad_row < 0 || r < bad_row) bad_row = r;
         continue;
       }
       // Student: softmax at T (and its rest), softmax at 1 for the CE.
-      double ms = -INFINITY, m1 = -INFINITY;
+      double m1 = -INFINITY;
       for (int64_t j = 0; j < v; ++j) m1 = std::max(m1, static_cast<double>(s[j]));
-      ms = m1 * inv_t;
+      const double ms = m1 * inv_t;  // max(s/T) = max(s)/T for T > 0
       double zs = 0, zs_rest = 0, z1 = 0;
       for (int64_t j = 0; j < v; ++j) {
         const double e = std::exp(static_cast<double>(s[j]) * inv_t - ms);
