@@ -80,7 +80,9 @@ TEST(OfflineDistill, GapToOnlineIsTheRestTermAndShrinksWithK) {
       EXPECT_GE(gap, -1e-12 * online) << "k=" << k;  // the top-k KL never exceeds the full one
       EXPECT_LE(gap, previous_gap + 1e-12 * online) << "k=" << k;
       previous_gap = gap;
-      if (k == 1) EXPECT_GT(gap, 1e-3 * online) << "one kept id must leave a visible gap";
+      if (k == 1) {
+        EXPECT_GT(gap, 1e-3 * online) << "one kept id must leave a visible gap";
+      }
     }
     EXPECT_NEAR(previous_gap, 0.0, 1e-12 * online) << "k = V is the online loss";
   }

@@ -1,5 +1,6 @@
-// The vocab-parallel distillation loss (runtime/distill_loss.h with a tp
-// group) equals the single-rank loss: every rank builds the same full
+// The vocab-parallel distillation losses (runtime/distill_loss.h and the
+// offline one of runtime/distill_offline.h, with a tp group) equal the
+// single-rank loss: every rank builds the same full
 // (N, V) student and teacher logits from one seed, computes the whole-row
 // reference alone, then its own vocabulary shard through the tp group.
 // f64: loss sums and the gradient shard within relative 1e-12 (only the
@@ -16,6 +17,7 @@
 #include "parallel/mpi_communicator.h"
 #include "parallel/tp_collectives.h"
 #include "runtime/distill_loss.h"
+#include "runtime/distill_offline.h"
 
 namespace baton {
 namespace {
@@ -80,10 +82,8 @@ void CheckShardEqualsWhole(DType dt, double rtol, int64_t n, int64_t v_local, Di
   EXPECT_NEAR(shard->ce, whole->ce, rtol * std::fabs(whole->ce)) << "rank " << rank;
   EXPECT_TRUE(SameOnEveryRank(*shard));
   const Tensor d_ref = Columns(d_whole, start, v_local);
-  double worst = 0, worst_ref = 0;
   for (int64_t i = 0; i < d_local.numel(); ++i) {
     const double err = std::fabs(At(d_local, i) - At(d_ref, i));
-    if (err > worst) worst = err, worst_ref = At(d_ref, i);
     ASSERT_LE(err, rtol * std::fabs(At(d_ref, i)) + rtol * scale * 1e-3)
         << "rank " << rank << " element " << i << ": " << At(d_local, i) << " vs " << At(d_ref, i);
   }
@@ -97,6 +97,35 @@ TEST(VocabParallelDistillLoss, F64EqualsOneRankTo1e12) {
 
 TEST(VocabParallelDistillLoss, F32EqualsOneRank) {
   CheckShardEqualsWhole(DType::kF32, 1e-5, 11, 53, {0.5, 2.0});
+}
+
+// The offline loss (teacher's top-k, whole on every rank) on vocabulary
+// shards equals the single-rank one, for k from 1 to the whole vocabulary.
+TEST(VocabParallelDistillLoss, OfflineF64EqualsOneRankTo1e12) {
+  auto comm = MpiCommunicator::Dup(MPI_COMM_WORLD, "tp");
+  ASSERT_TRUE(comm.ok()) << comm.status();
+  CommTpCollectives tp(**comm);
+  const int64_t n = 9, v_local = 23, v = v_local * tp.size(), start = v_local * tp.rank();
+  std::mt19937_64 rng(77);
+  const Tensor student = Random({n, v}, DType::kF64, rng, 2.0), teacher = Random({n, v}, DType::kF64, rng, 3.0);
+  Tensor targets = Tensor::Empty({n}, DType::kI32);
+  for (int64_t r = 0; r < n; ++r) targets.data<int32_t>()[r] = r == 4 ? -1 : static_cast<int32_t>((r * 37) % v);
+  for (int64_t k : {int64_t{1}, int64_t{7}, v}) {
+    const TeacherTopK top = *TeacherTopKOf(teacher, k, 1.5);
+    const DistillLossOptions o{0.6, 1.5};
+    Tensor d_whole = Tensor::Empty({n, v}, DType::kF64), d_local = Tensor::Empty({n, v_local}, DType::kF64);
+    absl::StatusOr<DistillLossSums> whole = OfflineDistillLoss(student, top, targets, o, 0.5, &d_whole);
+    ASSERT_TRUE(whole.ok()) << whole.status();
+    absl::StatusOr<DistillLossSums> shard =
+        OfflineDistillLoss(Columns(student, start, v_local), top, targets, o, 0.5, &d_local, &tp, start);
+    ASSERT_TRUE(shard.ok()) << shard.status();
+    EXPECT_NEAR(shard->loss, whole->loss, 1e-12 * std::fabs(whole->loss)) << "k=" << k;
+    EXPECT_NEAR(shard->kl, whole->kl, 1e-12 * std::fabs(whole->kl) + 1e-15) << "k=" << k;
+    EXPECT_TRUE(SameOnEveryRank(*shard));
+    const Tensor d_ref = Columns(d_whole, start, v_local);
+    for (int64_t i = 0; i < d_local.numel(); ++i)
+      ASSERT_NEAR(At(d_local, i), At(d_ref, i), 1e-12 * std::fabs(At(d_ref, i)) + 1e-16) << "k=" << k << " i=" << i;
+  }
 }
 
 // A shard's result is not the whole row's without the reduction: the
