@@ -12,6 +12,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/config.h"
+#include "launcher/distill.h"
+#include "launcher/eval.h"
 #include "launcher/hf_commands.h"
 #include "launcher/infer.h"
 #include "launcher/mpi_session.h"
@@ -38,7 +40,9 @@ constexpr char kUsage[] =
     "  baton infer --checkpoint CKPT --prompts IN.jsonl --out OUT.jsonl [--config infer.toml] [--set infer.key=value ...]\n"
     "  baton import --hf DIR --out CKPT\n"
     "  baton export --checkpoint CKPT --format hf --out DIR [--dtype f32|bf16]\n"
-    "  baton parity-dump --checkpoint CKPT --tokens FILE --out FILE   (developer tool)\n";
+    "  baton parity-dump --checkpoint CKPT --tokens FILE --out FILE   (developer tool)\n"
+    "  baton distill --config FILE [--set section.key=value ...] [--dump-teacher]\n"
+    "  baton eval --checkpoint CKPT --data PREFIX [--teacher CKPT2] [--batches N] [--seq-len T] [--json FILE]\n";
 
 int Fail(const absl::Status& s) {
   std::string msg(s.message());
@@ -172,9 +176,11 @@ int RunCli(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "train") return RunTrainCommand(rest);
   if (cmd == "infer") return RunInferCommand(rest);
-  if (cmd == "import" || cmd == "export" || cmd == "parity-dump") {
+  if (cmd == "distill") return RunDistillCommand(rest);
+  if (cmd == "import" || cmd == "export" || cmd == "parity-dump" || cmd == "eval") {
     absl::Status s = cmd == "import"   ? RunImportCommand(rest)
                      : cmd == "export" ? RunExportCommand(rest)
+                     : cmd == "eval"   ? RunEvalCommand(rest)
                                        : RunParityDumpCommand(rest);
     return s.ok() ? 0 : Fail(s);
   }

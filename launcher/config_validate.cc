@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "kernels/check.h"
 #include "launcher/config.h"
+#include "launcher/distill_config.h"
 
 namespace baton {
 namespace {
@@ -106,6 +107,7 @@ absl::Status ValidateJobConfig(const JobConfig& c) {
   }
   BATON_RETURN_IF_ERROR(ValidateParallel(c.parallel));
   BATON_RETURN_IF_ERROR(ValidateTrain(c.train, c.parallel));
+  BATON_RETURN_IF_ERROR(ValidateDistillConfig(c));  // launcher/distill_config.h
   const ParallelConfig& p = c.parallel;
   if (p.microbatches != 0) {
     int derived = c.train.global_batch_size / (c.train.micro_batch_size * p.dp);
