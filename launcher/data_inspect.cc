@@ -144,7 +144,8 @@ std::string Summary(const IndexedDataset& ds, const std::string& prefix) {
 void CheckIds(const IndexedDataset& ds, const Tokenizer& tok, const DataInspectOptions& o,
               DataInspectReport* r) {
   const int64_t vocab = o.vocab_size > 0 ? o.vocab_size : tok.vocab_size();
-  const std::string vocab_name = o.vocab_size > 0 ? "--vocab-size" : absl::StrCat("the ", o.tokenizer, " tokenizer's vocabulary");
+  const std::string vocab_name =
+      o.vocab_size > 0 ? "--vocab-size" : absl::StrCat("the ", o.tokenizer, " tokenizer's vocabulary");
   const IdScan s = ScanIds(ds, vocab);
   if (ds.num_tokens() == 0) {
     r->text += "  token ids   none (no tokens)\n";

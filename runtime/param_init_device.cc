@@ -27,8 +27,9 @@ absl::Status InitParamOnDevice(Param& p, ParamInit init, uint64_t seed) {
   if (p.shard_dim < 0) {  // one row of numel elements from logical index 0, as FillNormal
     return cuda::PhiloxNormalFill(dst, 1, v.numel(), 0, 0, 0, seed, hash, init.value, stream);
   }
-  if (v.rank() != 2 || p.full_shape.size() != 2 || p.shard_dim > 1 || p.shard_offset < 0 ||
-      p.shard_offset + v.dim(p.shard_dim) > p.full_shape[p.shard_dim] || v.dim(1 - p.shard_dim) != p.full_shape[1 - p.shard_dim]) {
+  const int d = p.shard_dim;
+  if (v.rank() != 2 || p.full_shape.size() != 2 || d > 1 || p.shard_offset < 0 ||
+      p.shard_offset + v.dim(d) > p.full_shape[d] || v.dim(1 - d) != p.full_shape[1 - d]) {
     return absl::InvalidArgumentError(absl::StrCat("InitParamOnDevice(", p.name, "): shard of dim ", p.shard_dim,
                                                    " at ", p.shard_offset, " is not a block of the logical tensor (",
                                                    v.DebugString(), ")"));

@@ -48,8 +48,9 @@ unsigned Blocks(int64_t work) { return static_cast<unsigned>(std::min(kMaxBlocks
 absl::Status PhiloxNormalFill(float* dst, int64_t rows, int64_t cols, int64_t logical_cols, int64_t row0,
                               int64_t col0, uint64_t seed, uint64_t name_hash, float std, cudaStream_t stream) {
   if (rows < 0 || cols < 0 || row0 < 0 || col0 < 0 || logical_cols < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("PhiloxNormalFill: negative size or offset: rows ", rows, " cols ",
-                                                   cols, " logical_cols ", logical_cols, " row0 ", row0, " col0 ", col0));
+    return absl::InvalidArgumentError(absl::StrCat("PhiloxNormalFill: negative size or offset: rows ", rows,
+                                                   " cols ", cols, " logical_cols ", logical_cols, " row0 ", row0,
+                                                   " col0 ", col0));
   }
   if (rows > 1 && col0 + cols > logical_cols) {
     return absl::InvalidArgumentError(absl::StrCat("PhiloxNormalFill: columns [", col0, ", ", col0 + cols,

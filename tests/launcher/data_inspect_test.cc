@@ -94,9 +94,11 @@ TEST_F(DataInspectTest, ByteDatasetCountsRangeAndDocuments) {
   EXPECT_THAT(r->text, HasSubstr("dtype       uint16 (Megatron code 8, 2 bytes per token), .bin " +
                                  std::to_string(2 * tokens) + " bytes\n"));
   EXPECT_THAT(r->text, HasSubstr("documents   3 (0 empty), 3 sequences\n"));
-  EXPECT_THAT(r->text, HasSubstr("tokens      " + std::to_string(tokens) + " (per document: min 18, mean 23.0, max 30)"));
+  EXPECT_THAT(r->text,
+              HasSubstr("tokens      " + std::to_string(tokens) + " (per document: min 18, mean 23.0, max 30)"));
   // '\t' (9) is the smallest byte, EOS (257) the largest id.
-  EXPECT_THAT(r->text, HasSubstr("token ids   9 .. 257 against vocabulary 258 (the byte tokenizer's vocabulary): all fit"));
+  EXPECT_THAT(r->text,
+              HasSubstr("token ids   9 .. 257 against vocabulary 258 (the byte tokenizer's vocabulary): all fit"));
   EXPECT_THAT(r->text, HasSubstr("document 1 (sequences 1 .. 1, 30 tokens):\n"
                                  "<bos>Second:\ttwo lines,\nthe end.\n<eos>\n"));
   EXPECT_THAT(r->text, HasSubstr("document 0 (sequences 0 .. 0, 21 tokens):\n<bos>The first fortune.\n<eos>\n"));
@@ -155,7 +157,9 @@ TEST_F(DataInspectTest, SamplesAreTheRunsSamplesInOrder) {
     for (int t = 0; t <= 7; ++t) {
       const int32_t id = t < 7 ? tokens.data<int32_t>()[n * 7 + t] : targets.data<int32_t>()[n * 7 + 6];
       ids += " " + std::to_string(id);
-      text += id == 256 ? std::string("<bos>") : id == 257 ? std::string("<eos>") : std::string(1, static_cast<char>(id));
+      text += id == 256   ? std::string("<bos>")
+              : id == 257 ? std::string("<eos>")
+                          : std::string(1, static_cast<char>(id));
     }
     EXPECT_THAT(r->text, HasSubstr("\n" + ids + "\n" + text + "\n")) << "sample " << n;
   }
