@@ -74,6 +74,8 @@ void Model::InitOnDevice(uint64_t seed) {
         seed);
     BATON_CHECK_MSG(s.ok(), std::string(s.message()).c_str());
   }
+  // Values complete on return, as with the host draw (other streams may read them).
+  BATON_CHECK(cudaStreamSynchronize(cuda::CurrentStream()) == cudaSuccess);
   return RefreshComputeWeights();
 #endif
   // Each param is filled on the host (chunks in parallel), then copied up.
