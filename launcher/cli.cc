@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/config.h"
+#include "launcher/data_inspect.h"
 #include "launcher/distill.h"
 #include "launcher/eval.h"
 #include "launcher/hf_commands.h"
@@ -37,6 +38,8 @@ constexpr char kUsage[] =
     "  baton data train-tokenizer --input FILE... --vocab-size N --output tokenizer.json\n"
     "      [--special-tokens A,B] [--min-frequency N]\n"
     "  baton data encode --tokenizer T --input FILE... [--output FILE] [--pieces]\n"
+    "  baton data inspect PREFIX [--vocab-size V] [--tokenizer tokenizer.json] [--doc N...]\n"
+    "      [--sample N... --seq-len T [--seed S] [--val-fraction F]] [--max-tokens K] [--ids]\n"
     "  baton infer --checkpoint CKPT --prompts IN.jsonl --out OUT.jsonl [--config infer.toml] [--set infer.key=value ...]\n"
     "  baton import --hf DIR --out CKPT\n"
     "  baton export --checkpoint CKPT --format hf --out DIR [--dtype f32|bf16]\n"
@@ -189,7 +192,8 @@ int RunCli(int argc, char** argv) {
     if (!rest.empty() && rest[0] == "tokenize") return RunDataTokenize(sub);
     if (!rest.empty() && rest[0] == "train-tokenizer") return RunTrainTokenizer(sub);
     if (!rest.empty() && rest[0] == "encode") return RunEncode(sub);
-    return Usage("data: expected 'tokenize', 'train-tokenizer' or 'encode'");
+    if (!rest.empty() && rest[0] == "inspect") return RunDataInspect(sub);
+    return Usage("data: expected 'tokenize', 'train-tokenizer', 'encode' or 'inspect'");
   }
   return Usage(absl::StrCat("unknown command '", cmd, "'"));
 }
