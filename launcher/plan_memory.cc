@@ -132,9 +132,19 @@ ChunkActivations ChunkActivationBytes(const ModelConfig& m, const PartLayers& pa
   return out;
 }
 
+int64_t DeferredWeightGradBytes(const ModelConfig& m, const PartLayers& part, const PlanLayout& layout, int64_t seq,
+                                const MemoryTarget& target) {
+  const int64_t e = SizesOf(target).e, N = int64_t{layout.micro_batch} * seq, C = m.dim, t = layout.tp;
+  const int64_t F = m.ffn_dim / t, HD = int64_t{m.heads} * m.head_dim() / t, KVD = int64_t{m.kv_heads} * m.head_dim() / t;
+  int64_t bytes = (part.last - part.first) * N * (7 * C + 3 * F + 2 * HD + 2 * KVD) * e;  // (dy, x) of 7 linears
+  if (part.head) bytes += N * (m.vocab_size / t + C) * e;                                  // lm head
+  return bytes;
+}
+
 absl::StatusOr<std::vector<MemoryBreakdown>> PredictStageMemory(const ModelConfig& m, const PlanLayout& layout,
                                                                 int64_t seq, const MemoryTarget& target,
-                                                                const std::vector<int>& peak_in_flight) {
+                                                                const std::vector<int>& peak_in_flight,
+                                                                const std::vector<int>& pending_weight) {
   if (static_cast<int>(peak_in_flight.size()) != layout.pp) {
     return absl::InvalidArgumentError(
         absl::StrCat("peak_in_flight has ", peak_in_flight.size(), " stages, layout has pp=", layout.pp));
@@ -155,7 +165,7 @@ absl::StatusOr<std::vector<MemoryBreakdown>> PredictStageMemory(const ModelConfi
     b.stage = stage;
     b.in_flight = peak_in_flight[stage];
     std::vector<int64_t> flat;  // this rank's params in RankModel's flat order (chunks, then params)
-    int64_t per_mb = 0;
+    int64_t per_mb = 0, deferred = 0;
     for (int c = 0; c < layout.virtual_stages; ++c) {
       const PartLayers& part = parts[ModelPart(spec, stage, c)];
       const bool tied_copy = m.tie_embeddings && part.head && !part.embedding;
@@ -163,8 +173,10 @@ absl::StatusOr<std::vector<MemoryBreakdown>> PredictStageMemory(const ModelConfi
       const ChunkActivations a = ChunkActivationBytes(m, part, layout, seq, target, whole);
       b.activations += a.shared;
       per_mb = std::max(per_mb, a.per_microbatch);
+      deferred = std::max(deferred, DeferredWeightGradBytes(m, part, layout, seq, target));
     }
     b.activations += per_mb * b.in_flight;
+    if (!pending_weight.empty()) b.activations += deferred * pending_weight[stage];
     int64_t total = 0;
     for (int64_t n : flat) total += n;
     b.params = total;
@@ -195,8 +207,10 @@ absl::StatusOr<std::vector<MemoryBreakdown>> PredictStageMemory(const ModelConfi
 }
 
 absl::StatusOr<MemoryBreakdown> PredictMemory(const ModelConfig& m, const PlanLayout& layout, int64_t seq,
-                                              const MemoryTarget& target, const std::vector<int>& peak_in_flight) {
-  absl::StatusOr<std::vector<MemoryBreakdown>> stages = PredictStageMemory(m, layout, seq, target, peak_in_flight);
+                                              const MemoryTarget& target, const std::vector<int>& peak_in_flight,
+                                              const std::vector<int>& pending_weight) {
+  absl::StatusOr<std::vector<MemoryBreakdown>> stages =
+      PredictStageMemory(m, layout, seq, target, peak_in_flight, pending_weight);
   if (!stages.ok()) return stages.status();
   return *std::max_element(stages->begin(), stages->end(),
                            [](const MemoryBreakdown& a, const MemoryBreakdown& b) { return a.total() < b.total(); });

@@ -91,16 +91,25 @@ struct ChunkActivations {
 ChunkActivations ChunkActivationBytes(const ModelConfig& model, const PartLayers& part, const PlanLayout& layout,
                                       int64_t seq, const MemoryTarget& target, bool whole);
 
+// Zero-bubble schedules: bytes one micro-batch's deferred weight gradients
+// hold between its I and its W (copies of every linear layer's input and
+// output gradient, runtime/transformer_layer.cc LinearBackwardMaybeDeferred).
+int64_t DeferredWeightGradBytes(const ModelConfig& model, const PartLayers& part, const PlanLayout& layout,
+                                int64_t seq, const MemoryTarget& target);
+
 // Peak bytes per rank of every pipeline stage; `peak_in_flight` per stage
 // from the simulator (parallel/schedule_simulate.h), in (micro-batch,
-// chunk) units. Returns one breakdown per stage.
+// chunk) units; `pending_weight` (zero-bubble schedules; empty = none) how
+// many of them wait between I and W at the peak. One breakdown per stage.
 absl::StatusOr<std::vector<MemoryBreakdown>> PredictStageMemory(const ModelConfig& model, const PlanLayout& layout,
                                                                 int64_t seq, const MemoryTarget& target,
-                                                                const std::vector<int>& peak_in_flight);
+                                                                const std::vector<int>& peak_in_flight,
+                                                                const std::vector<int>& pending_weight = {});
 
 // The largest stage of PredictStageMemory.
 absl::StatusOr<MemoryBreakdown> PredictMemory(const ModelConfig& model, const PlanLayout& layout, int64_t seq,
-                                              const MemoryTarget& target, const std::vector<int>& peak_in_flight);
+                                              const MemoryTarget& target, const std::vector<int>& peak_in_flight,
+                                              const std::vector<int>& pending_weight = {});
 
 // "12.4 GB" (decimal GB for GPU sizes as vendors state them; KB/MB below).
 std::string FormatBytes(int64_t bytes);

@@ -76,14 +76,11 @@ std::string FormatPlanTable(const PlanHeader& h, const PlanRequest& r, const Pla
       order.push_back(mesh);
     }
   }
-  std::map<std::string, PlanCandidate> smallest;  // per mesh, over the layouts that did not fit
+  std::map<std::string, const PlanRejection*> smallest;  // per mesh, over the layouts that did not fit
   for (const PlanRejection& rj : res.rejected) {
     if (rj.why.rfind("does not fit", 0) != 0) continue;
-    std::string why;
-    absl::StatusOr<PlanCandidate> c = EvaluateLayout(r, rj.layout, &why);
-    if (!c.ok()) continue;
     const std::string mesh = MeshName(rj.layout);
-    if (!smallest.count(mesh) || c->memory.total() < smallest[mesh].memory.total()) smallest[mesh] = *c;
+    if (!smallest.count(mesh) || rj.bytes < smallest[mesh]->bytes) smallest[mesh] = &rj;
   }
   bool fits_somewhere = false;
   std::map<std::string, bool> mesh_fits;
@@ -92,8 +89,8 @@ std::string FormatPlanTable(const PlanHeader& h, const PlanRequest& r, const Pla
   for (const std::string& mesh : order) absl::StrAppend(&out, "  ", mesh, ": ", mesh_reason[mesh], "\n");
   for (const auto& [mesh, c] : smallest) {
     if (mesh_fits.count(mesh)) continue;  // some layouts of this mesh fit: listed above
-    absl::StrAppend(&out, "  ", mesh, ": does not fit: ", FormatBytes(c.memory.total()), " > ",
-                    FormatBytes(res.capacity), " even at its smallest (", ToString(c.layout), ")\n");
+    absl::StrAppend(&out, "  ", mesh, ": does not fit: ", FormatBytes(c->bytes), " > ", FormatBytes(res.capacity),
+                    " even at its smallest (", ToString(c->layout), ")\n");
   }
   int partial = 0;
   for (const auto& [mesh, n] : too_big) partial += mesh_fits.count(mesh) ? n : 0;

@@ -42,7 +42,8 @@ absl::StatusOr<PlanCandidate> EvaluateLayout(const PlanRequest& r, const PlanLay
   }
   c.time = *std::move(t);
   const MemoryTarget target{r.hw.device, r.hw.compute, r.hw.runtime_reserve};
-  absl::StatusOr<MemoryBreakdown> mem = PredictMemory(r.model, l, r.seq, target, c.time.sim.peak_in_flight);
+  absl::StatusOr<MemoryBreakdown> mem = PredictMemory(r.model, l, r.seq, target, c.time.sim.peak_in_flight,
+                                                     PendingWeight(l, c.time.sim));
   if (!mem.ok()) {
     *why = std::string(mem.status().message());
     return mem.status();
@@ -116,7 +117,8 @@ absl::StatusOr<PlanResult> SearchLayouts(const PlanRequest& r) {
               if (why.empty() && c.ok()) {
                 out.fits.push_back(*std::move(c));
               } else {
-                out.rejected.push_back({l, why.empty() ? std::string(c.status().message()) : why});
+                out.rejected.push_back({l, why.empty() ? std::string(c.status().message()) : why,
+                                        c.ok() ? c->memory.total() : 0});
               }
             }
           }

@@ -38,6 +38,7 @@ struct PlanCandidate {
 struct PlanRejection {
   PlanLayout layout;
   std::string why;
+  int64_t bytes = 0;  // predicted peak when the reason is "does not fit"
 };
 
 struct PlanResult {

@@ -89,6 +89,15 @@ double ModelFlopsPerToken(const ModelConfig& m, int64_t seq) {
   return 6.0 * per_layer * m.layers + 12.0 * m.layers * C * double(seq);
 }
 
+std::vector<int> PendingWeight(const PlanLayout& l, const SimResult& sim) {
+  if (l.schedule != ScheduleKind::kZeroBubbleH1 && l.schedule != ScheduleKind::kZeroBubbleV) return {};
+  std::vector<int> out;
+  for (size_t s = 0; s < sim.peak_in_flight.size(); ++s) {
+    out.push_back(std::max(1, sim.peak_in_flight[s] - sim.peak_activations[s]));
+  }
+  return out;
+}
+
 absl::StatusOr<StepPrediction> PredictStep(const ModelConfig& m, const PlanLayout& l, int64_t seq,
                                            const HardwareProfile& hw, int gpus_per_node) {
   const int gpn = std::max(1, gpus_per_node);
@@ -129,7 +138,7 @@ absl::StatusOr<StepPrediction> PredictStep(const ModelConfig& m, const PlanLayou
 
   // After the pipeline: dp gradient sum (f32 grads), ZeRO-1 broadcast, tied embeddings, AdamW.
   const MemoryTarget target{hw.device, hw.compute, 0};
-  absl::StatusOr<MemoryBreakdown> mem = PredictMemory(m, l, seq, target, sim->peak_in_flight);
+  absl::StatusOr<MemoryBreakdown> mem = PredictMemory(m, l, seq, target, sim->peak_in_flight, PendingWeight(l, *sim));
   if (!mem.ok()) return mem.status();
   const double params = static_cast<double>(mem->params);
   p.dp_sync = AllReduce(dp_link, l.dp, params * 4);

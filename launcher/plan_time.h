@@ -40,6 +40,10 @@ struct StepPrediction {
 // 6·(non-embedding params) + 12·layers·dim·seq (no lm head, no recompute).
 double ModelFlopsPerToken(const ModelConfig& model, int64_t seq);
 
+// Zero-bubble schedules: micro-batches per stage between I and W at the
+// peak (in flight minus stashed, at least 1); empty for other schedules.
+std::vector<int> PendingWeight(const PlanLayout& layout, const SimResult& sim);
+
 absl::StatusOr<StepPrediction> PredictStep(const ModelConfig& model, const PlanLayout& layout, int64_t seq,
                                            const HardwareProfile& hw, int gpus_per_node);
 
