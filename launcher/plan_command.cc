@@ -12,6 +12,7 @@
 #include "launcher/mpi_session.h"
 #include "launcher/plan_report.h"
 #include "launcher/plan_search.h"
+#include "nlohmann/json.hpp"
 
 namespace baton {
 namespace {
@@ -61,10 +62,9 @@ std::string ParseFlags(const std::vector<std::string>& args, PlanFlags* f) {
       ok = value(&f->out);
     } else if (a == "--trace") {
       ok = value(&f->trace);
-    } else if (a == "--set") {
-      std::string v;
-      ok = value(&v);
-      f->overrides.push_back(v);
+    } else if (a == "--set") {  // one or more section.key=value, as for train
+      ok = i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0;
+      while (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) f->overrides.push_back(args[++i]);
     } else if (a == "--gpus") {
       ok = number(&f->gpus);
     } else if (a == "--gpus-per-node") {
@@ -104,10 +104,9 @@ int RunCalibrate(const PlanFlags& f) {
   return 0;
 }
 
-// The config's own [parallel] layout, when it uses exactly --gpus devices.
-std::string ConfigLayoutLine(const JobConfig& c, const PlanRequest& r, const PlanResult& res) {
+// The config's own [parallel] layout, as the planner prices it.
+PlanLayout ConfigLayout(const JobConfig& c) {
   const ParallelConfig& p = c.parallel;
-  if (p.dp * p.pp * p.tp != r.gpus) return "";
   PlanLayout l;
   l.dp = p.dp, l.pp = p.pp, l.tp = p.tp, l.virtual_stages = p.virtual_stages;
   l.schedule = p.schedule == PipelineScheduleKind::kGPipe        ? ScheduleKind::kGPipe
@@ -119,18 +118,44 @@ std::string ConfigLayoutLine(const JobConfig& c, const PlanRequest& r, const Pla
   l.recompute = c.recompute;
   l.zero = p.zero;
   l.sequence_parallel = p.sequence_parallel;
+  return l;
+}
+
+// One line on the config's layout, when it uses exactly --gpus devices.
+std::string ConfigLayoutLine(const JobConfig& c, const PlanRequest& r, const PlanResult& res) {
+  const PlanLayout l = ConfigLayout(c);
+  if (l.gpus() != r.gpus) return "";
   std::string why;
   absl::StatusOr<PlanCandidate> cand = EvaluateLayout(r, l, &why);
   std::string line = absl::StrCat("\nthe config's layout (", ToString(l), "): ");
   if (!cand.ok()) return absl::StrCat(line, "cannot run: ", why, "\n");
   if (!why.empty()) return absl::StrCat(line, why, "\n");
-  absl::StrAppend(&line, absl::StrFormat("step %.3f s, %.0f tokens/s, MFU %.1f%%, peak %s", cand->time.step,
-                                         cand->time.tokens_per_s, 100 * cand->time.mfu,
-                                         FormatBytes(cand->memory.total())));
-  if (!res.fits.empty() && res.fits[0].time.step < cand->time.step) {
+  absl::StrAppend(&line, absl::StrFormat("step %.2f ms, %.0f tokens/s, MFU %.1f%%, bubble %.1f%%, peak %s",
+                                         1e3 * cand->time.step, cand->time.tokens_per_s, 100 * cand->time.mfu,
+                                         100 * cand->time.bubble, FormatBytes(cand->memory.total())));
+  if (!res.fits.empty() && res.fits[0].time.step < 0.995 * cand->time.step) {
     absl::StrAppend(&line, absl::StrFormat("; rank 1 is %.2fx faster", cand->time.step / res.fits[0].time.step));
   }
   return line + "\n";
+}
+
+// The config's layout for --json: its prediction, or why it cannot run.
+nlohmann::json ConfigLayoutJson(const JobConfig& c, const PlanRequest& r) {
+  const PlanLayout l = ConfigLayout(c);
+  nlohmann::json j = {{"layout", ToString(l)}, {"gpus", l.gpus()}};
+  std::string why;
+  absl::StatusOr<PlanCandidate> cand = EvaluateLayout(r, l, &why);
+  if (!why.empty()) j["why"] = why;
+  if (cand.ok()) {
+    j["step_s"] = cand->time.step;
+    j["tokens_per_s"] = cand->time.tokens_per_s;
+    j["mfu"] = cand->time.mfu;
+    j["bubble"] = cand->time.bubble;
+    j["pipeline_s"] = cand->time.pipeline;
+    j["peak_bytes"] = cand->memory.total();
+    j["comm_bytes"] = cand->memory.comm;
+  }
+  return j;
 }
 
 }  // namespace
@@ -175,7 +200,9 @@ int RunPlanCommand(const std::vector<std::string>& args) {
     return 0;
   }
   if (f.json) {
-    std::printf("%s", PlanJson(h, r, *res, f.top).c_str());
+    nlohmann::json doc = nlohmann::json::parse(PlanJson(h, r, *res, f.top));
+    doc["config_layout"] = ConfigLayoutJson(*config, r);
+    std::printf("%s\n", doc.dump(2).c_str());
     return 0;
   }
   std::printf("%s%s", FormatPlanTable(h, r, *res, f.top).c_str(), ConfigLayoutLine(*config, r, *res).c_str());

@@ -86,7 +86,7 @@ Work EndsWork(const ModelConfig& m, const PlanLayout& l, int64_t seq, const Hard
 double ModelFlopsPerToken(const ModelConfig& m, int64_t seq) {
   const double C = m.dim, HD = double(m.heads) * m.head_dim(), KVD = double(m.kv_heads) * m.head_dim();
   const double per_layer = C * HD + 2 * C * KVD + HD * C + 3 * C * m.ffn_dim + 2 * C;
-  return 6.0 * per_layer * m.layers + 12.0 * m.layers * C * double(seq);
+  return 6.0 * (per_layer * m.layers + C * m.vocab_size) + 12.0 * m.layers * C * double(seq);
 }
 
 std::vector<int> PendingWeight(const PlanLayout& l, const SimResult& sim) {

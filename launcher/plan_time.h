@@ -36,8 +36,10 @@ struct StepPrediction {
   SimResult sim;             // the pipeline as simulated (for --explain)
 };
 
-// Model FLOPs per trained token, as docs/performance.md defines MFU:
-// 6·(non-embedding params) + 12·layers·dim·seq (no lm head, no recompute).
+// Model FLOPs per trained token, as train_bench and docs/performance.md
+// count them: 6·(non-embedding params, the lm head's matmul included) +
+// 12·layers·dim·seq (attention scores at full, not causal, cost); never
+// the recompute. Megatron's MFU formula counts the same terms.
 double ModelFlopsPerToken(const ModelConfig& model, int64_t seq);
 
 // Zero-bubble schedules: micro-batches per stage between I and W at the
