@@ -21,13 +21,14 @@ constexpr char kPlanUsage[] =
     "usage: baton plan --config FILE --gpus N [--gpus-per-node G] [--nodes K]\n"
     "           [--gpu h100-80g|h200-141g|cpu-dev|PROFILE.json] [--top K] [--json]\n"
     "           [--explain N [--trace FILE]] [--set section.key=value ...]\n"
-    "       baton plan --calibrate --out PROFILE.json [--cores N]\n";
+    "       baton plan --calibrate --out PROFILE.json [--cores N]\n"
+    "       baton plan --show-profile [--gpu NAME]\n";
 
 struct PlanFlags {
   std::string config, gpu, out, trace = "plan_trace.json";
   std::vector<std::string> overrides;
   int gpus = 0, gpus_per_node = 8, nodes = 0, top = 10, explain = 0, cores = 0;
-  bool json = false, calibrate = false;
+  bool json = false, calibrate = false, show_profile = false;
 };
 
 int Bad(const std::string& why) {
@@ -79,6 +80,8 @@ std::string ParseFlags(const std::vector<std::string>& args, PlanFlags* f) {
       ok = number(&f->cores);
     } else if (a == "--json") {
       f->json = true;
+    } else if (a == "--show-profile") {
+      f->show_profile = true;
     } else if (a == "--calibrate") {
       f->calibrate = true;
     } else {
@@ -164,6 +167,12 @@ int RunPlanCommand(const std::vector<std::string>& args) {
   PlanFlags f;
   if (const std::string why = ParseFlags(args, &f); !why.empty()) return Bad(why);
   if (f.calibrate) return RunCalibrate(f);
+  if (f.show_profile) {  // a built-in profile as JSON: a start for a PROFILE.json of one's own
+    absl::StatusOr<HardwareProfile> hw = LoadProfile(f.gpu.empty() ? "h100-80g" : f.gpu);
+    if (!hw.ok()) return Fail(hw.status());
+    std::printf("%s", ProfileToJson(*hw).c_str());
+    return 0;
+  }
   if (f.config.empty()) return Bad("plan: --config FILE is required");
   if (f.nodes > 0 && f.gpus == 0) f.gpus = f.nodes * f.gpus_per_node;
   if (f.gpus < 1) return Bad("plan: --gpus N (or --nodes K) is required, N >= 1");

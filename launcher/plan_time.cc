@@ -129,12 +129,27 @@ absl::StatusOr<StepPrediction> PredictStep(const ModelConfig& m, const PlanLayou
   p.p2p = l.pp > 1 ? rows * m.dim * e / (pp_link.bus_gbs * 1e9) + pp_link.latency_us * 1e-6 : 0;
 
   Costs costs{p.forward, p.backward, p.backward_input, p.backward_weight, p.p2p};
+  // Past a few rounds of micro-batches a 1F1B-family pipeline is in its
+  // steady state: every further micro-batch adds one F and one backward per
+  // chunk to every stage. Simulate kSimulated of them and extrapolate the
+  // rest (exact for equal stages; GPipe's memory grows with m: simulated whole).
+  ScheduleSpec spec = l.spec();
+  const int simulated = std::max(64, 8 * l.pp);
+  const int extra = l.schedule != ScheduleKind::kGPipe && spec.microbatches > simulated
+                        ? (spec.microbatches - simulated) / l.pp * l.pp
+                        : 0;
+  spec.microbatches -= extra;
   absl::StatusOr<Schedule> schedule = BuildSchedule(l.spec());
+  if (!schedule.ok()) return schedule.status();  // the rules apply to the real m
+  if (extra > 0) schedule = BuildSchedule(spec);
   if (!schedule.ok()) return schedule.status();
-  absl::StatusOr<SimResult> sim = Simulate(*schedule, l.spec(), costs);
+  absl::StatusOr<SimResult> sim = Simulate(*schedule, spec, costs);
   if (!sim.ok()) return sim.status();
-  p.pipeline = sim->makespan;
-  p.bubble = sim->bubble;
+  const double per_microbatch = l.virtual_stages * (p.forward + p.backward);
+  p.pipeline = sim->makespan + extra * per_microbatch;
+  double busy = 0;
+  for (double b : sim->busy) busy += b + extra * per_microbatch;
+  p.bubble = 1 - busy / (l.pp * p.pipeline);
 
   // After the pipeline: dp gradient sum (f32 grads), ZeRO-1 broadcast, tied embeddings, AdamW.
   const MemoryTarget target{hw.device, hw.compute, 0};

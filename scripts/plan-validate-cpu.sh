@@ -10,6 +10,7 @@
 #  - peak RSS of the largest rank less an idle run's, against the predicted
 #    bytes per rank.
 # Usage: scripts/plan-validate-cpu.sh [BUILD_DIR] [PROFILE.json]   (a markdown table on stdout)
+# PLAN_LAYOUTS overrides the layouts: lines of "RANKS section.key=value...".
 set -euo pipefail
 build=${1:-build}
 profile=${2:-/tmp/plan-cpu-profile.json}
@@ -25,12 +26,23 @@ common="train.eval_every=0 checkpoint.dir= output.progress=lines train.log_every
 run() {  # ranks steps metrics sets...
   local ranks=$1 steps=$2 metrics=$3; shift 3
   rm -f "$out"/res.*
-  mpiexec -n "$ranks" --bind-to none sh -c "/usr/bin/time -f '%U %S %M' -o $out/res.\$OMPI_COMM_WORLD_RANK \
+  timeout 600 mpiexec -n "$ranks" --bind-to none sh -c "/usr/bin/time -f '%U %S %M' -o $out/res.\$OMPI_COMM_WORLD_RANK \
     $build/baton train --config examples/tiny.toml --set $common train.steps=$steps output.metrics=$metrics $*" \
-    </dev/null >/dev/null 2>&1
+    </dev/null >/dev/null 2>&1 || true
   cat "$out"/res.* | awk '{c += $1 + $2; if ($3 > m) m = $3} END {printf "%.3f %d\n", c, m}'
 }
 
+default_layouts="1 parallel.dp=1
+1 recompute.policy=full
+2 parallel.dp=2
+2 parallel.dp=2 parallel.zero=1
+2 parallel.pp=2
+2 parallel.pp=2 parallel.schedule=zb-h1
+2 parallel.pp=2 parallel.schedule=interleaved parallel.virtual_stages=2
+2 parallel.tp=2
+4 parallel.dp=2 parallel.pp=2
+4 parallel.pp=4
+"
 read -r _ base_kib < <(run 1 1 "" model.layers=1 model.dim=8 model.heads=2 model.kv_heads=2 model.ffn_dim=8)
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
@@ -57,18 +69,7 @@ e = lambda p, m: "%+.0f %%" % (100 * (p / m - 1))
 print("| %s | %d | %.4f | %.4f | %s | %.1f | %.1f | %s | %.1f | %.1f | %s |" % (
     layout.replace('_', ' '), ranks, busy, cpu, e(busy, cpu), 1e3 * shared, 1e3 * wall, e(shared, wall), mb, mmb, e(mb, mmb)))
 PY
-done <<'LAYOUTS'
-1 parallel.dp=1
-1 recompute.policy=full
-2 parallel.dp=2
-2 parallel.dp=2 parallel.zero=1
-2 parallel.pp=2
-2 parallel.pp=2 parallel.schedule=zb-h1
-2 parallel.pp=2 parallel.schedule=interleaved parallel.virtual_stages=2
-2 parallel.tp=2
-4 parallel.dp=2 parallel.pp=2
-4 parallel.pp=4
-LAYOUTS
+done <<<"${PLAN_LAYOUTS:-$default_layouts}"
 echo
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -rf "$out" "$dedicated"

@@ -72,6 +72,27 @@ TEST(PlanTime, PipelineBubbleIsTheTextbookOneForEqualStages) {
   EXPECT_LT(v->bubble, p->bubble);
 }
 
+// Many micro-batches are simulated in part and extrapolated: the bubble
+// still follows (p-1)/(m+p-1) and the step grows by one F+B per micro-batch.
+TEST(PlanTime, LongPipelinesExtrapolateTheSteadyState) {
+  ModelConfig m = Llama(8, 4096, 32, 11008);
+  m.vocab_size = 8;
+  PlanLayout l;
+  l.pp = 4;
+  l.micro_batch = 1;
+  absl::StatusOr<HardwareProfile> hw = BuiltinProfile("h100-80g");
+  for (ScheduleKind kind : {ScheduleKind::k1F1B, ScheduleKind::kZeroBubbleH1}) {
+    l.schedule = kind;
+    l.microbatches = 512;
+    absl::StatusOr<StepPrediction> a = PredictStep(m, l, 2048, *hw, 8);
+    l.microbatches = 516;
+    absl::StatusOr<StepPrediction> b = PredictStep(m, l, 2048, *hw, 8);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_NEAR(b->pipeline - a->pipeline, 4 * (a->forward + a->backward), 1e-6 * a->pipeline);
+    if (kind == ScheduleKind::k1F1B) EXPECT_NEAR(a->bubble, 3.0 / 515.0, 0.002);
+  }
+}
+
 TEST(PlanTime, TensorParallelAcrossNodesIsSlowerThanWithin) {
   const ModelConfig m = Llama(32, 4096, 32, 11008);
   PlanLayout l;
