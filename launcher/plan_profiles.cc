@@ -4,6 +4,7 @@
 // /work/shared/TOOLCHAIN.md (our runs); datasheet figures are marked so;
 // "fit" marks the two factors fitted to train_bench's measured step
 // (docs/plan.md shows the fit and the rows it was not fitted on).
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 

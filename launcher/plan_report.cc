@@ -22,18 +22,17 @@ std::string ModelSummary(const ModelConfig& m) {
 
 namespace {
 
-// Memory columns in GB, or MB when every shown row is under 1 GB.
-double g_unit = 1e9;
-std::string Gb(int64_t b) { return absl::StrFormat(g_unit == 1e9 ? "%.1f" : "%.2f", b / g_unit); }
+// Memory columns in `unit` bytes (1e9: GB, 1e6: MB).
+std::string Gb(int64_t b, double unit) { return absl::StrFormat(unit == 1e9 ? "%.1f" : "%.2f", b / unit); }
 
-std::string Row(int rank, const PlanCandidate& c) {
+std::string Row(int rank, const PlanCandidate& c, double unit) {
   const PlanLayout& l = c.layout;
   const MemoryBreakdown& m = c.memory;
   return absl::StrFormat("%4d %4d %3d %3d %2d %-11s %3dx%-4d %-9s %4d %9.2f %11.0f %5.1f%% %5.1f%% %7s = %s+%s+%s+%s+%s\n",
                          rank, l.dp, l.pp, l.tp, l.virtual_stages, ScheduleKindName(l.schedule), l.micro_batch,
                          l.microbatches, RecomputeName(l.recompute), l.zero, 1e3 * c.time.step, c.time.tokens_per_s,
-                         100 * c.time.mfu, 100 * c.time.bubble, Gb(m.total()), Gb(m.weights), Gb(m.grads),
-                         Gb(m.optimizer), Gb(m.activations), Gb(m.comm));
+                         100 * c.time.mfu, 100 * c.time.bubble, Gb(m.total(), unit), Gb(m.weights, unit),
+                         Gb(m.grads, unit), Gb(m.optimizer, unit), Gb(m.activations, unit), Gb(m.comm, unit));
 }
 
 std::string MeshName(const PlanLayout& l) { return absl::StrCat("dp=", l.dp, " pp=", l.pp, " tp=", l.tp); }
@@ -54,10 +53,10 @@ std::string FormatPlanTable(const PlanHeader& h, const PlanRequest& r, const Pla
                                           std::min<size_t>(top, res.fits.size())));
     int64_t largest = 0;
     for (int i = 0; i < std::min<int>(top, res.fits.size()); ++i) largest = std::max(largest, res.fits[i].memory.total());
-    g_unit = largest >= 1e9 ? 1e9 : 1e6;
+    const double unit = largest >= 1e9 ? 1e9 : 1e6;  // MB when every shown row is under 1 GB
     absl::StrAppend(&out, "rank   dp  pp  tp  v schedule    mb x m   recompute zero   step ms    tokens/s   MFU  bubble ",
-                    g_unit == 1e9 ? "peak GB" : "peak MB", " = weights+grads+optim+activ+comm\n");
-    for (int i = 0; i < std::min<int>(top, res.fits.size()); ++i) absl::StrAppend(&out, Row(i + 1, res.fits[i]));
+                    unit == 1e9 ? "peak GB" : "peak MB", " = weights+grads+optim+activ+comm\n");
+    for (int i = 0; i < std::min<int>(top, res.fits.size()); ++i) absl::StrAppend(&out, Row(i + 1, res.fits[i], unit));
   }
   // Rejections: a mesh-level reason once; "does not fit" once per mesh with its smallest layout.
   std::map<std::string, std::string> mesh_reason;
@@ -82,9 +81,8 @@ std::string FormatPlanTable(const PlanHeader& h, const PlanRequest& r, const Pla
     const std::string mesh = MeshName(rj.layout);
     if (!smallest.count(mesh) || rj.bytes < smallest[mesh]->bytes) smallest[mesh] = &rj;
   }
-  bool fits_somewhere = false;
   std::map<std::string, bool> mesh_fits;
-  for (const PlanCandidate& c : res.fits) mesh_fits[MeshName(c.layout)] = fits_somewhere = true;
+  for (const PlanCandidate& c : res.fits) mesh_fits[MeshName(c.layout)] = true;
   if (!order.empty() || !smallest.empty()) absl::StrAppend(&out, "\nrejected:\n");
   for (const std::string& mesh : order) absl::StrAppend(&out, "  ", mesh, ": ", mesh_reason[mesh], "\n");
   for (const auto& [mesh, c] : smallest) {
@@ -98,7 +96,6 @@ std::string FormatPlanTable(const PlanHeader& h, const PlanRequest& r, const Pla
     absl::StrAppend(&out, "  ", partial, " more layouts of the meshes above do not fit in ", FormatBytes(res.capacity),
                     " (--json lists each)\n");
   }
-  (void)fits_somewhere;
   int unrunnable = 0;
   std::string example;
   for (const PlanRejection& rj : res.rejected) {
