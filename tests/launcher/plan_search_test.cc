@@ -133,6 +133,17 @@ TEST(PlanCli, JsonExplainAndBadInput) {
   EXPECT_NE(t.out.find("rank   dp  pp  tp"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("kv_heads 2 not divisible by tp 4"), std::string::npos) << t.out;
 
+  // --calibrate writes a profile that --gpu reads back.
+  const std::string profile = testing::TempDir() + "/plan_profile.json";
+  CliRun c = Baton("plan --calibrate --cores 2 --out " + profile);
+  ASSERT_EQ(c.status, 0) << c.out;
+  absl::StatusOr<HardwareProfile> p = LoadProfile(profile);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_GT(p->gemm_large_tflops, 0);
+  EXPECT_GT(p->attention_bwd_tflops, 0);
+  EXPECT_EQ(p->concurrent_ranks, 2);
+  EXPECT_EQ(Baton("plan --config " + cfg + " --gpus 2 --gpu " + profile).status, 0);
+
   EXPECT_EQ(Baton("plan --config " + cfg).status, 2);
   EXPECT_EQ(Baton("plan --config " + cfg + " --gpus 4 --frobnicate").status, 2);
   EXPECT_EQ(Baton("plan --config " + cfg + " --gpus 4 --gpu a100").status, 2);
