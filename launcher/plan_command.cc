@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <thread>
+#include <type_traits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -107,15 +108,23 @@ int RunCalibrate(const PlanFlags& f) {
   return 0;
 }
 
+// parallel.schedule as parallel/'s ScheduleKind, whether the config holds
+// that enum already or launcher/'s own PipelineScheduleKind (by name).
+template <typename Kind>
+ScheduleKind AsScheduleKind(Kind kind) {
+  if constexpr (std::is_same_v<Kind, ScheduleKind>) {
+    return kind;
+  } else {
+    return ParseScheduleKind(PipelineScheduleKindName(kind)).value_or(ScheduleKind::k1F1B);
+  }
+}
+
 // The config's own [parallel] layout, as the planner prices it.
 PlanLayout ConfigLayout(const JobConfig& c) {
   const ParallelConfig& p = c.parallel;
   PlanLayout l;
   l.dp = p.dp, l.pp = p.pp, l.tp = p.tp, l.virtual_stages = p.virtual_stages;
-  l.schedule = p.schedule == PipelineScheduleKind::kGPipe        ? ScheduleKind::kGPipe
-               : p.schedule == PipelineScheduleKind::kInterleaved ? ScheduleKind::kInterleaved1F1B
-               : p.schedule == PipelineScheduleKind::kZbH1        ? ScheduleKind::kZeroBubbleH1
-                                                                  : ScheduleKind::k1F1B;
+  l.schedule = AsScheduleKind(p.schedule);
   l.micro_batch = c.train.micro_batch_size;
   l.microbatches = c.microbatches();
   l.recompute = c.recompute;
