@@ -29,10 +29,6 @@ absl::StatusOr<PlanCandidate> EvaluateLayout(const PlanRequest& r, const PlanLay
     *why = absl::StrCat("layers ", r.model.layers, " < pp·v ", l.parts());
     return absl::InvalidArgumentError(*why);
   }
-  if (absl::StatusOr<Schedule> s = BuildSchedule(l.spec()); !s.ok()) {
-    *why = std::string(s.status().message());
-    return s.status();
-  }
   PlanCandidate c;
   c.layout = l;
   absl::StatusOr<StepPrediction> t = PredictStep(r.model, l, r.seq, r.hw, r.gpus_per_node);

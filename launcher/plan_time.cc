@@ -139,9 +139,10 @@ absl::StatusOr<StepPrediction> PredictStep(const ModelConfig& m, const PlanLayou
                         ? (spec.microbatches - simulated) / l.pp * l.pp
                         : 0;
   spec.microbatches -= extra;
-  absl::StatusOr<Schedule> schedule = BuildSchedule(l.spec());
-  if (!schedule.ok()) return schedule.status();  // the rules apply to the real m
-  if (extra > 0) schedule = BuildSchedule(spec);
+  // extra is a multiple of pp and spec keeps >= 64 micro-batches, so the
+  // generators' rules (m % pp, m >= pp) hold for spec exactly when for l.
+  absl::StatusOr<Schedule> schedule = BuildSchedule(spec);
+  if (!schedule.ok() && extra > 0) schedule = BuildSchedule(l.spec());  // the error names the real m
   if (!schedule.ok()) return schedule.status();
   absl::StatusOr<SimResult> sim = Simulate(*schedule, spec, costs);
   if (!sim.ok()) return sim.status();
