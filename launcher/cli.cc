@@ -18,6 +18,7 @@
 #include "launcher/hf_commands.h"
 #include "launcher/infer.h"
 #include "launcher/mpi_session.h"
+#include "launcher/plan_command.h"
 #include "launcher/preflight.h"
 #include "launcher/signals.h"
 #include "launcher/tokenizer_commands.h"
@@ -34,6 +35,8 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  baton train --config FILE [--set section.key=value ...]\n"
+    "  baton plan --config FILE --gpus N [--gpus-per-node G] [--gpu h100-80g|h200-141g|PROFILE.json]\n"
+    "      [--top K] [--json] [--explain N [--trace FILE]]   |   baton plan --calibrate --out PROFILE.json\n"
     "  baton data tokenize --input FILE... --output PREFIX [--tokenizer tokenizer.json]\n"
     "  baton data train-tokenizer --input FILE... --vocab-size N --output tokenizer.json\n"
     "      [--special-tokens A,B] [--min-frequency N]\n"
@@ -180,6 +183,7 @@ int RunCli(int argc, char** argv) {
   if (cmd == "train") return RunTrainCommand(rest);
   if (cmd == "infer") return RunInferCommand(rest);
   if (cmd == "distill") return RunDistillCommand(rest);
+  if (cmd == "plan") return RunPlanCommand(rest);
   if (cmd == "import" || cmd == "export" || cmd == "parity-dump" || cmd == "eval") {
     absl::Status s = cmd == "import"   ? RunImportCommand(rest)
                      : cmd == "export" ? RunExportCommand(rest)
