@@ -24,6 +24,12 @@
 namespace baton {
 namespace {
 
+void Must(const absl::Status& s) {
+  if (s.ok()) return;
+  std::fprintf(stderr, "distill_loss_bench: %s\n", s.ToString().c_str());
+  std::exit(1);
+}
+
 void Sync() {
   if (cudaDeviceSynchronize() != cudaSuccess) {
     std::fprintf(stderr, "distill_loss_bench: CUDA error\n");
@@ -103,10 +109,10 @@ int main(int argc, char** argv) {
              losses = max.Clone();
       const double ce_ms = TimeMs(
           [&] {
-            ops::RowMax(s, max);
-            ops::RowSumExp(s, max, sum);
-            ops::PickTargets(s, y, 0, tl);
-            ops::VocabParallelCrossEntropy(s, y, 0, max, sum, tl, losses, &s, 1e-4f);
+            Must(ops::RowMax(s, max));
+            Must(ops::RowSumExp(s, max, sum));
+            Must(ops::PickTargets(s, y, 0, tl));
+            Must(ops::VocabParallelCrossEntropy(s, y, 0, max, sum, tl, losses, &s, 1e-4f));
           },
           iters);
       const double kd_ms = TimeMs(

@@ -103,7 +103,7 @@ Allocator* DecodeModel::Alloc() const {
   return DefaultCpuAllocator();
 }
 
-void DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x) {
+absl::Status DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x) {
   const ModelConfig& c = model_->config();
   const DType dt = model_->dtype();
   const int64_t N = b.rows(), C = c.dim, H = c.heads, KV = c.kv_heads, D = c.head_dim(), F = c.ffn_dim;
@@ -114,11 +114,11 @@ void DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRow
   };
   Allocator* a = Alloc();
   Tensor ln = Tensor::Empty({N, C}, dt, a), rstd = Tensor::Empty({N}, StatDType(), a);
-  ops::RmsNorm(x, Weight(p + "attn_norm"), c.norm_eps, ln, rstd);
+  BATON_RETURN_IF_ERROR(ops::RmsNorm(x, Weight(p + "attn_norm"), c.norm_eps, ln, rstd));
   Tensor q = Tensor::Empty({N, H * D}, dt, a), k = Tensor::Empty({N, KV * D}, dt, a), v = Tensor::Empty({N, KV * D}, dt, a);
-  ops::Linear(ln, Weight(p + "attn.wq"), bias("attn.bq"), q);
-  ops::Linear(ln, Weight(p + "attn.wk"), bias("attn.bk"), k);
-  ops::Linear(ln, Weight(p + "attn.wv"), bias("attn.bv"), v);
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "attn.wq"), bias("attn.bq"), q));
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "attn.wk"), bias("attn.bk"), k));
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "attn.wv"), bias("attn.bv"), v));
   Tensor att = Tensor::Empty({N, H * D}, dt, a);
   if (model_->device() != Device::kCpu) {
 #ifdef BATON_HAVE_CUDA
@@ -133,14 +133,15 @@ void DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRow
                               KV, D, att);
   }
   Tensor proj = Tensor::Empty({N, C}, dt, a), h = Tensor::Empty({N, C}, dt, a);
-  ops::Linear(att, Weight(p + "attn.wo"), nullptr, proj);
-  ops::AddRmsNorm(x, proj, Weight(p + "mlp_norm"), c.norm_eps, h, ln, rstd);
+  BATON_RETURN_IF_ERROR(ops::Linear(att, Weight(p + "attn.wo"), nullptr, proj));
+  BATON_RETURN_IF_ERROR(ops::AddRmsNorm(x, proj, Weight(p + "mlp_norm"), c.norm_eps, h, ln, rstd));
   Tensor gate = Tensor::Empty({N, F}, dt, a), up = Tensor::Empty({N, F}, dt, a), swi = Tensor::Empty({N, F}, dt, a);
-  ops::Linear(ln, Weight(p + "mlp.w_gate"), nullptr, gate);
-  ops::Linear(ln, Weight(p + "mlp.w_up"), nullptr, up);
-  ops::SwiGlu(gate, up, swi);
-  ops::Linear(swi, Weight(p + "mlp.w_down"), nullptr, proj);
-  ops::Add(h, proj, x);
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "mlp.w_gate"), nullptr, gate));
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "mlp.w_up"), nullptr, up));
+  BATON_RETURN_IF_ERROR(ops::SwiGlu(gate, up, swi));
+  BATON_RETURN_IF_ERROR(ops::Linear(swi, Weight(p + "mlp.w_down"), nullptr, proj));
+  BATON_RETURN_IF_ERROR(ops::Add(h, proj, x));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
@@ -179,17 +180,17 @@ absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
     dev_rows.row_pos = dev_rows.row_seq + N;
   }
   Tensor x = Tensor::Empty({N, int64_t{c.dim}}, dt, a);
-  ops::Embedding(tokens, Weight("embed"), 0, x);
-  for (int l = 0; l < c.layers; ++l) LayerStep(l, b, dev_rows, x);
+  BATON_RETURN_IF_ERROR(ops::Embedding(tokens, Weight("embed"), 0, x));
+  for (int l = 0; l < c.layers; ++l) BATON_RETURN_IF_ERROR(LayerStep(l, b, dev_rows, x));
   // The head on the rows asked for only: prefill rows but the last need no logits.
   const int64_t R = static_cast<int64_t>(b.logit_rows.size());
   Tensor picked = Tensor::Empty({std::max<int64_t>(R, 1), int64_t{c.dim}}, dt, a);
   for (int64_t r = 0; r < R; ++r) picked.Slice(r, 1).CopyFrom(x.Slice(b.logit_rows[r], 1));
   Tensor ln = Tensor::Empty(picked.shape(), dt, a), rstd = Tensor::Empty({picked.dim(0)}, StatDType(), a);
-  ops::RmsNorm(picked, Weight("final_norm"), c.norm_eps, ln, rstd);
+  BATON_RETURN_IF_ERROR(ops::RmsNorm(picked, Weight("final_norm"), c.norm_eps, ln, rstd));
   const Tensor& head = model_->FindParam("lm_head") != nullptr ? Weight("lm_head") : Weight("embed");
   Tensor logits = Tensor::Empty({picked.dim(0), int64_t{c.vocab_size}}, dt, a);
-  ops::Linear(ln, head, nullptr, logits);
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, head, nullptr, logits));
   return R > 0 ? logits : logits.Slice(0, 0);
 }
 

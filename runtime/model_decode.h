@@ -66,7 +66,7 @@ class DecodeModel {
   const Tensor& Weight(const std::string& name) const;  // compute copy or value
   // x (N, C) in, the layer's output out; dev_rows: b's rows as the
   // attention kernels read them (device pointers on a GPU).
-  void LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x);
+  absl::Status LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x);
   Allocator* Alloc() const;  // activations: the model's device
   // Saved statistics (rstd): f32 on a GPU, the compute dtype on the CPU.
   DType StatDType() const { return model_->device() == Device::kCpu ? model_->dtype() : DType::kF32; }
