@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "launcher/config.h"
+#include "launcher/infer_config.h"
 
 namespace baton {
 namespace {
@@ -27,10 +28,12 @@ using ::testing::HasSubstr;
 
 const fs::path kExamples = fs::path(BATON_SOURCE_DIR) / "examples";
 
+// The job configs (train and distill); examples/infer.toml is an [infer]
+// file for `baton infer --config`, checked by its own loader below.
 std::vector<fs::path> ExampleConfigs() {
   std::vector<fs::path> out;
   for (const fs::directory_entry& e : fs::directory_iterator(kExamples)) {
-    if (e.path().extension() == ".toml") out.push_back(e.path());
+    if (e.path().extension() == ".toml" && e.path().filename() != "infer.toml") out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -64,7 +67,9 @@ std::vector<Command> CommandsInComments(const std::string& text) {
     c.line = s;
     if (m[1].matched) c.ranks = std::stoi(m[1].str());
     c.config = m[2].str();
-    std::vector<std::string> words = absl::StrSplit(m[3].str(), ' ', absl::SkipEmpty());
+    std::string rest = m[3].str();
+    if (const size_t note = rest.find(" #"); note != std::string::npos) rest.resize(note);  // a trailing remark
+    std::vector<std::string> words = absl::StrSplit(rest, ' ', absl::SkipEmpty());
     for (size_t i = 0; i < words.size(); ++i) {
       if (words[i] == "--set") continue;
       c.overrides.push_back(words[i]);
@@ -106,8 +111,9 @@ TEST(ExampleConfigs, CommandsInTheCommentsAreValid) {
     const std::string text = ReadText(p);
     for (const Command& cmd : CommandsInComments(text)) {
       SCOPED_TRACE(cmd.line);
-      // A comment that names another file has been copied without editing.
-      EXPECT_EQ(fs::path(cmd.config).filename(), p.filename());
+      // A comment names its own file, or another example it builds on (a
+      // distill config names the teacher's training job); both must exist.
+      EXPECT_TRUE(fs::exists(fs::path(BATON_SOURCE_DIR) / cmd.config)) << cmd.config;
       absl::StatusOr<JobConfig> c = LoadJobConfig((fs::path(BATON_SOURCE_DIR) / cmd.config).string(), cmd.overrides);
       ASSERT_TRUE(c.ok()) << c.status();
       EXPECT_EQ(World(*c), cmd.ranks) << "mpirun -n must be dp·pp·tp";
@@ -117,6 +123,15 @@ TEST(ExampleConfigs, CommandsInTheCommentsAreValid) {
     }
   }
   EXPECT_GE(checked, 6);  // tiny, 125m, 1.3b, 8b, and the 7b's two
+}
+
+TEST(ExampleConfigs, InferConfigLoadsAndRefusesAnUnknownKey) {
+  const fs::path p = kExamples / "infer.toml";
+  absl::StatusOr<InferConfig> c = LoadInferConfig(p.string(), {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<InferConfig> bad = LoadInferConfig(p.string(), {"infer.max_new_tokenz=3"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("max_new_tokenz"));
 }
 
 // The checks above can fail: each example with an unknown key slipped into
