@@ -8,8 +8,11 @@
 #include <cstring>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "checkpoints/disk_room.h"
 #include "checkpoints/h5.h"
+#include "checkpoints/model_mismatch.h"
 
 namespace baton {
 namespace {
@@ -17,7 +20,7 @@ namespace {
 // ---- one dataset
 
 // Writes `slab` (contiguous, on the CPU) into `dset` at `offset` (one
-// entry per dim): here the whole tensor at offset 0 (dist_checkpoint.cc
+// entry per dim): here the whole tensor at offset 0 (dist_checkpoint_write.cc
 // writes each rank's block the same way, collectively).
 absl::Status WriteSlab(hid_t dset, const Tensor& slab, const Shape& offset, const std::string& file) {
   if (slab.numel() == 0) return absl::OkStatus();
@@ -65,9 +68,7 @@ absl::StatusOr<Tensor> ReadTensor(hid_t file_id, const std::string& name, const 
   return t;
 }
 
-absl::Status WriteFile(const std::string& tmp, const CheckpointData& data) {
-  BATON_H5_ASSIGN(H5Id file, H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, tmp);
-  hid_t root = file.get();
+absl::Status WriteContents(hid_t root, const std::string& tmp, const CheckpointData& data) {
   BATON_RETURN_IF_ERROR(WriteCheckpointAttrs(root, data.step, data.attrs, tmp));
   std::set<std::string> seen;
   for (const CheckpointTensor& ct : data.tensors) {
@@ -79,8 +80,20 @@ absl::Status WriteFile(const std::string& tmp, const CheckpointData& data) {
     }
   }
   BATON_CHECK_H5(H5Fflush(root, H5F_SCOPE_GLOBAL), tmp);
-  BATON_CHECK_H5(file.Close(), tmp);
   return absl::OkStatus();
+}
+
+// Creates PATH.tmp, reserves its room and writes it. A failure frees room
+// before the close, so that HDF5's closing flush cannot fail in turn (a
+// failed H5Fclose leaves a half-closed file that crashes HDF5 at exit).
+absl::Status WriteFile(const std::string& path, const std::string& tmp, const CheckpointData& data,
+                       const SaveRoom& room) {
+  BATON_H5_ASSIGN(H5Id file, H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, tmp);
+  absl::Status s = ReserveFile(path, tmp, room);
+  if (s.ok()) s = WriteContents(file.get(), tmp, data);
+  if (!s.ok()) FreeRoomForClose(path, tmp);
+  absl::Status closed = FromHdf5(file.Close(), "H5Fclose", tmp, __FILE__, __LINE__);
+  return s.ok() ? closed : s;
 }
 
 }  // namespace
@@ -98,12 +111,18 @@ absl::Status WriteCheckpoint(const std::string& path, const CheckpointData& data
   Hdf5Init();
   const std::string tmp = path + ".tmp";
   std::remove(tmp.c_str());  // a stale one from a crashed save
-  absl::Status s = WriteFile(tmp, data);
+  int64_t data_bytes = 0;
+  for (const CheckpointTensor& ct : data.tensors) data_bytes += ct.tensor.defined() ? ct.tensor.nbytes() : 0;
+  const SaveRoom room = CheckpointRoom(data_bytes, static_cast<int64_t>(data.tensors.size()), data.attrs);
+  absl::Status s = PrepareRoom(path, room);
+  if (s.ok()) s = WriteFile(path, tmp, data, room);
+  FinishRoom(path, tmp, room, s.ok());
   if (s.ok()) s = FsyncPath(tmp, /*directory=*/false);
   if (s.ok() && std::rename(tmp.c_str(), path.c_str()) != 0)
     s = absl::InternalError(absl::StrCat("rename ", tmp, " to ", path, ": ", std::strerror(errno)));
   if (!s.ok()) {
     std::remove(tmp.c_str());
+    if (absl::StartsWith(s.message(), "checkpoint " + path + ": ")) return s;
     return absl::Status(s.code(), absl::StrCat("checkpoint ", path, ": ", s.message()));
   }
   return FsyncPath(DirOf(path), /*directory=*/true);
@@ -112,7 +131,7 @@ absl::Status WriteCheckpoint(const std::string& path, const CheckpointData& data
 absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
   Hdf5Init();
   BATON_RETURN_IF_ERROR(CheckCheckpointFile(path));
-  BATON_H5_ASSIGN(H5Id file, H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, path);
+  BATON_ASSIGN_OR_RETURN(H5Id file, OpenCheckpointForRead(path, H5P_DEFAULT));
   hid_t root = file.get();
   CheckpointData data;
   data.source = path;
@@ -130,7 +149,11 @@ absl::StatusOr<CheckpointData> ReadCheckpoint(const std::string& path) {
 absl::Status CopyInto(const CheckpointData& data, const std::string& name, Tensor& dst) {
   const std::string from = data.source.empty() ? "checkpoint data" : data.source;
   const CheckpointTensor* src = data.Find(name);
-  if (src == nullptr) return absl::NotFoundError(absl::StrCat("reading ", name, " from ", from, ": no such tensor"));
+  if (src == nullptr) {
+    std::vector<std::string> names;
+    for (const CheckpointTensor& t : data.tensors) names.push_back(t.name);
+    return absl::NotFoundError(absl::StrCat("reading ", name, " from ", from, ": no such tensor", WhyMissing(name, names)));
+  }
   auto bad = [&](auto... parts) {
     return absl::InvalidArgumentError(absl::StrCat("reading ", name, " from ", from, ": ", parts...));
   };

@@ -80,7 +80,33 @@ absl::StatusOr<std::string> ReadLatestName(const std::string& dir) {
   return name;
 }
 
+// A temporary of an interrupted save: step_N.h5.tmp, its ballast
+// step_N.h5.tmp.room (dist_checkpoint_write.cc), or latest.tmp.
+bool IsSaveTemporary(const std::string& name) {
+  for (const char* suffix : {".tmp", ".tmp.room"}) {
+    if (name.ends_with(suffix) && CheckpointStep(name.substr(0, name.size() - std::strlen(suffix)))) return true;
+  }
+  return name == std::string(kLatest) + ".tmp";
+}
+
 }  // namespace
+
+absl::Status OpenCheckpointDir(const std::string& dir) {
+  const std::string d = dir.empty() ? "." : dir;
+  std::error_code ec;
+  fs::create_directories(d, ec);
+  if (ec || !fs::is_directory(d) || ::access(d.c_str(), W_OK | X_OK) != 0) {
+    const std::string why = ec ? ec.message() : std::strerror(fs::is_directory(d) ? errno : ENOTDIR);
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint.dir ", dir, ": cannot write there: ", why));
+  }
+  for (fs::directory_iterator it(d, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!IsSaveTemporary(name)) continue;
+    if (std::remove(it->path().c_str()) != 0 && errno != ENOENT) return Errno("cannot remove", it->path(), errno);
+  }
+  if (ec) return absl::InternalError(absl::StrCat("listing checkpoint dir ", dir, ": ", ec.message()));
+  return absl::OkStatus();
+}
 
 std::string CheckpointPath(const std::string& dir, int64_t step) {
   return Join(dir, absl::StrFormat("step_%08d.h5", step));

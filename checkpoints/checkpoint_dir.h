@@ -15,6 +15,14 @@
 
 namespace baton {
 
+// Opens dir for a run that saves checkpoints, at start-up (one process,
+// before any save): creates it if needed, fails with InvalidArgument naming
+// it if it cannot be written (before the training work, not at the first
+// save), and removes the temporaries a crashed save left behind
+// (step_*.h5.tmp, step_*.h5.tmp.room, latest.tmp), which nothing else
+// would ever remove unless the same step were saved again.
+absl::Status OpenCheckpointDir(const std::string& dir);
+
 // dir/step_00000100.h5 (8 digits, more if the step needs them).
 std::string CheckpointPath(const std::string& dir, int64_t step);
 

@@ -12,8 +12,13 @@
 // parallel HDF5 (MPI-IO), write their hyperslabs with collective transfers
 // and close together; rank 0 fsyncs and renames PATH.tmp to PATH. An error
 // on any rank is an error on every rank, and nothing is left under PATH or
-// PATH.tmp. Reading opens the file collectively too (metadata read once and
-// broadcast) and each rank reads exactly its own hyperslabs.
+// PATH.tmp. The file's room on the disk is checked and reserved before any
+// byte is written (disk_room.h): a full disk is ResourceExhausted naming
+// the file and errno 28 on every rank, the previous checkpoint untouched.
+// Reading opens the file collectively too (metadata read once and
+// broadcast) and each rank reads exactly its own hyperslabs. A truncated
+// file, or one lacking a tensor of the model (another model shape), is one
+// line naming the file and what differs.
 //
 // Fallback: with a serial HDF5 build (no H5_HAVE_PARALLEL) writing sends
 // the slices to rank 0, which assembles whole tensors and writes them with

@@ -236,6 +236,13 @@ absl::Status CheckCheckpointFile(const std::string& path) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<H5Id> OpenCheckpointForRead(const std::string& path, hid_t fapl) {
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl);
+  if (id >= 0) return H5Id(id, H5Fclose);
+  return absl::InvalidArgumentError(
+      absl::StrCat("checkpoint ", path, ": a truncated or damaged HDF5 file (", InnermostHdf5Message(), ")"));
+}
+
 absl::StatusOr<std::vector<std::string>> ListDatasets(hid_t root, const std::string& file) {
   std::vector<std::string> names;
   auto cb = [](hid_t group, const char* name, const H5L_info_t* info, void* out) -> herr_t {

@@ -71,7 +71,7 @@ class H5Id {
   BATON_RETURN_IF_ERROR(::baton::FromHdf5(tmp, text, (file), __FILE__, __LINE__)); \
   lhs(tmp, closer)
 
-// ---- pieces both checkpoint writers use (checkpoint.cc, dist_checkpoint.cc)
+// ---- pieces both checkpoint writers use (checkpoint.cc, dist_checkpoint_write.cc, _read.cc)
 
 // Tensor names become HDF5 paths ("adam/m/x" is dataset "x" in group /adam/m);
 // empty, "." and ".." components are refused.
@@ -104,6 +104,11 @@ absl::Status ReadCheckpointAttrs(hid_t root, const std::string& file, int64_t* s
 // Before opening: NotFound "checkpoint PATH: No such file or directory",
 // InvalidArgument for a directory or a file that is not HDF5.
 absl::Status CheckCheckpointFile(const std::string& path);
+// Opens a checkpoint file read-only (after CheckCheckpointFile): a file
+// HDF5 cannot open (truncated, damaged) is one InvalidArgument line naming
+// it and HDF5's reason, e.g. "checkpoint PATH: a truncated or damaged HDF5
+// file (truncated file: eof = 4096, ...)". `fapl`: H5P_DEFAULT or an MPI-IO one.
+absl::StatusOr<H5Id> OpenCheckpointForRead(const std::string& path, hid_t fapl);
 // Every dataset's path ("params/embed"), at any depth, sorted.
 absl::StatusOr<std::vector<std::string>> ListDatasets(hid_t root, const std::string& file);
 

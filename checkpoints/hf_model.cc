@@ -12,8 +12,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <regex>
 #include <set>
@@ -26,6 +24,7 @@
 #include "absl/strings/str_join.h"
 #include "checkpoints/safetensors.h"
 #include "kernels/check.h"
+#include "runtime/file_util.h"
 
 namespace baton {
 namespace {
@@ -39,12 +38,6 @@ const T& Piece(const T& v) {
   return v;
 }
 absl::Status Bad(const auto&... parts) { return absl::InvalidArgumentError(absl::StrCat(Piece(parts)...)); }
-
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // Writes through PATH.tmp and a rename, like every other file we produce.
 absl::Status WriteTextAtomic(const std::string& path, const std::string& text) {
@@ -238,7 +231,7 @@ absl::StatusOr<std::map<std::string, std::string>> WeightFiles(const std::string
   const std::string single = dir + "/model.safetensors";
   std::map<std::string, std::string> files;
   if (fs::exists(index_path)) {
-    BATON_ASSIGN_OR_RETURN(std::string text, ReadText(index_path));
+    BATON_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(index_path));
     Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) return Bad(index_path, ": not valid JSON");
     auto wm = j.find("weight_map");
@@ -415,31 +408,28 @@ std::string HfGenerationConfigJson(int64_t bos_token_id, int64_t eos_token_id) {
 
 // ---- names
 
-std::optional<std::string> BatonToHfName(std::string_view name) {
+namespace {
+
+// One name through the tables, baton to HF (to_hf) or back.
+std::optional<std::string> MapName(std::string_view name, bool to_hf) {
+  const std::string_view from_layers = to_hf ? "layers." : "model.layers.", to_layers = to_hf ? "model.layers." : "layers.";
   for (auto [baton, hf] : kGlobalNames) {
-    if (name == baton) return std::string(hf);
+    if (name == (to_hf ? baton : hf)) return std::string(to_hf ? hf : baton);
   }
   int64_t layer;
   std::string_view rest;
-  if (!SplitLayer(name, "layers.", &layer, &rest)) return std::nullopt;
+  if (!SplitLayer(name, from_layers, &layer, &rest)) return std::nullopt;
   for (auto [baton, hf] : kLayerNames) {
-    if (rest == baton) return absl::StrCat("model.layers.", layer, ".", hf);
+    if (rest == (to_hf ? baton : hf)) return absl::StrCat(std::string(to_layers), layer, ".", to_hf ? hf : baton);
   }
   return std::nullopt;
 }
 
-std::optional<std::string> HfToBatonName(std::string_view name) {
-  for (auto [baton, hf] : kGlobalNames) {
-    if (name == hf) return std::string(baton);
-  }
-  int64_t layer;
-  std::string_view rest;
-  if (!SplitLayer(name, "model.layers.", &layer, &rest)) return std::nullopt;
-  for (auto [baton, hf] : kLayerNames) {
-    if (rest == hf) return absl::StrCat("layers.", layer, ".", baton);
-  }
-  return std::nullopt;
-}
+}  // namespace
+
+std::optional<std::string> BatonToHfName(std::string_view name) { return MapName(name, /*to_hf=*/true); }
+
+std::optional<std::string> HfToBatonName(std::string_view name) { return MapName(name, /*to_hf=*/false); }
 
 // ---- reading
 
@@ -499,7 +489,7 @@ absl::Status ReadHfWeights(const std::string& dir, Model& model) {
 
 absl::StatusOr<Model> LoadHfModel(const std::string& dir) {
   const std::string config_path = dir + "/config.json";
-  BATON_ASSIGN_OR_RETURN(std::string text, ReadText(config_path));
+  BATON_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(config_path));
   BATON_ASSIGN_OR_RETURN(HfConfig config, ParseHfConfig(text, config_path));
   BATON_ASSIGN_OR_RETURN(Model model, Model::Create(config.model, DType::kF32));
   BATON_RETURN_IF_ERROR(ReadHfWeights(dir, model));

@@ -12,11 +12,19 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "launcher/config.h"
+#include "launcher/data_inspect.h"
+#include "launcher/distill.h"
+#include "launcher/eval.h"
 #include "launcher/hf_commands.h"
+#include "launcher/infer.h"
 #include "launcher/mpi_session.h"
+#include "launcher/plan_command.h"
+#include "launcher/preflight.h"
+#include "launcher/signals.h"
 #include "launcher/tokenizer_commands.h"
 #include "launcher/train.h"
 #include "parallel/mesh.h"
+#include "parallel/peer_watch.h"
 #include "parallel/ucx_p2p.h"
 #include "runtime/corpus.h"
 #include "runtime/tokenizer.h"
@@ -27,13 +35,20 @@ namespace {
 constexpr char kUsage[] =
     "usage:\n"
     "  baton train --config FILE [--set section.key=value ...]\n"
+    "  baton plan --config FILE --gpus N [--gpus-per-node G] [--gpu h100-80g|h200-141g|PROFILE.json]\n"
+    "      [--top K] [--json] [--explain N [--trace FILE]]   |   baton plan --calibrate --out PROFILE.json\n"
     "  baton data tokenize --input FILE... --output PREFIX [--tokenizer tokenizer.json]\n"
     "  baton data train-tokenizer --input FILE... --vocab-size N --output tokenizer.json\n"
     "      [--special-tokens A,B] [--min-frequency N]\n"
     "  baton data encode --tokenizer T --input FILE... [--output FILE] [--pieces]\n"
+    "  baton data inspect PREFIX [--vocab-size V] [--tokenizer tokenizer.json] [--doc N...]\n"
+    "      [--sample N... --seq-len T [--seed S] [--val-fraction F]] [--max-tokens K] [--ids]\n"
+    "  baton infer --checkpoint CKPT --prompts IN.jsonl --out OUT.jsonl [--config infer.toml] [--set infer.key=value ...]\n"
     "  baton import --hf DIR --out CKPT\n"
     "  baton export --checkpoint CKPT --format hf --out DIR [--dtype f32|bf16]\n"
-    "  baton parity-dump --checkpoint CKPT --tokens FILE --out FILE   (developer tool)\n";
+    "  baton parity-dump --checkpoint CKPT --tokens FILE --out FILE   (developer tool)\n"
+    "  baton distill --config FILE [--set section.key=value ...] [--dump-teacher]\n"
+    "  baton eval --checkpoint CKPT --data PREFIX [--teacher CKPT2] [--batches N] [--seq-len T] [--json FILE]\n";
 
 int Fail(const absl::Status& s) {
   std::string msg(s.message());
@@ -103,12 +118,15 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     }
   }
   if (config_path.empty()) return Usage("train: --config FILE is required");
+  InstallStopHandlers();  // before MPI_Init: a signal during start-up stops after the first step
   MpiSession mpi;
   absl::StatusOr<JobConfig> config = LoadJobConfig(config_path, overrides);
   if (!config.ok()) return mpi.Fail(config.status());
   MeshComms comms;
   if (mpi.size() > 1) {
     const ParallelConfig& p = config->parallel;
+    // Deadlines on every wait from here on: a dead or stopped peer is named, not waited for.
+    if (absl::Status w = EnablePeerWatch(MPI_COMM_WORLD, p.timeout_s); !w.ok()) return mpi.Fail(w);
     absl::StatusOr<Mesh> mesh = Mesh::Create({p.dp, p.pp, p.tp}, mpi.size(), mpi.rank());
     if (!mesh.ok()) return mpi.Fail(mesh.status());
     // parallel.p2p picks the pipeline transport; every collective stays on MPI.
@@ -118,12 +136,32 @@ int RunTrainCommand(const std::vector<std::string>& args) {
     comms = std::move(*c);
   }
   TrainSummary summary;
-  absl::Status s = Train(*config, &summary, mpi.size() > 1 ? &comms : nullptr);
+  absl::Status s;
+  try {
+    s = Train(*config, &summary, mpi.size() > 1 ? &comms : nullptr);
+  } catch (const std::bad_alloc&) {  // one line saying what to lower, not "terminate called ..."
+    s = absl::ResourceExhaustedError(OutOfMemoryAdvice(*config));
+  }
   if (s.ok()) {
     s = comms.Close();
   }
   if (!s.ok()) return mpi.Fail(s);
+  if (StopAgreed()) {
+    if (mpi.rank() == 0) {
+      std::printf("stopped after step %lld on %s: %s; exit %d asks Slurm to requeue\n",
+                  static_cast<long long>(summary.last_step), StopSignalName(ReceivedStopSignal()).c_str(),
+                  summary.checkpoint.empty() ? "no checkpoint.dir, nothing saved" : summary.checkpoint.c_str(),
+                  kRequeueExitCode);
+    }
+    return kRequeueExitCode;
+  }
   if (mpi.rank() != 0) return 0;
+  if (summary.last_step < summary.first_step) {
+    std::printf("nothing to do: the run resumed at step %lld and train.steps=%lld (raise train.steps to go on, "
+                "or set checkpoint.resume=none to start over)\n",
+                static_cast<long long>(summary.first_step - 1), static_cast<long long>(config->train.steps));
+    return 0;
+  }
   std::printf("done: steps %lld-%lld in %.1f s, loss %.4f -> %.4f", static_cast<long long>(summary.first_step),
               static_cast<long long>(summary.last_step), summary.seconds, summary.first_loss, summary.last_loss);
   if (summary.last_val_loss >= 0) std::printf(", val_loss %.4f", summary.last_val_loss);
@@ -143,9 +181,13 @@ int RunCli(int argc, char** argv) {
   }
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (cmd == "train") return RunTrainCommand(rest);
-  if (cmd == "import" || cmd == "export" || cmd == "parity-dump") {
+  if (cmd == "infer") return RunInferCommand(rest);
+  if (cmd == "distill") return RunDistillCommand(rest);
+  if (cmd == "plan") return RunPlanCommand(rest);
+  if (cmd == "import" || cmd == "export" || cmd == "parity-dump" || cmd == "eval") {
     absl::Status s = cmd == "import"   ? RunImportCommand(rest)
                      : cmd == "export" ? RunExportCommand(rest)
+                     : cmd == "eval"   ? RunEvalCommand(rest)
                                        : RunParityDumpCommand(rest);
     return s.ok() ? 0 : Fail(s);
   }
@@ -154,7 +196,8 @@ int RunCli(int argc, char** argv) {
     if (!rest.empty() && rest[0] == "tokenize") return RunDataTokenize(sub);
     if (!rest.empty() && rest[0] == "train-tokenizer") return RunTrainTokenizer(sub);
     if (!rest.empty() && rest[0] == "encode") return RunEncode(sub);
-    return Usage("data: expected 'tokenize', 'train-tokenizer' or 'encode'");
+    if (!rest.empty() && rest[0] == "inspect") return RunDataInspect(sub);
+    return Usage("data: expected 'tokenize', 'train-tokenizer', 'encode' or 'inspect'");
   }
   return Usage(absl::StrCat("unknown command '", cmd, "'"));
 }

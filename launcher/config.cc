@@ -209,7 +209,8 @@ Field EnumField(const char* section, const char* key, E* p, std::vector<const ch
           [p, names] { return QuoteToml(names[static_cast<size_t>(*p)]); }};
 }
 
-const char* const kSections[] = {"model", "data", "train", "parallel", "recompute", "checkpoint", "output"};
+const char* const kSections[] = {"model",      "data",   "train",   "parallel", "recompute",
+                                 "checkpoint", "output", "teacher", "distill",  "student"};
 
 // Every key, in the order source_text lists them.
 std::vector<Field> Fields(JobConfig& c) {
@@ -270,6 +271,7 @@ std::vector<Field> Fields(JobConfig& c) {
       BoolField("parallel", "sequence_parallel", &c.parallel.sequence_parallel),
       IntListField("parallel", "layers_per_stage", &c.parallel.layers_per_stage),
       FloatField("parallel", "bucket_mb", &c.parallel.bucket_mb),
+      FloatField("parallel", "timeout_s", &c.parallel.timeout_s),
 
       EnumField("recompute", "policy", &c.recompute.policy, {"none", "full", "selective", "every_k"}),
       IntField("recompute", "every_k", &c.recompute.every_k),
@@ -282,6 +284,17 @@ std::vector<Field> Fields(JobConfig& c) {
       StringField("output", "metrics", &c.output.metrics),
       StringField("output", "trace", &c.output.trace),
       EnumField("output", "progress", &c.output.progress, {"auto", "bar", "lines"}),
+
+      StringField("teacher", "checkpoint", &c.teacher.checkpoint),
+
+      FloatField("distill", "alpha", &c.distill.alpha),
+      FloatField("distill", "temperature", &c.distill.temperature),
+      EnumField("distill", "mode", &c.distill.mode, {"online", "offline"}),
+      IntField("distill", "topk", &c.distill.topk),
+      StringField("distill", "logits_path", &c.distill.logits_path),
+
+      EnumField("student", "init", &c.student.init, {"random", "teacher-layers"}),
+      IntListField("student", "layers_from", &c.student.layers_from),
   };
 }
 
@@ -419,6 +432,10 @@ const char* ProgressModeName(ProgressMode m) {
   }
   return "?";
 }
+
+const char* DistillModeName(DistillMode m) { return m == DistillMode::kOnline ? "online" : "offline"; }
+
+const char* StudentInitName(StudentInit i) { return i == StudentInit::kRandom ? "random" : "teacher-layers"; }
 
 int JobConfig::microbatches() const {
   if (parallel.microbatches > 0) return parallel.microbatches;

@@ -65,6 +65,7 @@ struct ParallelConfig {
   int zero = 0;                   // ZeRO stage: 0 = off, 1 = optimizer state sharded over dp
   bool sequence_parallel = false; // with tp > 1: norms and residuals sharded along the tokens
   double bucket_mb = 25;          // data-parallel gradient bucket size (MiB); 0 = one bucket
+  double timeout_s = 60;          // a collective or pipeline receive that makes no progress this long fails, naming the silent rank; > 0
   std::vector<int> layers_per_stage;  // layers of each model part (pp·virtual_stages entries); empty = balanced by cost
   bool operator==(const ParallelConfig&) const = default;
 };
@@ -89,6 +90,35 @@ struct OutputConfig {
   bool operator==(const OutputConfig&) const = default;
 };
 
+// [teacher] (baton distill): the model the student learns from.
+struct TeacherConfig {
+  std::string checkpoint;         // any baton checkpoint (baton import --hf makes one from HF); "" = none
+  bool operator==(const TeacherConfig&) const = default;
+};
+
+enum class DistillMode { kOnline, kOffline };
+const char* DistillModeName(DistillMode m);  // "online", "offline"
+
+// [distill] loss = alpha·T²·KL(teacher/T ‖ student/T) + (1 − alpha)·CE (runtime/distill_loss.h).
+struct DistillConfig {
+  double alpha = 0.5;             // weight of the KL term, in [0, 1]; 0 = plain cross-entropy
+  double temperature = 1.0;       // softens both distributions inside the KL; > 0; 1 = off
+  DistillMode mode = DistillMode::kOnline;  // online: teacher runs every step; offline: its stored top-k logits
+  int topk = 64;                  // offline: teacher logits kept per token; >= 1 (<= model.vocab_size in offline mode)
+  std::string logits_path;        // offline: directory of the teacher's top-k logits (--dump-teacher writes it); "" = none
+  bool operator==(const DistillConfig&) const = default;
+};
+
+enum class StudentInit { kRandom, kTeacherLayers };
+const char* StudentInitName(StudentInit i);  // "random", "teacher-layers"
+
+// [student] (baton distill): how the student ([model]) starts.
+struct StudentConfig {
+  StudentInit init = StudentInit::kRandom;  // teacher-layers: the teacher's embedding, head and some blocks
+  std::vector<int> layers_from;   // teacher-layers: teacher block of each student block; empty = evenly spaced
+  bool operator==(const StudentConfig&) const = default;
+};
+
 struct JobConfig {
   ModelConfig model;
   DataConfig data;
@@ -97,6 +127,9 @@ struct JobConfig {
   RecomputeConfig recompute;
   CheckpointConfig checkpoint;
   OutputConfig output;
+  TeacherConfig teacher;
+  DistillConfig distill;
+  StudentConfig student;
   // The effective config (file + overrides + defaults, every key) as TOML;
   // written into metrics manifests and checkpoints. Parses back to this config.
   std::string source_text;

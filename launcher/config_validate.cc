@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "kernels/check.h"
 #include "launcher/config.h"
+#include "launcher/distill_config.h"
 
 namespace baton {
 namespace {
@@ -76,6 +77,7 @@ absl::Status ValidateParallel(const ParallelConfig& p) {
   if (!(p.bucket_mb >= 0)) return Bad("parallel.bucket_mb=", p.bucket_mb, " must be >= 0");
   if (p.p2p == P2pTransport::kNccl)
     return Bad("parallel.p2p=\"nccl\" is not implemented yet; use \"mpi\" or \"ucx\"");
+  if (!(p.timeout_s > 0)) return Bad("parallel.timeout_s=", p.timeout_s, " must be > 0 (seconds)");
   bool interleaved = p.schedule == ScheduleKind::kInterleaved1F1B;
   if (interleaved && p.virtual_stages < 2)
     return Bad("parallel.virtual_stages=", p.virtual_stages, " must be >= 2 with parallel.schedule=\"interleaved\"");
@@ -105,6 +107,7 @@ absl::Status ValidateJobConfig(const JobConfig& c) {
   }
   BATON_RETURN_IF_ERROR(ValidateParallel(c.parallel));
   BATON_RETURN_IF_ERROR(ValidateTrain(c.train, c.parallel));
+  BATON_RETURN_IF_ERROR(ValidateDistillConfig(c));  // launcher/distill_config.h
   const ParallelConfig& p = c.parallel;
   if (p.microbatches != 0) {
     int derived = c.train.global_batch_size / (c.train.micro_batch_size * p.dp);

@@ -28,6 +28,46 @@ absl::StatusOr<MetricsWriter> MetricsWriter::Open(const std::string& path, bool 
   return MetricsWriter(f, path);
 }
 
+absl::StatusOr<MetricsWriter> MetricsWriter::OpenAt(const std::string& path, int64_t start_step) {
+  if (path.empty() || start_step <= 0 || !std::filesystem::exists(path)) return Open(path, start_step > 0);
+  std::FILE* in = std::fopen(path.c_str(), "r");
+  if (in == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("output.metrics: cannot read ", path, ": ", std::strerror(errno)));
+  }
+  std::string kept, line;
+  std::array<char, 4096> buf;
+  bool dropped = false;
+  while (std::fgets(buf.data(), buf.size(), in) != nullptr) {
+    line += buf.data();
+    if (line.back() != '\n' && !std::feof(in)) continue;  // a long line: read on
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    // A half-written last line (a killed run) is dropped with the redone steps.
+    const bool redone = !j.is_object() ||
+                        (j.contains("step") && j["step"].is_number() && j["step"].get<int64_t>() > start_step);
+    if (redone) {
+      dropped = true;
+    } else {
+      kept += line;
+      if (kept.back() != '\n') kept.push_back('\n');
+    }
+    line.clear();
+  }
+  std::fclose(in);
+  if (dropped) {
+    const std::string tmp = path + ".tmp";
+    std::FILE* out = std::fopen(tmp.c_str(), "w");
+    if (out == nullptr || std::fwrite(kept.data(), 1, kept.size(), out) != kept.size() || std::fclose(out) != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("output.metrics: cannot rewrite ", path, ": ", std::strerror(errno)));
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) return absl::InvalidArgumentError(absl::StrCat("output.metrics: cannot rename ", tmp, ": ", ec.message()));
+  }
+  return Open(path, /*append=*/true);
+}
+
 MetricsWriter::~MetricsWriter() {
   if (file_ != nullptr) std::fclose(file_);
 }

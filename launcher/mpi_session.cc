@@ -9,13 +9,15 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "launcher/rank_env.h"
+#include "parallel/peer_watch.h"
+
 namespace baton {
 
 bool LaunchedByMpi() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
-    if (std::getenv(var) != nullptr) return true;
-  }
-  return false;
+  absl::StatusOr<std::optional<RankEnv>> e = DetectRankEnv(ProcessEnv());
+  if (!e.ok() || e->has_value()) return true;  // a broken launcher environment: let MPI_Init judge
+  return std::getenv("PMI_RANK") != nullptr;   // MPICH's PMI
 }
 
 int ExitCodeFor(const absl::Status& status) {
@@ -24,6 +26,7 @@ int ExitCodeFor(const absl::Status& status) {
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kResourceExhausted:  // the job does not fit: lower a size
       return 2;
     default:
       return 1;
@@ -37,10 +40,19 @@ MpiSession::MpiSession() {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   active_ = true;
+  // One line saying where the ranks came from: the first thing to check
+  // when a job starts N copies of a 1-rank run (wrong srun --mpi plugin).
+  absl::StatusOr<std::optional<RankEnv>> e = DetectRankEnv(ProcessEnv());
+  if (rank_ == 0 && size_ > 1 && e.ok() && e->has_value()) {
+    std::printf("%s\n", DescribeRankEnv(**e).c_str());
+    std::fflush(stdout);
+  }
 }
 
 MpiSession::~MpiSession() {
-  if (active_) MPI_Finalize();
+  if (!active_) return;
+  DisablePeerWatch();
+  MPI_Finalize();
 }
 
 int MpiSession::Fail(const absl::Status& status) {
@@ -50,7 +62,8 @@ int MpiSession::Fail(const absl::Status& status) {
     std::fprintf(stderr, "baton: error: %s\n", msg.c_str());
     return code;
   }
-  if (code == 2) {
+  // Bad input is the same on every rank; running out of memory may hit one rank only.
+  if (code == 2 && status.code() != absl::StatusCode::kResourceExhausted) {
     if (rank_ == 0) std::fprintf(stderr, "baton: error: %s\n", msg.c_str());
     return code;
   }

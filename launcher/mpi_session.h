@@ -23,9 +23,10 @@ class MpiSession {
   int size() const { return size_; }
 
   // Prints "baton: error: ..." (one process) or "baton[rank r]: error: ..."
-  // and returns the exit status: 2 for bad input, 1 otherwise. Bad input is
-  // the same on every rank, so only rank 0 prints it; a run-time failure on
-  // any rank aborts the job (MPI_Abort) after printing.
+  // and returns the exit status: 2 for bad input or a job too big for
+  // memory, 1 otherwise. Bad input is the same on every rank, so only rank
+  // 0 prints it; a run-time failure or an exhausted memory on any rank
+  // aborts the job (MPI_Abort) after printing.
   int Fail(const absl::Status& status);
 
  private:
@@ -37,7 +38,8 @@ class MpiSession {
 bool LaunchedByMpi();
 
 // Exit status for a Status: 2 bad input (InvalidArgument, NotFound,
-// FailedPrecondition, OutOfRange), 1 anything else.
+// FailedPrecondition, OutOfRange) or a job too big (ResourceExhausted), 1
+// anything else.
 int ExitCodeFor(const absl::Status& status);
 
 }  // namespace baton

@@ -25,7 +25,10 @@
 #include "kernels/gpu.h"
 #include "launcher/metrics.h"
 #include "engine/rank_trainer.h"
+#include "launcher/preflight.h"
 #include "launcher/progress.h"
+#include "launcher/rank_env.h"
+#include "launcher/signals.h"
 #include "nlohmann/json.hpp"
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/corpus.h"
@@ -148,14 +151,8 @@ absl::StatusOr<Device> ChooseDevice(const TrainConfig& tc) {
     return absl::FailedPreconditionError(
         absl::StrCat("train.device=cuda but this rank sees no GPU (", CudaDeviceSummary(), ")"));
   }
-  int local_rank = 0;
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"}) {
-    if (const char* v = std::getenv(var)) {
-      local_rank = std::atoi(v);
-      break;
-    }
-  }
-  BATON_RETURN_IF_ERROR(SelectCudaDevice(local_rank % gpus));
+  BATON_ASSIGN_OR_RETURN(const int gpu, GpuOfThisRank(ProcessEnv(), gpus));  // local rank, checked
+  BATON_RETURN_IF_ERROR(SelectCudaDevice(gpu));
   return Device::kCuda;
 }
 
@@ -329,7 +326,7 @@ absl::Status RunLoop(Run& r, int64_t step) {
   summary.first_step = step + 1;
   double timed_seconds = 0;
   int64_t timed_tokens = 0;
-  while (step < stop) {
+  while (step < stop && !StopAgreed()) {
     const Clock::time_point t0 = Clock::now();
     BATON_ASSIGN_OR_RETURN(const StepResult s, TrainStep(r, step, stop, mb_tokens, mb_targets));
     ++step;
@@ -341,10 +338,12 @@ absl::Status RunLoop(Run& r, int64_t step) {
     if (step == summary.first_step) summary.first_loss = s.loss;
     summary.last_loss = s.loss;
 
+    // A stop signal on any rank: every rank ends after this step, with a checkpoint.
+    BATON_ASSIGN_OR_RETURN(const bool stopping, AgreeToStop(r.comms != nullptr ? r.comms->world.get() : nullptr));
     const bool last = step == stop;
     const bool eval = tc.eval_every > 0 && (step % tc.eval_every == 0 || last);
     const CheckpointConfig& cc = r.config.checkpoint;
-    const bool save = !cc.dir.empty() && ((cc.every > 0 && step % cc.every == 0) || last);
+    const bool save = !cc.dir.empty() && ((cc.every > 0 && step % cc.every == 0) || last || stopping);
     double val = -1;
     if (eval) {
       BATON_ASSIGN_OR_RETURN(val, r.trainer.ValidationLoss(r.sampler));
@@ -418,9 +417,13 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   const MPI_Comm world_comm = comms != nullptr ? comms->world->comm() : MPI_COMM_NULL;  // checkpoint I/O
   BATON_RETURN_IF_ERROR(ValidateMesh(config, world));
   if (comms != nullptr) BATON_RETURN_IF_ERROR(CheckSameConfig(config, *comms->world));
+  BATON_RETURN_IF_ERROR(CheckOutputsWritable(config, world_rank));  // before any work, not at the first checkpoint
   // ---- data
   std::optional<IndexedDataset> dataset;
   BATON_ASSIGN_OR_RETURN(Sampler sampler, PrepareData(config, comms, root, &dataset));
+  // The checkpoint folder only once the inputs are known good: made, and stale temporaries removed.
+  if (root && !config.checkpoint.dir.empty()) BATON_RETURN_IF_ERROR(OpenCheckpointDir(config.checkpoint.dir));
+  if (comms != nullptr) BATON_RETURN_IF_ERROR(comms->world->Barrier());
   // ---- this rank's share of the model, and its optimizer state
   BATON_ASSIGN_OR_RETURN(const Device device, ChooseDevice(config.train));
   std::unique_ptr<TraceRecorder> trace;
@@ -436,7 +439,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   // ---- resume, manifest, banner
   BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
   BATON_ASSIGN_OR_RETURN(const int64_t step, Resume(config, resume, world_comm, root, *trainer, sampler));
-  BATON_ASSIGN_OR_RETURN(MetricsWriter metrics, MetricsWriter::Open(root ? config.output.metrics : "", step > 0));
+  BATON_ASSIGN_OR_RETURN(MetricsWriter metrics, MetricsWriter::OpenAt(root ? config.output.metrics : "", step));
   BATON_ASSIGN_OR_RETURN(std::string data_hash, HashFile(config.data.path + ".bin"));
   metrics.Write({{"manifest",
                   {{"config", config.source_text}, {"git_revision", GitRevision()},

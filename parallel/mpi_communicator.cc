@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "parallel/mpi_check.h"
+#include "parallel/peer_watch.h"
 
 namespace baton {
 namespace {
@@ -73,10 +74,16 @@ class MpiRequest final : public CommRequest {
 
   ~MpiRequest() override {
     if (req_ == MPI_REQUEST_NULL || MpiFinalized()) return;
+    // A peer timed out: the job is about to abort, and waiting on a dead
+    // peer would hang; the request (and its buffer) is leaked instead.
+    if (PeerWatchTripped()) {
+      new Tensor(std::move(buffer_));
+      return;
+    }
     // Unwaited (an error path): a receive is cancelled, a send completes, so
     // MPI never writes into or reads from freed memory.
     if (is_recv_) MPI_Cancel(&req_);
-    MPI_Wait(&req_, MPI_STATUS_IGNORE);
+    (void)WaitWithDeadline(&req_, MPI_STATUS_IGNORE, [this] { return Describe(); });
   }
 
   bool Test() override {
@@ -90,9 +97,10 @@ class MpiRequest final : public CommRequest {
     if (req_ == MPI_REQUEST_NULL) return absl::OkStatus();
     MPI_Status status;
     status.MPI_ERROR = MPI_SUCCESS;  // MPI_Wait leaves it as it was: never read stack garbage
-    int code = MPI_Wait(&req_, &status);
+    int code = MPI_SUCCESS;
+    absl::Status st = WaitWithDeadline(&req_, &status, [this] { return Describe(); }, &code);
+    if (st.code() == absl::StatusCode::kDeadlineExceeded) return st;  // req_ stays pending
     req_ = MPI_REQUEST_NULL;
-    absl::Status st = FromMpi(code, "MPI_Wait", __FILE__, __LINE__);
     int error_class = MPI_SUCCESS;
     if (!st.ok()) MPI_Error_class(code, &error_class);
     if (error_class == MPI_ERR_TRUNCATE || status.MPI_ERROR == MPI_ERR_TRUNCATE) {
@@ -156,9 +164,18 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Dup(MPI_Comm p
 }
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name)
-    : comm_(comm), name_(std::move(name)) {
+    : comm_(comm), name_(std::move(name)), members_(WorldRanksOf(comm)) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
+}
+
+absl::Status MpiCommunicator::WaitCollective(MPI_Request* req, const char* op, const char* call) const {
+  int code = MPI_SUCCESS;
+  absl::Status st = WaitWithDeadline(req, MPI_STATUS_IGNORE, [&] {
+    return absl::StrCat(name_, " ", op, " (", call, ") over ", members_);
+  }, &code);
+  if (st.ok() || st.code() == absl::StatusCode::kDeadlineExceeded) return st;
+  return Context(st, op);
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -195,15 +212,18 @@ absl::Status MpiCommunicator::AllReduceSum(Tensor& t) {
   scratch_.resize(std::max(scratch_.size(), static_cast<size_t>(n) * mine * esize));
   MPI_Datatype type = MpiDatatypeOf(t.dtype());
   char* data = static_cast<char*>(t.raw());
-  absl::Status st = FromMpi(MPI_Alltoallv(data, counts.data(), displs.data(), type, scratch_.data(),
-                                          recv_counts.data(), recv_displs.data(), type, comm_),
-                            "MPI_Alltoallv", __FILE__, __LINE__);
-  if (!st.ok()) return Context(st, kOp);
+  MPI_Request req = MPI_REQUEST_NULL;
+  BATON_RETURN_IF_ERROR(Context(FromMpi(MPI_Ialltoallv(data, counts.data(), displs.data(), type, scratch_.data(),
+                                                       recv_counts.data(), recv_displs.data(), type, comm_, &req),
+                                        "MPI_Ialltoallv", __FILE__, __LINE__),
+                                kOp));
+  BATON_RETURN_IF_ERROR(WaitCollective(&req, kOp, "MPI_Ialltoallv"));
   Fold(t.dtype(), scratch_.data(), n, mine, data + displs[rank_] * esize);
-  return Context(FromMpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(),
-                                        displs.data(), type, comm_),
-                         "MPI_Allgatherv", __FILE__, __LINE__),
-                 kOp);
+  BATON_RETURN_IF_ERROR(Context(FromMpi(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(),
+                                                        displs.data(), type, comm_, &req),
+                                        "MPI_Iallgatherv", __FILE__, __LINE__),
+                                kOp));
+  return WaitCollective(&req, kOp, "MPI_Iallgatherv");
 }
 
 // IAllReduceSum's two phases, as in AllReduceSum: an all-to-all sends
@@ -215,6 +235,12 @@ class MpiAllReduceRequest final : public CommRequest {
  public:
   MpiAllReduceRequest(MpiCommunicator& owner, Tensor t) : owner_(owner), t_(std::move(t)) {}
   ~MpiAllReduceRequest() override {
+    // After a peer timed out the job is about to abort: leave the request.
+    if (PeerWatchTripped()) {
+      new Tensor(std::move(t_));
+      new std::vector<char>(std::move(scratch_));
+      return;
+    }
     if (!MpiFinalized()) (void)Wait();
   }
 
@@ -244,7 +270,7 @@ class MpiAllReduceRequest final : public CommRequest {
   bool FirstPhaseDone(bool block) {
     if (!status_.ok() || req_ == MPI_REQUEST_NULL) return true;
     int done = 1;
-    status_ = block ? Check(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait")
+    status_ = block ? owner_.WaitCollective(&req_, "iall_reduce_sum", "MPI_Ialltoallv")
                     : Check(MPI_Test(&req_, &done, MPI_STATUS_IGNORE), "MPI_Test");
     return !status_.ok() || done != 0;
   }
@@ -272,7 +298,7 @@ class MpiAllReduceRequest final : public CommRequest {
   absl::Status Wait() override {
     if (!second_) owner_.Advance(this);
     if (status_.ok() && req_ != MPI_REQUEST_NULL) {
-      status_ = Check(MPI_Wait(&req_, MPI_STATUS_IGNORE), "MPI_Wait");
+      status_ = owner_.WaitCollective(&req_, "iall_reduce_sum", "MPI_Iallgatherv");
     }
     req_ = MPI_REQUEST_NULL;
     return status_;
@@ -343,11 +369,12 @@ absl::Status MpiCommunicator::ReduceScatterSum(const Tensor& in, Tensor& out) {
   }
   scratch_.resize(std::max(scratch_.size(), static_cast<size_t>(size_) * bytes));
   MPI_Datatype type = MpiDatatypeOf(in.dtype());
-  absl::Status st =
-      FromMpi(MPI_Alltoall(in.raw(), static_cast<int>(count), type, scratch_.data(),
-                           static_cast<int>(count), type, comm_),
-              "MPI_Alltoall", __FILE__, __LINE__);
-  if (!st.ok()) return Context(st, kOp);
+  MPI_Request req = MPI_REQUEST_NULL;
+  BATON_RETURN_IF_ERROR(Context(FromMpi(MPI_Ialltoall(in.raw(), static_cast<int>(count), type, scratch_.data(),
+                                                      static_cast<int>(count), type, comm_, &req),
+                                        "MPI_Ialltoall", __FILE__, __LINE__),
+                                kOp));
+  BATON_RETURN_IF_ERROR(WaitCollective(&req, kOp, "MPI_Ialltoall"));
   Fold(in.dtype(), scratch_.data(), size_, count, out.raw());
   return absl::OkStatus();
 }
@@ -369,10 +396,12 @@ absl::Status MpiCommunicator::AllGather(const Tensor& in, Tensor& out) {
     return absl::InvalidArgumentError(absl::StrCat(
         name_, " ", kOp, ": input overlaps the output but is not this rank's shard of it"));
   }
-  return Context(FromMpi(MPI_Allgather(in_place ? MPI_IN_PLACE : in.raw(), bytes, MPI_BYTE,
-                                       out.raw(), bytes, MPI_BYTE, comm_),
-                         "MPI_Allgather", __FILE__, __LINE__),
-                 kOp);
+  MPI_Request req = MPI_REQUEST_NULL;
+  BATON_RETURN_IF_ERROR(Context(FromMpi(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.raw(), bytes, MPI_BYTE,
+                                                       out.raw(), bytes, MPI_BYTE, comm_, &req),
+                                        "MPI_Iallgather", __FILE__, __LINE__),
+                                kOp));
+  return WaitCollective(&req, kOp, "MPI_Iallgather");
 }
 
 absl::Status MpiCommunicator::Broadcast(Tensor& t, int root) {
@@ -383,13 +412,17 @@ absl::Status MpiCommunicator::Broadcast(Tensor& t, int root) {
                                                    " is outside the group of ", size_, " ranks"));
   }
   BATON_RETURN_IF_ERROR(CheckCount(kOp, static_cast<int64_t>(t.nbytes())));
-  return Context(FromMpi(MPI_Bcast(t.raw(), static_cast<int>(t.nbytes()), MPI_BYTE, root, comm_),
-                         "MPI_Bcast", __FILE__, __LINE__),
-                 kOp);
+  MPI_Request req = MPI_REQUEST_NULL;
+  BATON_RETURN_IF_ERROR(Context(FromMpi(MPI_Ibcast(t.raw(), static_cast<int>(t.nbytes()), MPI_BYTE, root, comm_, &req),
+                                        "MPI_Ibcast", __FILE__, __LINE__),
+                                kOp));
+  return WaitCollective(&req, kOp, "MPI_Ibcast");
 }
 
 absl::Status MpiCommunicator::Barrier() {
-  return Context(FromMpi(MPI_Barrier(comm_), "MPI_Barrier", __FILE__, __LINE__), "barrier");
+  MPI_Request req = MPI_REQUEST_NULL;
+  BATON_RETURN_IF_ERROR(Context(FromMpi(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier", __FILE__, __LINE__), "barrier"));
+  return WaitCollective(&req, "barrier", "MPI_Ibarrier");
 }
 
 absl::StatusOr<CommRequestPtr> MpiCommunicator::ISend(const Tensor& t, int peer, int tag) {

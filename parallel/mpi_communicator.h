@@ -10,6 +10,10 @@
 // rank, in one order, so all ranks hold the same bits on every run (and a
 // test can compute the expected bits alone). The cost is the same traffic
 // as a ring all-reduce plus n·N/n scratch.
+//
+// Every wait is a poll with a deadline (parallel/peer_watch.h): collectives
+// run as their nonblocking forms, so a dead or stopped peer becomes
+// DeadlineExceeded naming it instead of a hang.
 #pragma once
 
 // The deprecated MPI C++ bindings warn under -Wextra; baton uses the C API.
@@ -60,6 +64,8 @@ class MpiCommunicator final : public Communicator {
  private:
   MpiCommunicator(MPI_Comm comm, std::string name);
   absl::Status Context(absl::Status st, const char* op) const;  // "tp all_reduce_sum: ..."
+  // Waits for a collective's request under the peer watch's deadline.
+  absl::Status WaitCollective(MPI_Request* req, const char* op, const char* call) const;
 
   friend class MpiAllReduceRequest;
   // IAllReduceSum runs in two collectives (all-to-all, then all-gather);
@@ -73,6 +79,7 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm gather_comm_ = MPI_COMM_NULL;
   std::vector<MpiAllReduceRequest*> started_;  // first phase in flight, oldest first
   std::string name_;
+  std::string members_;  // "world ranks 0, 2": who a stuck collective waits on
   int rank_ = 0, size_ = 1;
   std::vector<char> scratch_;  // (size, chunk) received chunks; grows, never shrinks
 };

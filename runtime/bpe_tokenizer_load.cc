@@ -2,14 +2,13 @@
 // that changes the ids HF would produce is either implemented or refused
 // with an InvalidArgument naming it: silently ignoring, say, a dropout or
 // an unknown regex would give a tokenizer that disagrees with HF.
-#include <fstream>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
 #include "nlohmann/json.hpp"
 #include "runtime/bpe_tokenizer.h"
+#include "runtime/file_util.h"
 
 namespace baton {
 namespace {
@@ -36,11 +35,11 @@ bool GetBool(const Json& obj, const char* key, bool fallback) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::FromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open tokenizer file"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  absl::StatusOr<std::unique_ptr<BpeTokenizer>> t = FromJson(ss.str());
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat("cannot read tokenizer file ", text.status().message()));
+  }
+  absl::StatusOr<std::unique_ptr<BpeTokenizer>> t = FromJson(*text);
   if (!t.ok()) {
     return absl::Status(t.status().code(), absl::StrCat(path, ": ", t.status().message()));
   }

@@ -3,13 +3,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
+#include "runtime/file_util.h"
 #include "runtime/indexed_dataset.h"
 
 namespace baton {
@@ -19,15 +18,6 @@ bool IsBlank(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
   });
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
-  return std::move(ss).str();
 }
 
 }  // namespace
@@ -86,7 +76,7 @@ absl::StatusOr<TokenizeStats> TokenizeFiles(const std::vector<std::string>& inpu
   TokenizeStats stats;
   std::vector<int32_t> seq;
   for (const std::string& file : files) {
-    BATON_ASSIGN_OR_RETURN(std::string text, ReadFile(file));
+    BATON_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(file));
     ++stats.files;
     for (std::string_view doc : SplitDocuments(text)) {
       std::vector<int32_t> ids = tokenizer.Encode(doc);

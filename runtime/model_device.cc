@@ -2,10 +2,10 @@
 // flat buffers with one layout (f32 master values, f32 grads, and the bf16
 // compute copy when compute is bf16), so ZeroGrad is one memset, the clip
 // norm one reduction and the weight refresh one conversion. Init draws the
-// weights on the host with the same counter-based RNG as the CPU model
-// (threaded over chunks: the value of element e depends only on e) and
-// copies them up, so CPU and CUDA models start from identical bits (a
-// tensor-parallel shard: its block of the logical tensor, as on the CPU).
+// weights on the device with the same counter-based RNG as the CPU model
+// (runtime/param_init_device.h), so CPU and CUDA models start from identical
+// bits (a tensor-parallel shard: its block of the logical tensor, as on the
+// CPU).
 #include <algorithm>
 #include <cmath>
 #include <future>
@@ -14,6 +14,7 @@
 #include "runtime/cuda_allocator.h"
 #include "runtime/model.h"
 #include "runtime/ops.h"
+#include "runtime/param_init_device.h"
 #include "runtime/rng.h"
 #ifdef BATON_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -64,6 +65,18 @@ void Model::AllocateDeviceParams() {
 }
 
 void Model::InitOnDevice(uint64_t seed) {
+#ifdef BATON_HAVE_CUDA
+  for (size_t i = 0; i < params_.size(); ++i) {  // drawn in place: no host draw, no copy
+    const InitKind k = init_kind_[i];
+    const absl::Status s = InitParamOnDevice(
+        params_[i], k == InitKind::kNormal ? ParamInit::Normal(init_std_[i]) : ParamInit::Constant(k == InitKind::kOnes ? 1.0f : 0.0f),
+        seed);
+    BATON_CHECK_MSG(s.ok(), std::string(s.message()).c_str());
+  }
+  // Values complete on return, as with the host draw (other streams may read them).
+  BATON_CHECK(cudaStreamSynchronize(cuda::CurrentStream()) == cudaSuccess);
+  return RefreshComputeWeights();
+#endif
   // Each param is filled on the host (chunks in parallel), then copied up.
   // Two pinned staging buffers alternate: while one param's copy runs on
   // the stream, the host fills the next into the other buffer, and the

@@ -1,27 +1,16 @@
-// Philox4x32-10 and the sharding-invariant normal fill (see rng.h).
+// Philox4x32-10 and the sharding-invariant normal fill (see rng.h); the
+// draw itself is kernels/philox_normal.h, shared with the device fill.
 #include "runtime/rng.h"
 
-#include <cmath>
-#include <numbers>
 #include <utility>
+
+#include "kernels/philox_normal.h"
 
 namespace baton {
 
 std::array<uint32_t, 4> Philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
-  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;  // Random123 multipliers
-  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;  // Weyl key increments
-  for (int round = 0; round < 10; ++round) {
-    if (round > 0) {
-      key[0] += kW0;
-      key[1] += kW1;
-    }
-    const uint64_t p0 = uint64_t{kM0} * ctr[0];
-    const uint64_t p1 = uint64_t{kM1} * ctr[2];
-    const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
-    const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
-    ctr = {hi1 ^ ctr[1] ^ key[0], lo1, hi0 ^ ctr[3] ^ key[1], lo0};
-  }
-  return ctr;
+  const philox::Block out = philox::Philox4x32_10(philox::Block{{ctr[0], ctr[1], ctr[2], ctr[3]}}, key[0], key[1]);
+  return {out.w[0], out.w[1], out.w[2], out.w[3]};
 }
 
 uint64_t Fnv1a64(std::string_view s, uint64_t h) {
@@ -35,20 +24,11 @@ uint64_t Fnv1a64(std::string_view s, uint64_t h) {
 namespace {
 // Both normals of Philox block `block` (Box-Muller: cos, then sin): element
 // 2k is .first, 2k+1 is .second. NormalAt and the fills share this, so a
-// fill that takes both halves at once gives the same bits as one at a time.
+// fill that takes both halves at once gives the same bits as one at a time;
+// the device fill (kernels/cuda/philox_init.h) calls the same function.
 std::pair<double, double> NormalPair(uint64_t seed, uint64_t name_hash, uint64_t block) {
-  const std::array<uint32_t, 4> out = Philox4x32_10(
-      {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32),
-       static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)},
-      {static_cast<uint32_t>(name_hash), static_cast<uint32_t>(name_hash >> 32)});
-  // 53-bit uniforms; u1 in (0, 1] so that log(u1) is finite.
-  const uint64_t a = (uint64_t{out[0]} << 32 | out[1]) >> 11;
-  const uint64_t b = (uint64_t{out[2]} << 32 | out[3]) >> 11;
-  const double u1 = (static_cast<double>(a) + 1.0) * 0x1.0p-53;
-  const double u2 = static_cast<double>(b) * 0x1.0p-53;
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  const double angle = 2.0 * std::numbers::pi * u2;
-  return {r * std::cos(angle), r * std::sin(angle)};
+  const philox::NormalPair z = philox::NormalPairAt(seed, name_hash, block);
+  return {z.first, z.second};
 }
 }  // namespace
 

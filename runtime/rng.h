@@ -6,7 +6,9 @@
 // tensor-parallel row or column slice, a pipeline stage's layers) is filled
 // with exactly the values the full tensor would hold there, so every
 // (dp, pp, tp) layout starts from the same weights (DESIGN.md invariant 1).
-// CPU only: parameters are initialised on the host and copied to devices.
+// The draw (kernels/philox_normal.h) uses only correctly rounded IEEE
+// operations, so the device fill (kernels/cuda/philox_init.h, used by
+// runtime/param_init_device.h) gives the same bits as these host fills.
 #pragma once
 
 #include <array>
@@ -30,7 +32,7 @@ uint64_t Fnv1a64(std::string_view s, uint64_t h = kFnv1aOffset);
 // The standard normal sample for logical element `index` of the stream
 // (seed, name_hash). Box–Muller on two 53-bit uniforms from one Philox
 // block; the block's two outputs (cos and sin branch) go to elements
-// 2j and 2j+1.
+// 2j and 2j+1. log, cos and sin are philox_normal.h's own (not libm's).
 double NormalAt(uint64_t seed, uint64_t name_hash, uint64_t index);
 
 // Fills t (any shape, f32 or f64, contiguous) with std · N(0,1), element e

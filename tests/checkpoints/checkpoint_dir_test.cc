@@ -10,6 +10,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/checkpoints/temp_files.h"
+#include "runtime/file_util.h"
 #include "kernels/check.h"
 
 namespace baton {
@@ -17,16 +19,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string MakeTempDir() {
-  std::string templ = ::testing::TempDir() + "/ckpt_dir_test_XXXXXX";
-  BATON_CHECK(mkdtemp(templ.data()) != nullptr);
-  return templ;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
+std::string MakeTempDir() { return baton::MakeTempDir("ckpt_dir_test_"); }
 
 void Touch(const std::string& path, const std::string& text = "x") {
   FILE* f = std::fopen(path.c_str(), "w");
@@ -35,15 +28,7 @@ void Touch(const std::string& path, const std::string& text = "x") {
   std::fclose(f);
 }
 
-std::string Slurp(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "r");
-  if (f == nullptr) return "<missing>";
-  std::string out;
-  char buf[256];
-  while (size_t n = std::fread(buf, 1, sizeof buf, f)) out.append(buf, n);
-  std::fclose(f);
-  return out;
-}
+std::string Slurp(const std::string& path) { return ReadWholeFile(path).value_or("<missing>"); }
 
 TEST(CheckpointDirTest, PathsAndSteps) {
   EXPECT_EQ(CheckpointPath("ckpt", 100), "ckpt/step_00000100.h5");
@@ -114,6 +99,39 @@ TEST(CheckpointDirTest, PruneKeepsTheNewestAndTheCommittedOne) {
   EXPECT_TRUE(Exists(dir + "/latest"));
 
   EXPECT_EQ(Prune(dir, -1).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A crashed save leaves step_*.h5.tmp (100 MB seen, issue 15) that nothing
+// removed unless the same step was saved again: opening the directory does.
+TEST(CheckpointDirTest, OpeningRemovesStaleTemporariesOnly) {
+  std::string dir = MakeTempDir();
+  Touch(CheckpointPath(dir, 10));
+  Touch(dir + "/step_00000020.h5.tmp");
+  Touch(dir + "/step_00000020.h5.tmp.room");
+  Touch(dir + "/latest.tmp");
+  Touch(dir + "/notes.tmp");
+  Touch(dir + "/model.h5.tmp");
+  ASSERT_TRUE(CommitLatest(dir, CheckpointPath(dir, 10)).ok());
+  ASSERT_TRUE(OpenCheckpointDir(dir).ok());
+  EXPECT_FALSE(Exists(dir + "/step_00000020.h5.tmp"));
+  EXPECT_FALSE(Exists(dir + "/step_00000020.h5.tmp.room"));
+  EXPECT_FALSE(Exists(dir + "/latest.tmp"));
+  EXPECT_TRUE(Exists(CheckpointPath(dir, 10)));
+  EXPECT_TRUE(Exists(dir + "/latest"));
+  EXPECT_TRUE(Exists(dir + "/notes.tmp"));  // not ours
+  EXPECT_TRUE(Exists(dir + "/model.h5.tmp"));
+  EXPECT_EQ(*FindLatest(dir), CheckpointPath(dir, 10));
+}
+
+TEST(CheckpointDirTest, OpeningCreatesTheDirOrSaysWhyNot) {
+  std::string dir = MakeTempDir() + "/a/b";
+  ASSERT_TRUE(OpenCheckpointDir(dir).ok());
+  EXPECT_TRUE(Exists(dir));
+  Touch(dir + "/file");
+  absl::Status st = OpenCheckpointDir(dir + "/file");
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_THAT(std::string(st.message()), HasSubstr("checkpoint.dir " + dir + "/file: cannot write there"));
+  EXPECT_EQ(std::string(st.message()).find('\n'), std::string::npos);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "checkpoints/checkpoint.h"
 
 #include <hdf5.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,22 +20,14 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/checkpoints/temp_files.h"
 
 namespace baton {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string MakeTempDir() {
-  std::string templ = ::testing::TempDir() + "/ckpt_test_XXXXXX";
-  BATON_CHECK(mkdtemp(templ.data()) != nullptr);
-  return templ;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
-}
+std::string MakeTempDir() { return baton::MakeTempDir("ckpt_test_"); }
 
 template <typename T>
 Tensor Random(const Shape& shape, uint32_t seed) {
@@ -192,8 +185,34 @@ TEST(CheckpointTest, TruncatedFileIsAnErrorNamingTheFile) {
   ASSERT_EQ(::truncate(path.c_str(), st.st_size / 2), 0);
   absl::StatusOr<CheckpointData> out = ReadCheckpoint(path);
   ASSERT_FALSE(out.ok());
-  EXPECT_THAT(std::string(out.status().message()), HasSubstr(path));
-  EXPECT_EQ(std::string(out.status().message()).find('\n'), std::string::npos);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << out.status();
+  const std::string msg(out.status().message());
+  EXPECT_THAT(msg, ::testing::StartsWith("checkpoint " + path + ": a truncated or damaged HDF5 file ("));
+  EXPECT_EQ(msg.find('\n'), std::string::npos);
+  EXPECT_EQ(msg.find(".cc:"), std::string::npos) << "a source path is no help to the user: " << msg;
+}
+
+// Issue 15: a full disk printed a clear error, then HDF5 segfaulted at exit
+// on the file whose close had failed. Now: one error naming the file and
+// errno 28, nothing under PATH or PATH.tmp, the previous checkpoint intact,
+// and this test binary exits cleanly (a crash at exit fails the run).
+TEST(CheckpointTest, FullDiskIsOneErrorAndLeavesNothing) {
+  const std::string dir = MakeTempDir();
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  const std::string previous = dir + "/step_00000001.h5", next = dir + "/step_00000002.h5";
+  const CheckpointData small = Data(1, {{"params/w", Random<float>({64, 64}, 3)}});
+  absl::Status st = WriteCheckpoint(previous, small);
+  EXPECT_TRUE(st.ok()) << st;
+  st = WriteCheckpoint(next, Data(2, {{"params/w", Random<float>({1024, 1024}, 4)}}));  // 4 MiB
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_THAT(std::string(st.message()), ::testing::StartsWith("checkpoint " + next + ": "));
+  EXPECT_THAT(std::string(st.message()), HasSubstr("(errno 28: No space left on device)"));
+  EXPECT_FALSE(Exists(next));
+  EXPECT_FALSE(Exists(next + ".tmp"));
+  absl::StatusOr<CheckpointData> back = ReadCheckpoint(previous);
+  EXPECT_TRUE(back.ok()) << back.status();
+  ::umount2(dir.c_str(), MNT_DETACH);
 }
 
 TEST(CheckpointTest, CopyIntoChecksShapeAndDtype) {
@@ -219,7 +238,13 @@ TEST(CheckpointTest, CopyIntoChecksShapeAndDtype) {
 
   absl::Status missing = CopyInto(*data, "params/layers.4.attn.wq", dst);
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(missing.message(), "reading params/layers.4.attn.wq from " + path + ": no such tensor");
+  EXPECT_EQ(missing.message(), "reading params/layers.4.attn.wq from " + path +
+                                   ": no such tensor; the checkpoint holds 1 layer (layers.3-3) but the model asks "
+                                   "for layers.4: it was written for a model of another shape (model.layers)");
+  absl::Status other = CopyInto(*data, "params/lm_head", dst);
+  EXPECT_EQ(other.message(), "reading params/lm_head from " + path +
+                                 ": no such tensor; the checkpoint holds 1 tensors, none of that name: it was "
+                                 "written for another model or configuration");
 }
 
 TEST(CheckpointTest, H5dumpShowsTheLogicalTree) {

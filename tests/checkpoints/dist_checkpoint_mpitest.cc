@@ -23,6 +23,7 @@
 #include "checkpoints/dist_checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/parallel/mpi_test_util.h"
 
 namespace baton {
 namespace {
@@ -30,26 +31,8 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-int Rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int Size() {
-  int n = 1;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-// A directory every rank shares (rank 0's pid).
-fs::path Dir() {
-  int pid = Rank() == 0 ? static_cast<int>(::getpid()) : 0;
-  MPI_Bcast(&pid, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  fs::path d = fs::temp_directory_path() / ("baton_dist_ckpt_" + std::to_string(pid));
-  if (Rank() == 0) fs::create_directories(d);
-  MPI_Barrier(MPI_COMM_WORLD);
-  return d;
-}
+// A directory every rank shares.
+fs::path Dir() { return SharedTempDir("baton_dist_ckpt_"); }
 
 // Removes the shared directory once every rank is done with it.
 class RemoveDir : public ::testing::Environment {
@@ -57,7 +40,7 @@ class RemoveDir : public ::testing::Environment {
   void TearDown() override {
     const fs::path d = Dir();
     MPI_Barrier(MPI_COMM_WORLD);
-    if (Rank() == 0) fs::remove_all(d);
+    if (WorldRank() == 0) fs::remove_all(d);
   }
 };
 const auto* const kRemoveDir = ::testing::AddGlobalTestEnvironment(new RemoveDir);
@@ -84,7 +67,7 @@ std::vector<CheckpointTensor> Logical() {
     }
     out.push_back({std::move(name), t});
   };
-  const int64_t n = Size();
+  const int64_t n = WorldSize();
   add("params/embed", {13, 6}, DType::kF32);                 // 0: rows over all ranks (uneven)
   add("params/layers.0.attn.wo", {6, 11}, DType::kF32);      // 1: columns over all ranks
   add("adam/m/layers.0.attn.wo", {6, 11}, DType::kF32);      // 2: rows over max(1, n-1) ranks
@@ -130,7 +113,7 @@ std::vector<TensorShard> Split(const CheckpointTensor& ct, int dim, int part, in
 
 std::vector<TensorShard> WriteLayout(const std::vector<CheckpointTensor>& t) {
   std::vector<TensorShard> mine;
-  const int r = Rank(), n = Size();
+  const int r = WorldRank(), n = WorldSize();
   auto add = [&](std::vector<TensorShard> s) { mine.insert(mine.end(), s.begin(), s.end()); };
   add(Split(t[0], 0, r, n));
   add(Split(t[1], 1, r, n));
@@ -150,7 +133,7 @@ std::vector<TensorShard> WriteLayout(const std::vector<CheckpointTensor>& t) {
 // columns and vice versa, in reverse rank order, or whole on every rank.
 std::vector<TensorShard> ReadLayout(const std::vector<CheckpointTensor>& t) {
   std::vector<TensorShard> mine;
-  const int r = Rank(), n = Size();
+  const int r = WorldRank(), n = WorldSize();
   auto add = [&](std::vector<TensorShard> s) { mine.insert(mine.end(), s.begin(), s.end()); };
   add(Split(t[0], 1, n - 1 - r, n));
   mine.push_back(Whole(t[1]));
@@ -182,6 +165,23 @@ using Writer = std::function<absl::Status(MPI_Comm, const std::string&, int64_t,
                                           const std::map<std::string, std::string>&)>;
 using Reader = std::function<absl::Status(MPI_Comm, const std::string&, std::vector<TensorShard>&, int64_t*,
                                           std::map<std::string, std::string>*)>;
+
+// Reads `path` back through `read` in ReadLayout's slicing: the step, and
+// every slice bitwise. Returns the attributes read.
+std::map<std::string, std::string> ExpectReadsBackSliced(const Reader& read, const fs::path& path,
+                                                         const std::vector<CheckpointTensor>& logical, int64_t step) {
+  std::vector<TensorShard> shards = ReadLayout(logical);
+  const std::vector<Tensor> want = Blank(shards);
+  int64_t got_step = 0;
+  std::map<std::string, std::string> attrs;
+  const absl::Status st = read(MPI_COMM_WORLD, path.string(), shards, &got_step, &attrs);
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(got_step, step);
+  for (size_t i = 0; st.ok() && i < shards.size(); ++i)
+    EXPECT_TRUE(SameBits(shards[i].local, want[i])) << shards[i].name;
+  return attrs;
+}
+
 struct Path2 {
   const char* name;
   Writer write;
@@ -212,7 +212,7 @@ TEST(DistCheckpoint, SlicesMakeTheLogicalFileAndReadBackInAnyLayout) {
       ASSERT_TRUE(written.ok()) << written;
       EXPECT_FALSE(fs::exists(path.string() + ".tmp"));
       // The single-process reader sees every tensor whole, bitwise, and nothing else.
-      if (Rank() == 0) {
+      if (WorldRank() == 0) {
         auto whole = ReadCheckpoint(path.string());
         ASSERT_TRUE(whole.ok()) << whole.status();
         EXPECT_EQ(whole->step, 7);
@@ -223,15 +223,7 @@ TEST(DistCheckpoint, SlicesMakeTheLogicalFileAndReadBackInAnyLayout) {
           EXPECT_TRUE(SameBits(whole->Find(ct.name)->tensor, ct.tensor)) << ct.name;
         }
       }
-      std::vector<TensorShard> read = ReadLayout(logical);
-      const std::vector<Tensor> want = Blank(read);
-      int64_t step = 0;
-      std::map<std::string, std::string> attrs;
-      const absl::Status st = r.read(MPI_COMM_WORLD, path.string(), read, &step, &attrs);
-      ASSERT_TRUE(st.ok()) << st;
-      EXPECT_EQ(step, 7);
-      EXPECT_EQ(attrs, attrs_in);
-      for (size_t i = 0; i < read.size(); ++i) EXPECT_TRUE(SameBits(read[i].local, want[i])) << read[i].name;
+      EXPECT_EQ(ExpectReadsBackSliced(r.read, path, logical, 7), attrs_in);
     }
   }
 }
@@ -254,7 +246,7 @@ TEST(DistCheckpoint, ListsTheTensorsOnEveryRank) {
 TEST(DistCheckpoint, ReadsASingleProcessFileInSlices) {
   const fs::path path = Dir() / "single.h5";
   const std::vector<CheckpointTensor> logical = Logical();
-  if (Rank() == 0) {
+  if (WorldRank() == 0) {
     CheckpointData data;
     data.step = 3;
     data.tensors = logical;
@@ -264,21 +256,13 @@ TEST(DistCheckpoint, ReadsASingleProcessFileInSlices) {
   MPI_Barrier(MPI_COMM_WORLD);
   for (const Path2& r : Paths()) {
     SCOPED_TRACE(r.name);
-    std::vector<TensorShard> read = ReadLayout(logical);
-    const std::vector<Tensor> want = Blank(read);
-    int64_t step = 0;
-    std::map<std::string, std::string> attrs;
-    const absl::Status st = r.read(MPI_COMM_WORLD, path.string(), read, &step, &attrs);
-    ASSERT_TRUE(st.ok()) << st;
-    EXPECT_EQ(step, 3);
-    EXPECT_EQ(attrs.at("config"), std::string(70000, 'c'));
-    for (size_t i = 0; i < read.size(); ++i) EXPECT_TRUE(SameBits(read[i].local, want[i])) << read[i].name;
+    EXPECT_EQ(ExpectReadsBackSliced(r.read, path, logical, 3)["config"], std::string(70000, 'c'));
   }
 }
 
 TEST(DistCheckpoint, ReplacesAStaleTemporaryFile) {
   const fs::path path = Dir() / "stale.h5";
-  if (Rank() == 0) std::ofstream(path.string() + ".tmp") << "left by a crashed save";
+  if (WorldRank() == 0) std::ofstream(path.string() + ".tmp") << "left by a crashed save";
   MPI_Barrier(MPI_COMM_WORLD);
   ASSERT_TRUE(WriteShardedCheckpoint(MPI_COMM_WORLD, path.string(), 5, WriteLayout(Logical()), {}).ok());
   EXPECT_TRUE(fs::exists(path));
@@ -294,7 +278,7 @@ void ExpectFailsEverywhere(const absl::Status& st, absl::StatusCode code, const 
 
 TEST(DistCheckpoint, BadTilingsAreRefusedOnEveryRankAndLeaveNothing) {
   const std::vector<CheckpointTensor> t = Logical();
-  const int r = Rank(), n = Size();
+  const int r = WorldRank(), n = WorldSize();
   for (const Path2& w : Paths()) {
     SCOPED_TRACE(w.name);
     const fs::path path = Dir() / (std::string("bad_") + w.name + ".h5");
@@ -337,7 +321,7 @@ TEST(DistCheckpoint, OneRanksBadInputFailsEveryRankAndLeavesNothing) {
     const fs::path path = Dir() / (std::string("bad_input_") + w.name + ".h5");
     // Only the last rank hands a bf16 slice (not a checkpoint dtype).
     std::vector<TensorShard> shards = WriteLayout(t);
-    if (Rank() == Size() - 1) shards.push_back({"params/bf16", {2}, -1, 0, Tensor::Empty({2}, DType::kBF16)});
+    if (WorldRank() == WorldSize() - 1) shards.push_back({"params/bf16", {2}, -1, 0, Tensor::Empty({2}, DType::kBF16)});
     absl::Status st = w.write(MPI_COMM_WORLD, path.string(), 1, shards, {});
     ExpectFailsEverywhere(st, absl::StatusCode::kInvalidArgument, "params/bf16: dtype bf16", path);
     // A reserved attribute name: the file is created, then refused and removed.
@@ -357,9 +341,14 @@ TEST(DistCheckpoint, ReadErrorsNameTheTensorOnEveryRank) {
   const std::vector<CheckpointTensor> t = Logical();
   ASSERT_TRUE(WriteShardedCheckpoint(MPI_COMM_WORLD, path.string(), 2, WriteLayout(t), {}).ok());
   const fs::path junk = Dir() / "junk.h5";
-  if (Rank() == 0) std::ofstream(junk) << "not hdf5";
+  if (WorldRank() == 0) std::ofstream(junk) << "not hdf5";
+  const fs::path truncated = Dir() / "truncated.h5";
+  if (WorldRank() == 0) {
+    fs::copy_file(path, truncated, fs::copy_options::overwrite_existing);
+    fs::resize_file(truncated, fs::file_size(truncated) / 2);
+  }
   MPI_Barrier(MPI_COMM_WORLD);
-  const bool last = Rank() == Size() - 1;
+  const bool last = WorldRank() == WorldSize() - 1;
   for (const Path2& r : Paths()) {
     SCOPED_TRACE(r.name);
     int64_t step = 0;
@@ -385,6 +374,19 @@ TEST(DistCheckpoint, ReadErrorsNameTheTensorOnEveryRank) {
     st = r.read(MPI_COMM_WORLD, path.string(), misfit, &step, &attrs);
     EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
     EXPECT_THAT(std::string(st.message()), HasSubstr("slice [4, 6] at offset 10 along dim 0 does not fit [13, 6]"));
+    // A checkpoint of a model with fewer layers: the error says so.
+    std::vector<TensorShard> deeper = ReadLayout(t);
+    if (last) deeper.push_back({"adam/m/layers.1.attn.wo", {6, 11}, -1, 0, Tensor::Empty({6, 11}, DType::kF32)});
+    st = r.read(MPI_COMM_WORLD, path.string(), deeper, &step, &attrs);
+    EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
+    EXPECT_THAT(std::string(st.message()),
+                HasSubstr("no such tensor; the checkpoint holds 1 layer (layers.0-0) but the model asks for "
+                          "layers.1: it was written for a model of another shape (model.layers)"));
+    // A truncated file: one line naming it, no source path.
+    st = r.read(MPI_COMM_WORLD, truncated.string(), shape, &step, &attrs);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_THAT(std::string(st.message()), HasSubstr("checkpoint " + truncated.string() + ": a truncated or damaged HDF5 file"));
+    EXPECT_EQ(std::string(st.message()).find(".cc:"), std::string::npos) << st;
     // A missing file and a file that is not HDF5.
     const std::string absent = (Dir() / "absent.h5").string();
     st = r.read(MPI_COMM_WORLD, absent, shape, &step, &attrs);

@@ -11,13 +11,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "checkpoints/safetensors.h"
+#include "runtime/file_util.h"
 
 namespace baton {
 namespace {
@@ -29,10 +29,7 @@ MATCHER_P2(StatusIs, code, msg_matcher, "") {
   return arg.code() == code && ::testing::ExplainMatchResult(msg_matcher, std::string(arg.message()), result_listener);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+std::string ReadFile(const std::string& path) { return ReadWholeFile(path).value_or("<unreadable>"); }
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
 }

@@ -14,7 +14,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <random>
 
 #include <gmock/gmock.h>
@@ -22,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/convert.h"
+#include "runtime/file_util.h"
 
 namespace baton {
 namespace {
@@ -29,10 +29,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+std::string ReadFile(const std::string& path) { return ReadWholeFile(path).value_or("<unreadable>"); }
 
 void WriteFile(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -1,0 +1,140 @@
+// `baton distill` (see distill.h): flags, the teacher checks and report,
+// and the teacher-logit dump of offline mode.
+#include "launcher/distill.h"
+
+#include <cstdio>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "checkpoints/student_init.h"
+#include "checkpoints/teacher_logits.h"
+#include "launcher/checkpoint_model.h"
+#include "launcher/distill_config.h"
+#include "launcher/mpi_session.h"
+#include "runtime/distill_offline.h"
+#include "runtime/indexed_dataset.h"
+#include "runtime/sampler.h"
+
+namespace baton {
+namespace {
+
+absl::Status Bad(auto... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); }
+
+constexpr char kUsage[] = "baton distill --config FILE [--set section.key=value ...] [--dump-teacher]";
+
+struct Flags {
+  std::string config;
+  std::vector<std::string> overrides;
+  bool dump_teacher = false;
+};
+
+absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
+  Flags f;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--dump-teacher") {
+      f.dump_teacher = true;
+    } else if (args[i] == "--config" && i + 1 < args.size()) {
+      f.config = args[++i];
+    } else if (args[i] == "--set") {
+      while (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "--")) f.overrides.push_back(args[++i]);
+    } else {
+      return Bad("unknown or incomplete argument '", args[i], "' for 'distill' (usage: ", kUsage, ")");
+    }
+  }
+  if (f.config.empty()) return Bad("distill: --config FILE is required (usage: ", kUsage, ")");
+  return f;
+}
+
+std::string Mib(int64_t bytes) { return absl::StrCat(bytes / (1 << 20), " MiB"); }
+
+absl::Status Run(const Flags& flags, int world_size) {
+  BATON_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(flags.config, flags.overrides));
+  if (config.teacher.checkpoint.empty()) return Bad("teacher.checkpoint is required for baton distill (in ", flags.config, ")");
+  if (flags.dump_teacher && world_size > 1)
+    return absl::FailedPreconditionError("distill --dump-teacher runs on one process for now (not under mpirun)");
+  BATON_ASSIGN_OR_RETURN(const Device device, EvalDevice(config.train.device));
+  BATON_ASSIGN_OR_RETURN(CheckpointModel teacher, LoadCheckpointModel(config.teacher.checkpoint, device));
+  const ModelConfig& tm = teacher.job.model;
+  BATON_RETURN_IF_ERROR(CheckTeacherFitsStudent(config, tm, config.teacher.checkpoint));
+  // Forward only: weights in the compute dtype (bf16 on GPUs, plus the f32 masters a Model keeps), no grads used.
+  const int64_t params = teacher.model.NumParameters();
+  std::printf("teacher: %s (step %lld): %lld parameters (%d layers, dim %d, vocab %d), weights %s on %s\n",
+              config.teacher.checkpoint.c_str(), static_cast<long long>(teacher.step), static_cast<long long>(params),
+              tm.layers, tm.dim, tm.vocab_size,
+              Mib(params * (device == Device::kCuda ? 2 : 4)).c_str(), device == Device::kCuda ? "cuda (bf16)" : "cpu (f32)");
+  if (config.student.init == StudentInit::kTeacherLayers) {
+    BATON_ASSIGN_OR_RETURN(std::vector<int> from,
+                           ResolveLayersFrom(config.student.layers_from, tm.layers, config.model.layers));
+    std::printf("student: init from teacher layers [%s] + embedding and head\n", absl::StrJoin(from, ", ").c_str());
+  }
+  std::printf("distill: mode %s, alpha %g, temperature %g%s\n", DistillModeName(config.distill.mode),
+              config.distill.alpha, config.distill.temperature,
+              config.distill.mode == DistillMode::kOffline ? absl::StrCat(", top-", config.distill.topk, " from ",
+                                                                          config.distill.logits_path).c_str()
+                                                           : "");
+  std::fflush(stdout);
+  if (flags.dump_teacher) {
+    if (config.distill.logits_path.empty()) return Bad("distill --dump-teacher needs distill.logits_path (the output directory)");
+    BATON_ASSIGN_OR_RETURN(DumpSummary d, DumpTeacherLogits(config, teacher.model));
+    std::printf("dumped the teacher's top-%d logits of %lld samples (%lld tokens) in %lld shards -> %s\n",
+                config.distill.topk, static_cast<long long>(d.samples), static_cast<long long>(d.tokens),
+                static_cast<long long>(d.shards), config.distill.logits_path.c_str());
+    return absl::OkStatus();
+  }
+  return absl::UnimplementedError(
+      "baton distill: the training loop (online and offline) is not wired yet; it lands with the engine layer "
+      "(issue 14). Ready now: --dump-teacher, baton eval, the loss (runtime/distill_loss.h)");
+}
+
+}  // namespace
+
+absl::StatusOr<DumpSummary> DumpTeacherLogits(const JobConfig& config, Model& teacher) {
+  if (config.data.path.empty()) return Bad("data.path is required to dump the teacher's logits");
+  BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(config.data.path));
+  const int64_t t = config.train.seq_len, b = config.train.micro_batch_size;
+  BATON_ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(dataset, static_cast<int>(t),
+                                                          static_cast<uint64_t>(config.train.seed), config.data.val_fraction));
+  TeacherLogitsMeta meta;
+  meta.topk = config.distill.topk;
+  meta.temperature = config.distill.temperature;
+  meta.vocab_size = teacher.config().vocab_size;
+  meta.seq_len = t;
+  meta.num_samples = sampler.num_train_samples();
+  meta.samples_per_shard = std::max<int64_t>(1, (int64_t{1} << 20) / t);  // ~1M tokens per shard
+  meta.dataset = config.data.path;
+  meta.dataset_tokens = dataset.num_tokens();
+  meta.val_fraction = config.data.val_fraction;
+  BATON_ASSIGN_OR_RETURN(std::unique_ptr<TeacherLogitsWriter> writer,
+                         TeacherLogitsWriter::Create(config.distill.logits_path, meta));
+  std::vector<int64_t> ids;
+  for (int64_t first = 0; first < meta.num_samples; first += b) {
+    const int64_t count = std::min(b, meta.num_samples - first);
+    ids.clear();
+    for (int64_t i = 0; i < count; ++i) ids.push_back(first + i);
+    Tensor tokens, targets;  // (count, T), allocated by FillTrain
+    sampler.FillTrain(ids, tokens, targets);
+    for (int64_t i = 0; i < tokens.numel(); ++i) {
+      const int32_t id = tokens.data<int32_t>()[i];
+      if (id < 0 || id >= meta.vocab_size)
+        return Bad("data.path ", config.data.path, ": token id ", id, " is outside the teacher's vocabulary [0, ",
+                   meta.vocab_size, ")");
+    }
+    BATON_ASSIGN_OR_RETURN(TeacherTopK top, TeacherTopKOf(LogitsOnHostF32(teacher.Logits(tokens)), meta.topk,
+                                                          meta.temperature));
+    BATON_RETURN_IF_ERROR(writer->Append(top.values, top.indices, top.rest_lse));
+  }
+  BATON_RETURN_IF_ERROR(writer->Finish());
+  return DumpSummary{meta.num_samples, meta.num_samples * t,
+                     (meta.num_samples + meta.samples_per_shard - 1) / meta.samples_per_shard};
+}
+
+int RunDistillCommand(const std::vector<std::string>& args) {
+  absl::StatusOr<Flags> flags = ParseFlags(args);
+  MpiSession mpi;
+  if (!flags.ok()) return mpi.Fail(flags.status());
+  const absl::Status s = Run(*flags, mpi.size());
+  return s.ok() ? 0 : mpi.Fail(s);
+}
+
+}  // namespace baton

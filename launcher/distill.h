@@ -1,0 +1,37 @@
+// `baton distill --config FILE [--set K=V]... [--dump-teacher]`: the
+// distillation job driver. What runs today: the config's [teacher]
+// [distill] [student] checks, loading the teacher (any baton checkpoint)
+// with its vocabulary and, for student.init = teacher-layers, its widths
+// checked against the student, a start-up report of the teacher's memory,
+// and --dump-teacher (offline mode's teacher pass: its top-k logits over
+// the training split into distill.logits_path, checkpoints/teacher_logits.h).
+// The training loop itself (online: teacher forward per micro-batch on the
+// pipeline mesh; offline: reading the dump) is wired once the engine layer
+// lands; until then the command says so and exits 1 (docs/distillation.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "launcher/config.h"
+#include "runtime/model.h"
+
+namespace baton {
+
+struct DumpSummary {
+  int64_t samples = 0, tokens = 0, shards = 0;
+};
+
+// Runs `teacher` over every training sample of config.data.path (the
+// sampler's split and packing for train.seq_len and data.val_fraction), in
+// batches of train.micro_batch_size, and writes the top distill.topk
+// logits per token at distill.temperature into distill.logits_path.
+absl::StatusOr<DumpSummary> DumpTeacherLogits(const JobConfig& config, Model& teacher);
+
+// argv after "distill"; returns the exit status (prints the one-line error).
+int RunDistillCommand(const std::vector<std::string>& args);
+
+}  // namespace baton

@@ -1,0 +1,135 @@
+// TeacherTopKOf and OfflineDistillLoss (see distill_offline.h): argument
+// checks, then the row passes of kernels/cpu/distill_topk.h with the tp
+// reductions between them; losses summed in row order.
+#include "runtime/distill_offline.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu/distill_topk.h"
+
+namespace baton {
+namespace {
+
+absl::Status Bad(auto... parts) { return absl::InvalidArgumentError(absl::StrCat(parts...)); }
+
+bool CpuFloat(const Tensor& t) {
+  return t.defined() && t.device() == Device::kCpu && t.is_contiguous() &&
+         (t.dtype() == DType::kF32 || t.dtype() == DType::kF64);
+}
+
+template <typename T>
+DistillLossSums Sums(const Tensor& losses) {
+  const int64_t n = losses.dim(1);
+  const T* l = losses.data<T>();
+  DistillLossSums out;
+  for (int64_t r = 0; r < n; ++r) {
+    out.loss += static_cast<double>(l[r]);
+    out.kl += static_cast<double>(l[n + r]);
+    out.ce += static_cast<double>(l[2 * n + r]);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<TeacherTopK> TeacherTopKOf(const Tensor& logits, int64_t k, double temperature) {
+  if (!CpuFloat(logits) || logits.rank() != 2)
+    return Bad("TeacherTopKOf: logits must be contiguous CPU f32/f64 (N, V), got ", logits.DebugString());
+  const int64_t n = logits.dim(0), v = logits.dim(1);
+  if (k < 1 || k > v) return Bad("distill.topk=", k, " must be in [1, vocab size ", v, "]");
+  if (!(temperature > 0) || !std::isfinite(temperature)) return Bad("distill.temperature=", temperature, " must be > 0");
+  TeacherTopK out{Tensor::Empty({n, k}, logits.dtype()), Tensor::Empty({n, k}, DType::kI32),
+                  Tensor::Empty({n}, logits.dtype()), temperature};
+  if (logits.dtype() == DType::kF32) {
+    cpu::TopKLogits<float>(logits.data<float>(), n, v, k, temperature, out.values.data<float>(),
+                           out.indices.data<int32_t>(), out.rest_lse.data<float>());
+  } else {
+    cpu::TopKLogits<double>(logits.data<double>(), n, v, k, temperature, out.values.data<double>(),
+                            out.indices.data<int32_t>(), out.rest_lse.data<double>());
+  }
+  return out;
+}
+
+namespace {
+
+// The first row whose ids leave [0, vocab) or repeat, or -1.
+int64_t FirstBadRow(const Tensor& indices, int64_t vocab) {
+  const int64_t n = indices.dim(0), k = indices.dim(1);
+  std::vector<int32_t> row(k);
+  for (int64_t r = 0; r < n; ++r) {
+    const int32_t* ids = indices.data<int32_t>() + r * k;
+    row.assign(ids, ids + k);
+    std::sort(row.begin(), row.end());
+    if (row.front() < 0 || row.back() >= vocab || std::adjacent_find(row.begin(), row.end()) != row.end()) return r;
+  }
+  return -1;
+}
+
+template <typename T>
+absl::Status OfflinePasses(const Tensor& s, const TeacherTopK& t, const Tensor& y, const cpu::DistillCoeffs c,
+                           double grad_scale, Tensor* d, TpCollectives* tp, int64_t vocab_start, Tensor& losses) {
+  const int64_t n = s.dim(0), v = s.dim(1), k = t.values.dim(1);
+  const bool reduce = tp != nullptr && tp->size() > 1;
+  Tensor max = Tensor::Empty({n}, s.dtype()), sums = Tensor::Empty({cpu::kOfflineSums + k, n}, s.dtype());
+  cpu::OfflineRowMax<T>(s.data<T>(), n, v, max.data<T>());
+  if (reduce) BATON_RETURN_IF_ERROR(tp->AllReduceMax(max));
+  cpu::OfflineRowSums<T>(s.data<T>(), t.indices.data<int32_t>(), y.data<int32_t>(), vocab_start, n, v, k,
+                         c.temperature, max.data<T>(), sums.data<T>());
+  if (reduce) BATON_RETURN_IF_ERROR(tp->AllReduceSum(sums));
+  cpu::OfflineRowLoss<T>(t.values.data<T>(), t.rest_lse.data<T>(), y.data<int32_t>(), n, k, max.data<T>(),
+                         sums.data<T>(), c, losses.data<T>());
+  if (d != nullptr) {
+    cpu::OfflineBackward<T>(s.data<T>(), t.values.data<T>(), t.indices.data<int32_t>(), t.rest_lse.data<T>(),
+                            y.data<int32_t>(), vocab_start, n, v, k, max.data<T>(), sums.data<T>(), c, grad_scale,
+                            d->data<T>());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<DistillLossSums> OfflineDistillLoss(const Tensor& student, const TeacherTopK& teacher,
+                                                   const Tensor& targets, const DistillLossOptions& o,
+                                                   double grad_scale, Tensor* dstudent, TpCollectives* tp,
+                                                   int64_t vocab_start) {
+  if (!(o.alpha >= 0 && o.alpha <= 1)) return Bad("OfflineDistillLoss: alpha=", o.alpha, " must be in [0, 1]");
+  if (o.temperature != teacher.temperature)
+    return Bad("distill.temperature=", o.temperature, " but the teacher's top-k logits were stored at temperature ",
+               teacher.temperature, " (their rest log-sum-exp depends on it: dump them again)");
+  if (!CpuFloat(student) || student.rank() != 2)
+    return Bad("OfflineDistillLoss: student logits must be contiguous CPU f32/f64 (N, V), got ", student.DebugString());
+  const int64_t n = student.dim(0), v = student.dim(1), vocab = v * (tp != nullptr ? tp->size() : 1);
+  const int64_t k = teacher.values.defined() && teacher.values.rank() == 2 ? teacher.values.dim(1) : 0;
+  if (k < 1 || teacher.values.shape() != Shape{n, k} || teacher.values.dtype() != student.dtype() ||
+      !teacher.values.is_contiguous() || teacher.indices.shape() != Shape{n, k} ||
+      teacher.indices.dtype() != DType::kI32 || teacher.rest_lse.shape() != Shape{n} ||
+      teacher.rest_lse.dtype() != student.dtype())
+    return Bad("OfflineDistillLoss: teacher top-k (values ", teacher.values.DebugString(), ", indices ",
+               teacher.indices.DebugString(), ", rest_lse ", teacher.rest_lse.DebugString(), ") does not fit student ",
+               student.DebugString());
+  if (targets.dtype() != DType::kI32 || targets.numel() != n || targets.device() != Device::kCpu)
+    return Bad("OfflineDistillLoss: targets must be CPU i32 (", n, "), got ", targets.DebugString());
+  for (int64_t r = 0; r < n; ++r) {
+    if (targets.data<int32_t>()[r] >= vocab)
+      return Bad("OfflineDistillLoss: target ", targets.data<int32_t>()[r], " of row ", r, " is >= vocab size ", vocab);
+  }
+  if (const int64_t bad = FirstBadRow(teacher.indices, vocab); bad >= 0)
+    return Bad("OfflineDistillLoss: row ", bad, " of the teacher's top-k has an id outside [0, ", vocab, ") or twice");
+  if (dstudent != nullptr && (dstudent->shape() != student.shape() || dstudent->dtype() != student.dtype() ||
+                              !CpuFloat(*dstudent)))
+    return Bad("OfflineDistillLoss: dstudent ", dstudent->DebugString(), " must be like ", student.DebugString());
+  const cpu::DistillCoeffs c{o.alpha, o.temperature};
+  const Tensor y = targets.Reshape({n});
+  Tensor losses = Tensor::Empty({3, n}, student.dtype());
+  if (student.dtype() == DType::kF32) {
+    BATON_RETURN_IF_ERROR(OfflinePasses<float>(student, teacher, y, c, grad_scale, dstudent, tp, vocab_start, losses));
+    return Sums<float>(losses);
+  }
+  BATON_RETURN_IF_ERROR(OfflinePasses<double>(student, teacher, y, c, grad_scale, dstudent, tp, vocab_start, losses));
+  return Sums<double>(losses);
+}
+
+}  // namespace baton

@@ -1,0 +1,235 @@
+// Inference forward over the paged KV cache (see model_decode.h). The ops
+// are those of LayerForward in the same order, so a cached forward differs
+// from the training forward only in how attention reads keys and values.
+#include "runtime/model_decode.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/check.h"
+#include "kernels/cpu/paged_attention.h"
+#include "runtime/ops.h"
+#include "runtime/token_sampling.h"
+
+#ifdef BATON_HAVE_CUDA
+#include "kernels/cpu/convert.h"
+#include "kernels/cuda/paged_attention.h"
+#include "kernels/cuda/stream.h"
+#include "runtime/cuda_allocator.h"
+#endif
+
+namespace baton {
+
+int DecodeBatch::AddSequence(const std::vector<int32_t>& table, const std::vector<int32_t>& new_tokens,
+                             int32_t start, bool want_last) {
+  const int seq = static_cast<int>(tables_.size());
+  tables_.push_back(table);
+  for (size_t i = 0; i < new_tokens.size(); ++i) {
+    tokens.push_back(new_tokens[i]);
+    row_seq.push_back(seq);
+    row_pos.push_back(start + static_cast<int32_t>(i));
+  }
+  if (want_last && !new_tokens.empty()) logit_rows.push_back(static_cast<int32_t>(tokens.size() - 1));
+  return seq;
+}
+
+void DecodeBatch::Finish() {
+  max_blocks = 1;
+  for (const auto& t : tables_) max_blocks = std::max<int64_t>(max_blocks, static_cast<int64_t>(t.size()));
+  block_tables.assign(tables_.size() * static_cast<size_t>(max_blocks), -1);
+  for (size_t s = 0; s < tables_.size(); ++s) {
+    std::copy(tables_[s].begin(), tables_[s].end(), block_tables.begin() + static_cast<int64_t>(s) * max_blocks);
+  }
+}
+
+absl::StatusOr<DecodeModel> DecodeModel::Create(Model& model, KvCache& cache) {
+#ifndef BATON_HAVE_CUDA
+  if (model.device() != Device::kCpu) return absl::FailedPreconditionError("baton was built without CUDA");
+#endif
+  if (!model.is_whole()) return absl::FailedPreconditionError("the cached decode needs the whole model (pp=1)");
+  if (model.tensor_parallel().size > 1) {
+    return absl::FailedPreconditionError("the cached decode does not run tensor-parallel yet (parallel.tp=1)");
+  }
+  const KvCacheShape& s = cache.shape();
+  const ModelConfig& c = model.config();
+  if (s.layers != c.layers || s.kv_heads != c.kv_heads || s.head_dim != c.head_dim() ||
+      s.dtype != model.dtype() || cache.k(0).device() != model.device()) {
+    return absl::InvalidArgumentError(absl::StrCat("KV cache shape (layers ", s.layers, ", kv heads ", s.kv_heads,
+                                                   ", head dim ", s.head_dim, ", ", DTypeName(s.dtype), " on ",
+                                                   DeviceName(cache.k(0).device()), ") does not match the model's"));
+  }
+  return DecodeModel(model, cache);
+}
+
+const Tensor& DecodeModel::Weight(const std::string& name) const {
+  Param* p = model_->FindParam(name);
+  BATON_CHECK_MSG(p != nullptr, name.c_str());
+  return p->compute.defined() ? p->compute : p->value;
+}
+
+namespace {
+
+template <typename T>
+void PagedAttentionStep(const DecodeBatch& b, int64_t block_size, Tensor& q, Tensor& k, Tensor& v, Tensor& kpool,
+                        Tensor& vpool, const RopeParams& rope, int64_t h, int64_t kv, int64_t d, Tensor& att) {
+  const cpu::PagedRows rows{b.block_tables.data(), b.max_blocks, b.row_seq.data(), b.row_pos.data(), b.rows(),
+                            block_size};
+  cpu::RopeAtPositions(q.data<T>(), b.row_pos.data(), b.rows(), h, d, rope);
+  cpu::RopeAtPositions(k.data<T>(), b.row_pos.data(), b.rows(), kv, d, rope);
+  cpu::PagedKvWrite(k.data<T>(), v.data<T>(), rows, kv, d, kpool.data<T>(), vpool.data<T>());
+  cpu::PagedAttentionForward(q.data<T>(), kpool.data<T>(), vpool.data<T>(), rows, h, kv, d, att.data<T>());
+}
+
+#ifdef BATON_HAVE_CUDA
+// The same on the GPU; `rows` holds device pointers (DecodeModel::Upload).
+void PagedAttentionStepCuda(const cpu::PagedRows& rows, Tensor& q, Tensor& k, Tensor& v, Tensor& kpool, Tensor& vpool,
+                            const RopeParams& rope, int64_t h, int64_t kv, int64_t d, Tensor& att) {
+  const cuda::Float t = q.dtype() == DType::kBF16 ? cuda::Float::kBF16 : cuda::Float::kF32;
+  const cudaStream_t stream = cuda::CurrentStream();
+  auto ok = [](const absl::Status& st) { BATON_CHECK_MSG(st.ok(), st.ToString().c_str()); };
+  ok(cuda::RopeAtPositions(t, q.raw(), rows.row_pos, rows.rows, h, d, rope, stream));
+  ok(cuda::RopeAtPositions(t, k.raw(), rows.row_pos, rows.rows, kv, d, rope, stream));
+  ok(cuda::PagedKvWrite(t, k.raw(), v.raw(), rows, kv, d, kpool.raw(), vpool.raw(), stream));
+  ok(cuda::PagedAttentionForward(t, q.raw(), kpool.raw(), vpool.raw(), rows, h, kv, d, att.raw(), stream));
+}
+#endif
+
+}  // namespace
+
+Allocator* DecodeModel::Alloc() const {
+#ifdef BATON_HAVE_CUDA
+  if (model_->device() == Device::kCuda) return DefaultCudaAllocator();
+#endif
+  return DefaultCpuAllocator();
+}
+
+absl::Status DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x) {
+  const ModelConfig& c = model_->config();
+  const DType dt = model_->dtype();
+  const int64_t N = b.rows(), C = c.dim, H = c.heads, KV = c.kv_heads, D = c.head_dim(), F = c.ffn_dim;
+  const std::string p = absl::StrCat("layers.", layer, ".");
+  auto bias = [&](const char* name) -> const Tensor* {
+    Param* param = model_->FindParam(p + name);
+    return param != nullptr ? &(param->compute.defined() ? param->compute : param->value) : nullptr;
+  };
+  Allocator* a = Alloc();
+  Tensor ln = Tensor::Empty({N, C}, dt, a), rstd = Tensor::Empty({N}, StatDType(), a);
+  BATON_RETURN_IF_ERROR(ops::RmsNorm(x, Weight(p + "attn_norm"), c.norm_eps, ln, rstd));
+  Tensor q = Tensor::Empty({N, H * D}, dt, a), k = Tensor::Empty({N, KV * D}, dt, a), v = Tensor::Empty({N, KV * D}, dt, a);
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "attn.wq"), bias("attn.bq"), q));
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "attn.wk"), bias("attn.bk"), k));
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "attn.wv"), bias("attn.bv"), v));
+  Tensor att = Tensor::Empty({N, H * D}, dt, a);
+  if (model_->device() != Device::kCpu) {
+#ifdef BATON_HAVE_CUDA
+    PagedAttentionStepCuda(dev_rows, q, k, v, cache_->k(layer), cache_->v(layer), c.rope(), H, KV, D, att);
+#endif
+  } else if (dt == DType::kF64) {
+    PagedAttentionStep<double>(b, cache_->block_size(), q, k, v, cache_->k(layer), cache_->v(layer), c.rope(), H,
+                               KV, D, att);
+  } else {
+    BATON_CHECK_MSG(dt == DType::kF32, DTypeName(dt));
+    PagedAttentionStep<float>(b, cache_->block_size(), q, k, v, cache_->k(layer), cache_->v(layer), c.rope(), H,
+                              KV, D, att);
+  }
+  Tensor proj = Tensor::Empty({N, C}, dt, a), h = Tensor::Empty({N, C}, dt, a);
+  BATON_RETURN_IF_ERROR(ops::Linear(att, Weight(p + "attn.wo"), nullptr, proj));
+  BATON_RETURN_IF_ERROR(ops::AddRmsNorm(x, proj, Weight(p + "mlp_norm"), c.norm_eps, h, ln, rstd));
+  Tensor gate = Tensor::Empty({N, F}, dt, a), up = Tensor::Empty({N, F}, dt, a), swi = Tensor::Empty({N, F}, dt, a);
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "mlp.w_gate"), nullptr, gate));
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, Weight(p + "mlp.w_up"), nullptr, up));
+  BATON_RETURN_IF_ERROR(ops::SwiGlu(gate, up, swi));
+  BATON_RETURN_IF_ERROR(ops::Linear(swi, Weight(p + "mlp.w_down"), nullptr, proj));
+  BATON_RETURN_IF_ERROR(ops::Add(h, proj, x));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
+  const ModelConfig& c = model_->config();
+  const DType dt = model_->dtype();
+  const int64_t N = b.rows();
+  if (N == 0) return absl::InvalidArgumentError("DecodeModel::Forward: an empty batch");
+  if (b.block_tables.empty()) return absl::InvalidArgumentError("DecodeModel::Forward: DecodeBatch::Finish not called");
+  for (int64_t i = 0; i < N; ++i) {
+    if (b.tokens[i] < 0 || b.tokens[i] >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token ", b.tokens[i], " at row ", i, " is outside the vocabulary [0, ",
+                                                     c.vocab_size, ")"));
+    }
+    const int64_t block = b.row_pos[i] / cache_->block_size();
+    if (b.row_pos[i] < 0 || block >= b.max_blocks || b.block_tables[b.row_seq[i] * b.max_blocks + block] < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("row ", i, " at position ", b.row_pos[i], " has no cache block"));
+    }
+  }
+  Allocator* a = Alloc();
+  Tensor tokens = Tensor::Borrow(const_cast<int32_t*>(b.tokens.data()), {N}, DType::kI32);
+  // On a GPU the step's integers travel in one copy: tokens, tables, row_seq, row_pos.
+  cpu::PagedRows dev_rows{b.block_tables.data(), b.max_blocks, b.row_seq.data(), b.row_pos.data(), N,
+                          cache_->block_size()};
+  Tensor ints;
+  if (model_->device() != Device::kCpu) {
+    std::vector<int32_t> packed(b.tokens);
+    packed.insert(packed.end(), b.block_tables.begin(), b.block_tables.end());
+    packed.insert(packed.end(), b.row_seq.begin(), b.row_seq.end());
+    packed.insert(packed.end(), b.row_pos.begin(), b.row_pos.end());
+    ints = Tensor::Empty({static_cast<int64_t>(packed.size())}, DType::kI32, a);
+    ints.CopyFrom(Tensor::Borrow(packed.data(), ints.shape(), DType::kI32));
+    int32_t* base = ints.data<int32_t>();
+    tokens = ints.Slice(0, N);
+    dev_rows.block_tables = base + N;
+    dev_rows.row_seq = dev_rows.block_tables + b.block_tables.size();
+    dev_rows.row_pos = dev_rows.row_seq + N;
+  }
+  Tensor x = Tensor::Empty({N, int64_t{c.dim}}, dt, a);
+  BATON_RETURN_IF_ERROR(ops::Embedding(tokens, Weight("embed"), 0, x));
+  for (int l = 0; l < c.layers; ++l) BATON_RETURN_IF_ERROR(LayerStep(l, b, dev_rows, x));
+  // The head on the rows asked for only: prefill rows but the last need no logits.
+  const int64_t R = static_cast<int64_t>(b.logit_rows.size());
+  Tensor picked = Tensor::Empty({std::max<int64_t>(R, 1), int64_t{c.dim}}, dt, a);
+  for (int64_t r = 0; r < R; ++r) picked.Slice(r, 1).CopyFrom(x.Slice(b.logit_rows[r], 1));
+  Tensor ln = Tensor::Empty(picked.shape(), dt, a), rstd = Tensor::Empty({picked.dim(0)}, StatDType(), a);
+  BATON_RETURN_IF_ERROR(ops::RmsNorm(picked, Weight("final_norm"), c.norm_eps, ln, rstd));
+  const Tensor& head = model_->FindParam("lm_head") != nullptr ? Weight("lm_head") : Weight("embed");
+  Tensor logits = Tensor::Empty({picked.dim(0), int64_t{c.vocab_size}}, dt, a);
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, head, nullptr, logits));
+  return R > 0 ? logits : logits.Slice(0, 0);
+}
+
+}  // namespace baton
+
+namespace baton {
+
+std::vector<int32_t> GreedyTokens(const Tensor& logits) {
+  const int64_t R = logits.dim(0), V = logits.dim(1);
+  std::vector<int32_t> ids(static_cast<size_t>(R));
+#ifdef BATON_HAVE_CUDA
+  if (logits.device() == Device::kCuda) {
+    Tensor d = Tensor::Empty({R}, DType::kI32, DefaultCudaAllocator());
+    const absl::Status st =
+        cuda::ArgmaxRows(logits.dtype() == DType::kBF16 ? cuda::Float::kBF16 : cuda::Float::kF32, logits.raw(), R, V,
+                         d.data<int32_t>(), cuda::CurrentStream());
+    BATON_CHECK_MSG(st.ok(), st.ToString().c_str());
+    Tensor host = Tensor::Borrow(ids.data(), {R}, DType::kI32);
+    host.CopyFrom(d);
+    return ids;
+  }
+#endif
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  return SampleTokens(logits, std::vector<SamplingParams>(static_cast<size_t>(R), greedy),
+                      std::vector<int64_t>(static_cast<size_t>(R), 0));
+}
+
+Tensor LogitsOnHost(const Tensor& logits) {
+  if (logits.device() == Device::kCpu) return logits;
+  Tensor host = logits.Clone(DefaultCpuAllocator());
+  if (host.dtype() != DType::kBF16) return host;
+#ifdef BATON_HAVE_CUDA
+  Tensor f32 = Tensor::Empty(host.shape(), DType::kF32);
+  cpu::Bf16ToF32(static_cast<const uint16_t*>(host.raw()), host.numel(), f32.data<float>());
+  return f32;
+#else
+  return host;
+#endif
+}
+
+}  // namespace baton

@@ -1,0 +1,85 @@
+// The inference forward of a Model over the paged KV cache: each call takes
+// new tokens of several sequences (a whole prompt being prefilled, or one
+// token per sequence being decoded, or both mixed: continuous batching),
+// writes their keys and values into the cache and returns the logits of the
+// rows asked for (usually each sequence's last). It reuses the Model's
+// weights by name and the op table, so it is the training forward with the
+// attention replaced by paged attention over cached positions.
+// Invariant (tested in f64 to 1e-10): the logits of a token equal those of
+// Model::Logits over the whole sequence at its position, however the
+// sequence was cut into calls and wherever its blocks are.
+// Today: CPU, a whole model (pp = 1), tp = 1. tp will slot in as in
+// LayerForward (column-parallel q/k/v/gate/up, a sum after wo and w_down,
+// the cache holding this rank's kv heads); pp runs one DecodeModel per
+// stage on its layers, driven by a pipelined decode schedule.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/cpu/paged_attention.h"
+#include "runtime/kv_cache.h"
+#include "runtime/model.h"
+#include "runtime/tensor.h"
+
+namespace baton {
+
+// One call's rows, grouped or not by sequence (rows are independent).
+struct DecodeBatch {
+  std::vector<int32_t> tokens;        // (N) token ids
+  std::vector<int32_t> row_seq;       // (N) index of the row's sequence in block_tables
+  std::vector<int32_t> row_pos;       // (N) position of the token in its sequence
+  std::vector<int32_t> block_tables;  // (S, max_blocks) block ids, -1 padded
+  int64_t max_blocks = 0;
+  std::vector<int32_t> logit_rows;    // rows whose logits are returned, in this order
+
+  // Appends sequence `table` with tokens at positions start, start+1, ...;
+  // with `want_last`, the last new row's logits are asked for. Returns the
+  // sequence index. Call Finish() after the last AddSequence.
+  int AddSequence(const std::vector<int32_t>& table, const std::vector<int32_t>& new_tokens, int32_t start,
+                  bool want_last);
+  void Finish();  // lays the tables out as (S, max_blocks)
+  int64_t rows() const { return static_cast<int64_t>(tokens.size()); }
+
+ private:
+  std::vector<std::vector<int32_t>> tables_;
+};
+
+class DecodeModel {
+ public:
+  // `model` must be a whole model at tp = 1 (else FailedPrecondition
+  // naming what is missing), on the CPU or a GPU; `cache` must match its
+  // shape (layers, kv heads, head dim, compute dtype) and device. Both
+  // outlive this object.
+  static absl::StatusOr<DecodeModel> Create(Model& model, KvCache& cache);
+
+  // Runs the batch: K/V of every row written into the cache at (sequence,
+  // position); rows attend to positions 0..row_pos of their sequence, which
+  // must all be in the cache after this call's writes. Returns logits
+  // (logit_rows.size(), V) in the model's compute dtype, on its device.
+  absl::StatusOr<Tensor> Forward(const DecodeBatch& batch);
+  const ModelConfig& config() const { return model_->config(); }
+
+ private:
+  DecodeModel(Model& model, KvCache& cache) : model_(&model), cache_(&cache) {}
+  const Tensor& Weight(const std::string& name) const;  // compute copy or value
+  // x (N, C) in, the layer's output out; dev_rows: b's rows as the
+  // attention kernels read them (device pointers on a GPU).
+  absl::Status LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x);
+  Allocator* Alloc() const;  // activations: the model's device
+  // Saved statistics (rstd): f32 on a GPU, the compute dtype on the CPU.
+  DType StatDType() const { return model_->device() == Device::kCpu ? model_->dtype() : DType::kF32; }
+
+  Model* model_;
+  KvCache* cache_;
+};
+
+// Logits as f32 or f64 on the host (what token sampling reads).
+Tensor LogitsOnHost(const Tensor& logits);
+// The argmax of each row of logits (R, V), lowest id on ties — greedy
+// sampling's pick — computed where the logits are: on a GPU only R ids
+// cross to the host instead of R·V logits.
+std::vector<int32_t> GreedyTokens(const Tensor& logits);
+
+}  // namespace baton
