@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kernels/check.h"
+#include "runtime/file_util.h"
 
 namespace baton {
 namespace {
@@ -483,16 +484,9 @@ absl::StatusOr<JobConfig> ParseJobConfig(std::string_view toml_text, std::string
 }
 
 absl::StatusOr<JobConfig> LoadJobConfig(const std::string& path, const std::vector<std::string>& overrides) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return Bad("cannot read config ", path, ": ", std::strerror(errno));
-  std::string text;
-  char buf[1 << 14];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-  int err = std::ferror(f) ? errno : 0;
-  std::fclose(f);
-  if (err != 0) return Bad("cannot read config ", path, ": ", std::strerror(err));
-  return ParseJobConfig(text, path, overrides);
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  if (!text.ok()) return Bad("cannot read config ", text.status().message());
+  return ParseJobConfig(*text, path, overrides);
 }
 
 }  // namespace baton

@@ -22,6 +22,7 @@
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/bpe_trainer.h"
 #include "runtime/model.h"
+#include "runtime/file_util.h"
 
 namespace baton {
 namespace {
@@ -51,12 +52,6 @@ absl::Status Require(const std::map<std::string, std::string>& flags, const std:
     if (!flags.count(n)) return Bad(command, ": ", n, " is required (usage: ", usage, ")");
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Writes `text` to `path` through a temporary name, so a failed export never
@@ -133,7 +128,7 @@ absl::Status RunImportCommand(const std::vector<std::string>& args) {
   BATON_RETURN_IF_ERROR(Require(flags, {"--hf", "--out"}, "import", kImportUsage));
   const std::string dir = flags["--hf"], out = flags["--out"];
   const std::string config_path = dir + "/config.json";
-  BATON_ASSIGN_OR_RETURN(std::string config_text, ReadText(config_path));
+  BATON_ASSIGN_OR_RETURN(std::string config_text, ReadWholeFile(config_path));
   BATON_ASSIGN_OR_RETURN(HfConfig hf, ParseHfConfig(config_text, config_path));
   BATON_ASSIGN_OR_RETURN(Model model, Model::Create(hf.model, DType::kF32));
   BATON_RETURN_IF_ERROR(ReadHfWeights(dir, model));
@@ -149,7 +144,7 @@ absl::Status RunImportCommand(const std::vector<std::string>& args) {
   data.attrs["hf_config"] = config_text;
   data.attrs["imported_from"] = dir;
   // Keep the model's tokenizer with it, so export can hand it back.
-  if (absl::StatusOr<std::string> tok = ReadText(dir + "/tokenizer.json"); tok.ok()) {
+  if (absl::StatusOr<std::string> tok = ReadWholeFile(dir + "/tokenizer.json"); tok.ok()) {
     data.attrs["tokenizer_json"] = *tok;
   }
   BATON_RETURN_IF_ERROR(WriteCheckpoint(out, data));
@@ -194,7 +189,7 @@ absl::Status RunExportCommand(const std::vector<std::string>& args) {
   if (auto it = loaded.data.attrs.find("tokenizer_json"); it != loaded.data.attrs.end() && !flags.count("--tokenizer")) {
     tokenizer_json = it->second;
   } else if (spec != "byte") {
-    BATON_ASSIGN_OR_RETURN(tokenizer_json, ReadText(spec));
+    BATON_ASSIGN_OR_RETURN(tokenizer_json, ReadWholeFile(spec));
   } else if (loaded.job.model.vocab_size == ByteTokenizer::kVocabSize) {
     tokenizer_json = BpeModelToJson(ByteTokenizerModel());
   }

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "launcher/plan_profile.h"
 #include "nlohmann/json.hpp"
+#include "runtime/file_util.h"
 
 namespace baton {
 
@@ -127,11 +128,9 @@ absl::StatusOr<HardwareProfile> LoadProfile(const std::string& name_or_path) {
   if (name_or_path.size() < 5 || name_or_path.substr(name_or_path.size() - 5) != ".json") {
     return BuiltinProfile(name_or_path);
   }
-  std::ifstream in(name_or_path);
-  if (!in) return absl::NotFoundError(absl::StrCat("--gpu ", name_or_path, ": cannot open"));
-  std::stringstream text;
-  text << in.rdbuf();
-  return ProfileFromJson(text.str(), name_or_path);
+  absl::StatusOr<std::string> text = ReadWholeFile(name_or_path);
+  if (!text.ok()) return absl::Status(text.status().code(), absl::StrCat("--gpu ", text.status().message()));
+  return ProfileFromJson(*text, name_or_path);
 }
 
 namespace {

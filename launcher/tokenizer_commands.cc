@@ -16,6 +16,7 @@
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/bpe_trainer.h"
 #include "runtime/corpus.h"
+#include "runtime/file_util.h"
 
 namespace baton {
 namespace {
@@ -35,15 +36,6 @@ std::vector<std::string> Values(const std::vector<std::string>& args, size_t* i)
   std::vector<std::string> out;
   while (*i + 1 < args.size() && !absl::StartsWith(args[*i + 1], "--")) out.push_back(args[++*i]);
   return out;
-}
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
-  return std::move(ss).str();
 }
 
 // Writes next to `path` and renames, so a crash never leaves half a file.
