@@ -8,7 +8,7 @@
 
 namespace baton {
 
-BatchGenerator::BatchGenerator(DecodeModel& model, KvCache& cache, const Tokenizer* tokenizer,
+BatchGenerator::BatchGenerator(DecodeForward& model, KvCache& cache, const Tokenizer* tokenizer,
                                const SchedulerConfig& config, int64_t max_seq_len)
     : model_(&model),
       tokenizer_(tokenizer),
