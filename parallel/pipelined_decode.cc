@@ -39,10 +39,12 @@ DecodeGroups SplitDecodeBatch(const DecodeBatch& b, int groups) {
     sub.row_seq.push_back(local_seq[b.row_seq[r]]);
     sub.row_pos.push_back(b.row_pos[r]);
   }
-  for (int32_t r : b.logit_rows) {
+  for (size_t k = 0; k < b.logit_rows.size(); ++k) {
+    const int32_t r = b.logit_rows[k];
     DecodeBatch& sub = out.groups[group_of[b.row_seq[r]]];
     out.logit_at.emplace_back(group_of[b.row_seq[r]], static_cast<int>(sub.logit_rows.size()));
     sub.logit_rows.push_back(local_row[r]);
+    if (!b.greedy.empty()) sub.greedy.push_back(b.greedy[k]);
   }
   return out;
 }

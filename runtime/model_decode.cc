@@ -4,6 +4,7 @@
 #include "runtime/model_decode.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
@@ -234,7 +235,11 @@ absl::StatusOr<Tensor> DecodeModel::Head(const DecodeBatch& b, const Tensor& x) 
   Tensor local = Tensor::Empty({R1, Vl}, dt, a);
   BATON_RETURN_IF_ERROR(ops::Linear(ln, head, nullptr, local));
   Tensor logits = local;
-  if (tp_.active()) {
+  const bool all_greedy = R > 0 && static_cast<int64_t>(b.greedy.size()) == R &&
+                          std::all_of(b.greedy.begin(), b.greedy.end(), [](uint8_t g) { return g != 0; });
+  if (tp_.active() && all_greedy && model_->device() == Device::kCpu) {
+    BATON_ASSIGN_OR_RETURN(logits, ShardedArgmax(local));
+  } else if (tp_.active()) {
     // gathered (T·R1, Vl): rank t's rows in block t; logits (R1, V) viewed as
     // (R1·T, Vl) has row i·T + t = row i's columns of rank t.
     Tensor gathered = Tensor::Empty({T * R1, Vl}, dt, a);
@@ -246,6 +251,54 @@ absl::StatusOr<Tensor> DecodeModel::Head(const DecodeBatch& b, const Tensor& x) 
     }
   }
   return R > 0 ? logits : logits.Slice(0, 0);
+}
+
+namespace {
+
+template <typename T>
+void LocalArgmax(const Tensor& local, int64_t vocab_start, Tensor& pairs) {
+  const int64_t R = local.dim(0), Vl = local.dim(1);
+  for (int64_t i = 0; i < R; ++i) {
+    const T* row = local.data<T>() + i * Vl;
+    const int64_t j = std::max_element(row, row + Vl) - row;  // the first of equal maxima
+    pairs.data<double>()[2 * i] = static_cast<double>(row[j]);
+    pairs.data<double>()[2 * i + 1] = static_cast<double>(vocab_start + j);
+  }
+}
+
+template <typename T>
+void OneHotRows(const Tensor& gathered, int64_t tp, Tensor& out) {
+  const int64_t R = out.dim(0), V = out.dim(1);
+  std::fill(out.data<T>(), out.data<T>() + R * V, -std::numeric_limits<T>::infinity());
+  for (int64_t i = 0; i < R; ++i) {
+    int64_t best = 0;  // ranks in vocabulary order: a strictly larger max wins, so ties keep the lowest id
+    for (int64_t t = 1; t < tp; ++t) {
+      if (gathered.data<double>()[2 * (t * R + i)] > gathered.data<double>()[2 * (best * R + i)]) best = t;
+    }
+    const double* p = gathered.data<double>() + 2 * (best * R + i);
+    out.data<T>()[i * V + static_cast<int64_t>(p[1])] = static_cast<T>(p[0]);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Tensor> DecodeModel::ShardedArgmax(const Tensor& local) {
+  const int64_t R = local.dim(0), T = tp_.size(), V = config().vocab_size;
+  Tensor pairs = Tensor::Empty({R, 2}, DType::kF64), gathered = Tensor::Empty({T * R, 2}, DType::kF64);
+  const int64_t start = V / T * tp_.rank();
+  Tensor out = Tensor::Empty({R, V}, local.dtype());
+  if (local.dtype() == DType::kF64) {
+    LocalArgmax<double>(local, start, pairs);
+  } else {
+    LocalArgmax<float>(local, start, pairs);
+  }
+  BATON_RETURN_IF_ERROR(tp_.AllGather(pairs, gathered));
+  if (local.dtype() == DType::kF64) {
+    OneHotRows<double>(gathered, T, out);
+  } else {
+    OneHotRows<float>(gathered, T, out);
+  }
+  return out;
 }
 
 }  // namespace baton

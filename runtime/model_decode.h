@@ -13,8 +13,8 @@
 // holding this rank's kv heads, the embedding and lm head split over the
 // vocabulary. Sampling (temperature, top-k, top-p) needs whole rows, so the
 // head all-gathers its (R, V/tp) logits: every tp rank returns the same
-// (R, V), and the samplers run unchanged (R·V values per step; greedy could
-// send only (max, index) per row, not done yet). A pipeline stage runs one
+// (R, V), and the samplers run unchanged. When every row is greedy
+// (DecodeBatch::greedy) only (max, index) per row crosses the tp group. A pipeline stage runs one
 // DecodeModel on its slice through ForwardPart (hidden rows in and out);
 // parallel/pipelined_decode.h drives the stages.
 #pragma once
@@ -38,6 +38,10 @@ struct DecodeBatch {
   std::vector<int32_t> block_tables;  // (S, max_blocks) block ids, -1 padded
   int64_t max_blocks = 0;
   std::vector<int32_t> logit_rows;    // rows whose logits are returned, in this order
+  // Per logit row (empty: none): 1 when the caller takes only the row's
+  // argmax (greedy). Under tp such a row crosses the tp group as (max,
+  // index) and comes back with its max at the argmax and -inf elsewhere.
+  std::vector<uint8_t> greedy;
 
   // Appends sequence `table` with tokens at positions start, start+1, ...;
   // with `want_last`, the last new row's logits are asked for. Returns the
@@ -93,6 +97,8 @@ class DecodeModel final : public DecodeForward {
   cpu::PagedRows Rows(const DecodeBatch& b, Tensor& tokens, Tensor& ints) const;
   // Final norm and (vocab-parallel) lm head on the logit rows of x.
   absl::StatusOr<Tensor> Head(const DecodeBatch& b, const Tensor& x);
+  // The (R, V) result of an all-greedy head under tp from the local logits.
+  absl::StatusOr<Tensor> ShardedArgmax(const Tensor& local);
   const Tensor& Weight(const std::string& name) const;  // compute copy or value
   // x (N, C) in, the layer's output out; dev_rows: b's rows as the
   // attention kernels read them (device pointers on a GPU).

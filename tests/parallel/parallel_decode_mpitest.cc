@@ -1,10 +1,12 @@
 // Parallel batch inference equals one rank, under mpiexec -n 2 and 4: for
 // every (tp, pp) layout of the world (tp=2, pp=2, tp=2 × pp=2, tp=4, pp=4)
 // the cached decode's logits (f64) equal the whole model's on one rank to
-// relative 1e-10, through a prefill of three sequences and a decode step;
-// and the generation loop (greedy, continuous batching over five prompts,
-// blocks of 4 tokens) returns the same tokens for every request. The
-// pipelined step keeps several micro-groups in flight.
+// relative 1e-10, through a prefill of three sequences and a decode step
+// (and all-greedy rows, which cross tp as (max, index), pick the same ids);
+// the generation loop (continuous batching over five prompts, blocks of 4
+// tokens; greedy, and greedy mixed with sampled requests) returns the same
+// tokens for every request. The pipelined step keeps several micro-groups
+// in flight.
 #include <mpi.h>
 
 #include <algorithm>
@@ -166,15 +168,18 @@ std::unique_ptr<OneRank> MakeOneRank(Model& whole) {
   return o;
 }
 
-// Every request's greedy tokens, by handle: five prompts, at most three running.
-std::map<int64_t, std::vector<int32_t>> Generate(DecodeForward& forward, KvCache& cache) {
+// Every request's tokens, by handle: five prompts, at most three running;
+// all greedy, or (sampled) every other one drawn at temperature 0.8, top-k 20.
+std::map<int64_t, std::vector<int32_t>> Generate(DecodeForward& forward, KvCache& cache, bool sampled = false) {
   BatchGenerator gen(forward, cache, nullptr, SchedulerConfig{.max_batch = 3, .max_prefill_tokens = 64}, 64);
   for (int64_t h = 0; h < 5; ++h) {
     GenerationRequest r;
     r.handle = h;
     r.prompt = Sequence(3 + 4 * h, h + 10);
     r.max_new_tokens = 6 + 3 * h;
-    r.sampling.temperature = 0;
+    r.sampling.temperature = sampled && h % 2 == 1 ? 0.8 : 0;
+    r.sampling.top_k = 20;
+    r.sampling.seed = 1000 + h;
     r.stop_at_eos = false;
     BATON_CHECK(gen.Add(std::move(r)).ok());
   }
@@ -199,6 +204,11 @@ TEST(ParallelDecode, LogitsEqualOneRank) {
       ASSERT_TRUE(want.ok() && got.ok()) << got.status();
       ASSERT_EQ(got->shape(), want->shape());
       EXPECT_LT(RelDiff(*got, *want), 1e-10);
+      DecodeBatch greedy = b;  // every row greedy: under tp only (max, index) crosses
+      greedy.greedy.assign(b.logit_rows.size(), 1);
+      absl::StatusOr<Tensor> picked = par->forward().Forward(greedy);
+      ASSERT_TRUE(picked.ok()) << picked.status();
+      EXPECT_EQ(GreedyTokens(*picked), GreedyTokens(*want));
       if (pp > 1) {
         EXPECT_EQ(par->pipe->last_groups(), std::min(pp, 3));  // several groups in flight
       }
@@ -215,6 +225,17 @@ TEST(ParallelDecode, GreedyTokensEqualOneRank) {
     SCOPED_TRACE(testing::Message() << "tp=" << tp << " pp=" << pp);
     std::unique_ptr<Layout> par = MakeLayout(tp, pp, whole);
     EXPECT_EQ(Generate(par->forward(), *par->cache), want);
+  }
+}
+
+TEST(ParallelDecode, SampledTokensEqualOneRank) {
+  Model whole = WholeModel();
+  std::unique_ptr<OneRank> one = MakeOneRank(whole);
+  const std::map<int64_t, std::vector<int32_t>> want = Generate(*one->decode, *one->cache, /*sampled=*/true);
+  for (auto [tp, pp] : Layouts()) {
+    SCOPED_TRACE(testing::Message() << "tp=" << tp << " pp=" << pp);
+    std::unique_ptr<Layout> par = MakeLayout(tp, pp, whole);
+    EXPECT_EQ(Generate(par->forward(), *par->cache, /*sampled=*/true), want);
   }
 }
 
