@@ -108,10 +108,6 @@ absl::Status InferConfig::Validate() const {
     return Bad("infer.progress=\"", progress, "\" must be \"auto\", \"bar\" or \"lines\"");
   }
   if (tp < 1 || pp < 1) return Bad("parallel.tp and parallel.pp must be >= 1");
-  if (tp > 1 || pp > 1) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "parallel.tp=", tp, " parallel.pp=", pp, ": baton infer runs tp=1 pp=1 so far (dp = the ranks)"));
-  }
   return absl::OkStatus();
 }
 

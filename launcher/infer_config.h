@@ -34,7 +34,7 @@ struct InferConfig {
   // Reporting.
   std::string metrics_prom;           // Prometheus text file written at the end (and every ~10 s); "" = off
   std::string progress = "auto";      // "auto" (a bar on a terminal), "bar" or "lines"
-  // [parallel]: dp = world / (tp·pp); tp and pp > 1 wait for the engine layer.
+  // [parallel]: dp = world / (tp·pp); tp and pp > 1 on the CPU only so far.
   int tp = 1, pp = 1;
 
   absl::Status Validate() const;

@@ -8,7 +8,7 @@
 
 namespace baton {
 
-BatchGenerator::BatchGenerator(DecodeModel& model, KvCache& cache, const Tokenizer* tokenizer,
+BatchGenerator::BatchGenerator(DecodeForward& model, KvCache& cache, const Tokenizer* tokenizer,
                                const SchedulerConfig& config, int64_t max_seq_len)
     : model_(&model),
       tokenizer_(tokenizer),
@@ -93,6 +93,7 @@ absl::StatusOr<std::vector<GenerationResult>> BatchGenerator::Step() {
     }
   }
   batch.Finish();
+  for (const BatchScheduler::Item& it : items) batch.greedy.push_back(live_.at(it.handle).request.sampling.temperature == 0);
   BATON_ASSIGN_OR_RETURN(Tensor logits, model_->Forward(batch));
   std::vector<SamplingParams> params;
   std::vector<int64_t> positions;
