@@ -40,7 +40,7 @@ __global__ void IotaKernel(int32_t* __restrict__ out, int64_t n) {
 // tokens, one column per thread (columns y·blockDim.x + threadIdx.x): it
 // adds the run's rows in order. A run can be long (byte-level text: the
 // space is ~16 % of all tokens, thousands of rows), so its end is found by
-// binary search (the tokens are sorted) and each thread loads kAhead rows
+// galloping search (the tokens are sorted) and each thread loads kAhead rows
 // before adding them in order: the loads overlap, the additions (and so
 // the bits) are those of the row loop.
 template <typename TD, typename TT>
@@ -55,7 +55,16 @@ __global__ void EmbeddingBackwardSortedKernel(const TD* __restrict__ dout, const
   if (row < 0 || row >= v_local) return;
   const int64_t j = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (j >= c) return;
-  int64_t lo = i + 1, hi = n;  // the run ends at the first position in [lo, hi) holding a larger token
+  // Galloping, then bisection: a run of one or two rows costs a load or
+  // two, a run of thousands a few dozen. Positions below lo hold the token;
+  // hi is n or holds a larger one.
+  int64_t lo = i + 1, hi = i + 1, stride = 1;
+  while (hi < n && sorted_tokens[hi] == token) {
+    lo = hi + 1;
+    stride *= 2;
+    hi = i + stride;
+  }
+  if (hi > n) hi = n;
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
     if (sorted_tokens[mid] == token) lo = mid + 1; else hi = mid;
