@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "runtime/decode_graph.h"
+
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
 #include "kernels/cpu/paged_attention.h"
@@ -58,7 +60,25 @@ absl::StatusOr<DecodeModel> DecodeModel::Create(Model& model, KvCache& cache) {
                                                    ", head dim ", s.head_dim, ", ", DTypeName(s.dtype), " on ",
                                                    DeviceName(cache.k(0).device()), ") does not match the model's"));
   }
-  return DecodeModel(model, cache);
+  DecodeModel dm(model, cache);
+  if (model.device() == Device::kCuda) dm.set_cuda_graphs(true);
+  return dm;
+}
+
+void DecodeModel::set_cuda_graphs(bool on, int64_t max_rows) {
+  graphs_.reset();
+#ifdef BATON_HAVE_CUDA
+  if (on && model_->device() == Device::kCuda) graphs_ = std::make_shared<DecodeGraphs>(max_rows, cache_->block_size());
+#else
+  (void)on, (void)max_rows;
+#endif
+}
+
+int64_t DecodeModel::graphs_captured() const {
+#ifdef BATON_HAVE_CUDA
+  if (graphs_ != nullptr) return graphs_->captured();
+#endif
+  return 0;
 }
 
 const Tensor& DecodeModel::Weight(const std::string& name) const {
@@ -97,6 +117,7 @@ void PagedAttentionStepCuda(const cpu::PagedRows& rows, Tensor& q, Tensor& k, Te
 }  // namespace
 
 Allocator* DecodeModel::Alloc() const {
+  if (alloc_override_ != nullptr) return alloc_override_;
 #ifdef BATON_HAVE_CUDA
   if (model_->device() == Device::kCuda) return DefaultCudaAllocator();
 #endif
@@ -106,7 +127,7 @@ Allocator* DecodeModel::Alloc() const {
 absl::Status DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x) {
   const ModelConfig& c = model_->config();
   const DType dt = model_->dtype();
-  const int64_t N = b.rows(), C = c.dim, H = c.heads, KV = c.kv_heads, D = c.head_dim(), F = c.ffn_dim;
+  const int64_t N = x.dim(0), C = c.dim, H = c.heads, KV = c.kv_heads, D = c.head_dim(), F = c.ffn_dim;
   const std::string p = absl::StrCat("layers.", layer, ".");
   auto bias = [&](const char* name) -> const Tensor* {
     Param* param = model_->FindParam(p + name);
@@ -146,7 +167,6 @@ absl::Status DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::
 
 absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
   const ModelConfig& c = model_->config();
-  const DType dt = model_->dtype();
   const int64_t N = b.rows();
   if (N == 0) return absl::InvalidArgumentError("DecodeModel::Forward: an empty batch");
   if (b.block_tables.empty()) return absl::InvalidArgumentError("DecodeModel::Forward: DecodeBatch::Finish not called");
@@ -160,38 +180,67 @@ absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
       return absl::InvalidArgumentError(absl::StrCat("row ", i, " at position ", b.row_pos[i], " has no cache block"));
     }
   }
-  Allocator* a = Alloc();
+#ifdef BATON_HAVE_CUDA
+  if (graphs_ != nullptr && graphs_->Fits(b)) {
+    return graphs_->Forward(b, [&](const Tensor& tokens, const cpu::PagedRows& rows, const int32_t* logit_rows,
+                                   Allocator* alloc) -> absl::StatusOr<Tensor> {
+      alloc_override_ = alloc;
+      absl::StatusOr<Tensor> out = Run(b, tokens, rows, logit_rows, tokens.dim(0));
+      alloc_override_ = nullptr;
+      return out;
+    });
+  }
+#endif
   Tensor tokens = Tensor::Borrow(const_cast<int32_t*>(b.tokens.data()), {N}, DType::kI32);
-  // On a GPU the step's integers travel in one copy: tokens, tables, row_seq, row_pos.
+  // On a GPU the step's integers travel in one copy: tokens, tables, row_seq, row_pos, logit rows.
   cpu::PagedRows dev_rows{b.block_tables.data(), b.max_blocks, b.row_seq.data(), b.row_pos.data(), N,
                           cache_->block_size()};
+  const int32_t* dev_logit_rows = nullptr;
   Tensor ints;
   if (model_->device() != Device::kCpu) {
     std::vector<int32_t> packed(b.tokens);
     packed.insert(packed.end(), b.block_tables.begin(), b.block_tables.end());
     packed.insert(packed.end(), b.row_seq.begin(), b.row_seq.end());
     packed.insert(packed.end(), b.row_pos.begin(), b.row_pos.end());
-    ints = Tensor::Empty({static_cast<int64_t>(packed.size())}, DType::kI32, a);
+    packed.insert(packed.end(), b.logit_rows.begin(), b.logit_rows.end());
+    ints = Tensor::Empty({static_cast<int64_t>(packed.size())}, DType::kI32, Alloc());
     ints.CopyFrom(Tensor::Borrow(packed.data(), ints.shape(), DType::kI32));
     int32_t* base = ints.data<int32_t>();
     tokens = ints.Slice(0, N);
     dev_rows.block_tables = base + N;
     dev_rows.row_seq = dev_rows.block_tables + b.block_tables.size();
     dev_rows.row_pos = dev_rows.row_seq + N;
+    dev_logit_rows = dev_rows.row_pos + N;
   }
-  Tensor x = Tensor::Empty({N, int64_t{c.dim}}, dt, a);
+  const int64_t R = static_cast<int64_t>(b.logit_rows.size());
+  BATON_ASSIGN_OR_RETURN(Tensor logits, Run(b, tokens, dev_rows, dev_logit_rows, R));
+  return R > 0 ? logits : logits.Slice(0, 0);
+}
+
+absl::StatusOr<Tensor> DecodeModel::Run(const DecodeBatch& b, const Tensor& tokens, const cpu::PagedRows& dev_rows,
+                                        const int32_t* dev_logit_rows, int64_t R) {
+  const ModelConfig& c = model_->config();
+  const DType dt = model_->dtype();
+  Allocator* a = Alloc();
+  Tensor x = Tensor::Empty({tokens.dim(0), int64_t{c.dim}}, dt, a);
   BATON_RETURN_IF_ERROR(ops::Embedding(tokens, Weight("embed"), 0, x));
   for (int l = 0; l < c.layers; ++l) BATON_RETURN_IF_ERROR(LayerStep(l, b, dev_rows, x));
   // The head on the rows asked for only: prefill rows but the last need no logits.
-  const int64_t R = static_cast<int64_t>(b.logit_rows.size());
   Tensor picked = Tensor::Empty({std::max<int64_t>(R, 1), int64_t{c.dim}}, dt, a);
-  for (int64_t r = 0; r < R; ++r) picked.Slice(r, 1).CopyFrom(x.Slice(b.logit_rows[r], 1));
+  if (model_->device() == Device::kCpu) {
+    for (int64_t r = 0; r < R; ++r) picked.Slice(r, 1).CopyFrom(x.Slice(b.logit_rows[r], 1));
+  } else {
+#ifdef BATON_HAVE_CUDA
+    BATON_RETURN_IF_ERROR(cuda::GatherRows(dt == DType::kBF16 ? cuda::Float::kBF16 : cuda::Float::kF32, x.raw(),
+                                           dev_logit_rows, R, c.dim, picked.raw(), cuda::CurrentStream()));
+#endif
+  }
   Tensor ln = Tensor::Empty(picked.shape(), dt, a), rstd = Tensor::Empty({picked.dim(0)}, StatDType(), a);
   BATON_RETURN_IF_ERROR(ops::RmsNorm(picked, Weight("final_norm"), c.norm_eps, ln, rstd));
   const Tensor& head = model_->FindParam("lm_head") != nullptr ? Weight("lm_head") : Weight("embed");
   Tensor logits = Tensor::Empty({picked.dim(0), int64_t{c.vocab_size}}, dt, a);
   BATON_RETURN_IF_ERROR(ops::Linear(ln, head, nullptr, logits));
-  return R > 0 ? logits : logits.Slice(0, 0);
+  return logits;
 }
 
 }  // namespace baton

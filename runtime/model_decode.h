@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -24,6 +25,8 @@
 #include "runtime/tensor.h"
 
 namespace baton {
+
+class DecodeGraphs;
 
 // One call's rows, grouped or not by sequence (rows are independent).
 struct DecodeBatch {
@@ -60,6 +63,13 @@ class DecodeModel {
   // (logit_rows.size(), V) in the model's compute dtype, on its device.
   absl::StatusOr<Tensor> Forward(const DecodeBatch& batch);
   const ModelConfig& config() const { return model_->config(); }
+  // CUDA graphs for steps of up to max_rows rows (runtime/decode_graph.h):
+  // on by default on a GPU; off runs every step eagerly (the fallback when a
+  // device rejects graphs: infer.cuda_graphs=false). No effect on the CPU.
+  // With graphs on, returned logits are valid until the next Forward.
+  void set_cuda_graphs(bool on, int64_t max_rows = 512);
+  bool cuda_graphs() const { return graphs_ != nullptr; }
+  int64_t graphs_captured() const;  // 0 without graphs
 
  private:
   DecodeModel(Model& model, KvCache& cache) : model_(&model), cache_(&cache) {}
@@ -67,12 +77,18 @@ class DecodeModel {
   // x (N, C) in, the layer's output out; dev_rows: b's rows as the
   // attention kernels read them (device pointers on a GPU).
   absl::Status LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x);
-  Allocator* Alloc() const;  // activations: the model's device
+  // The step on x's rows (tokens.dim(0), maybe padded on a GPU); logits of
+  // the rows in dev_logit_rows (R of them, device) or b.logit_rows (CPU).
+  absl::StatusOr<Tensor> Run(const DecodeBatch& b, const Tensor& tokens, const cpu::PagedRows& dev_rows,
+                             const int32_t* dev_logit_rows, int64_t R);
+  Allocator* Alloc() const;  // activations: the model's device (or the graphs' arena)
   // Saved statistics (rstd): f32 on a GPU, the compute dtype on the CPU.
   DType StatDType() const { return model_->device() == Device::kCpu ? model_->dtype() : DType::kF32; }
 
   Model* model_;
   KvCache* cache_;
+  std::shared_ptr<DecodeGraphs> graphs_;  // null: eager steps
+  Allocator* alloc_override_ = nullptr;   // set while a graph body runs
 };
 
 // Logits as f32 or f64 on the host (what token sampling reads).

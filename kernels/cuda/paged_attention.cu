@@ -23,9 +23,9 @@ __global__ void PagedAttentionKernel(const T* __restrict__ q, const T* __restric
                                      const T* __restrict__ v_pool, cpu::PagedRows r, int64_t h, int64_t kv,
                                      int64_t d, float scale, T* __restrict__ out) {
   const int64_t row = blockIdx.x / h, hh = blockIdx.x % h, kh = hh / (h / kv);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int32_t* table = r.block_tables + static_cast<int64_t>(r.row_seq[row]) * r.max_blocks;
-  const int64_t len = static_cast<int64_t>(r.row_pos[row]) + 1;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t len = static_cast<int64_t>(r.row_pos[row]) + 1;  // 0 for a padding row
   const int per_lane = static_cast<int>((d + 31) / 32);
   float qv[kMaxPerLane], acc[kMaxPerLane];
   const T* qr = q + (row * h + hh) * d;
@@ -76,7 +76,7 @@ __global__ void PagedAttentionKernel(const T* __restrict__ q, const T* __restric
     if (c >= d) break;
     float v = 0.f;
     for (int w = 0; w < kWarps; ++w) v += sacc[w][lane + 32 * j] * w_scale[w];
-    o[c] = FromF32<T>(v / l_all);
+    o[c] = FromF32<T>(l_all > 0.f ? v / l_all : 0.f);  // a padding row: zeros, not 0/0
   }
 }
 
@@ -88,6 +88,7 @@ __global__ void PagedKvWriteKernel(const T* __restrict__ k_new, const T* __restr
   const int64_t row = idx / n, e = idx % n;
   const int32_t* table = r.block_tables + static_cast<int64_t>(r.row_seq[row]) * r.max_blocks;
   const int64_t t = r.row_pos[row];
+  if (t < 0) return;  // a padding row writes nothing
   const int64_t at = (static_cast<int64_t>(table[t / r.block_size]) * r.block_size + t % r.block_size) * n + e;
   k_pool[at] = k_new[idx];
   v_pool[at] = v_new[idx];
@@ -111,6 +112,15 @@ __global__ void RopeAtPositionsKernel(T* __restrict__ x, const int32_t* __restri
     *x1 = FromF32<T>(a * cf - b * sf);
     *x2 = FromF32<T>(b * cf + a * sf);
   }
+}
+
+// One block per output row, threads striding its columns.
+template <typename T>
+__global__ void GatherRowsKernel(const T* __restrict__ x, const int32_t* __restrict__ rows, int64_t c,
+                                 T* __restrict__ out) {
+  const T* src = x + static_cast<int64_t>(rows[blockIdx.x]) * c;
+  T* dst = out + static_cast<int64_t>(blockIdx.x) * c;
+  for (int64_t i = threadIdx.x; i < c; i += blockDim.x) dst[i] = src[i];
 }
 
 // One block of 256 threads per row; ties go to the lowest id.
@@ -197,6 +207,19 @@ absl::Status ArgmaxRows(Float t, const void* logits, int64_t rows, int64_t vocab
   DispatchFloat(t, [&](auto tag) {
     using T = decltype(tag);
     ArgmaxRowsKernel<T><<<static_cast<unsigned>(rows), 256, 0, stream>>>(static_cast<const T*>(logits), vocab, ids);
+  });
+  BATON_CUDA_LAUNCH_CHECK();
+  return absl::OkStatus();
+}
+
+absl::Status GatherRows(Float t, const void* x, const int32_t* rows, int64_t n, int64_t c, void* out,
+                        cudaStream_t stream) {
+  BATON_CUDA_SIZE_CHECK(n >= 0 && c >= 0 && n < (int64_t{1} << 31));
+  if (n == 0 || c == 0) return absl::OkStatus();
+  DispatchFloat(t, [&](auto tag) {
+    using T = decltype(tag);
+    GatherRowsKernel<T><<<static_cast<unsigned>(n), 256, 0, stream>>>(static_cast<const T*>(x), rows, c,
+                                                                        static_cast<T*>(out));
   });
   BATON_CUDA_LAUNCH_CHECK();
   return absl::OkStatus();
