@@ -182,6 +182,7 @@ absl::Status InferJob::SetUp() {
   cache_.emplace(std::move(cache));
   BATON_ASSIGN_OR_RETURN(DecodeModel decode, DecodeModel::Create(loaded_->model, *cache_));
   decode_.emplace(std::move(decode));
+  decode_->set_cuda_graphs(config_.cuda_graphs);
   gen_.emplace(*decode_, *cache_, loaded_->tokenizer.get(),
                SchedulerConfig{.max_batch = config_.max_batch, .max_prefill_tokens = config_.max_prefill_tokens},
                context_);

@@ -5,11 +5,10 @@
 
 #include <algorithm>
 
-#include "runtime/decode_graph.h"
-
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
 #include "kernels/cpu/paged_attention.h"
+#include "runtime/decode_graph.h"
 #include "runtime/ops.h"
 #include "runtime/token_sampling.h"
 

@@ -13,7 +13,10 @@
 namespace baton::cuda {
 namespace {
 
-constexpr int kWarps = 4;         // warps per block of the attention kernel
+// Warps per block of the attention kernel: 8 (not 4) keeps more K/V loads in
+// flight per (row, head), which a decode at small batch needs (a batch of 1
+// of a 16-head model is only 16 blocks).
+constexpr int kWarps = 8;
 constexpr int kMaxPerLane = 8;    // head dim up to 32 · 8 = 256
 
 // Block (row, head): warp w takes positions w, w + kWarps, ...; lane l holds
@@ -38,21 +41,24 @@ __global__ void PagedAttentionKernel(const T* __restrict__ q, const T* __restric
   float m = -FLT_MAX, l = 0.f;  // running max and sum of this warp
   for (int64_t t = warp; t < len; t += kWarps) {
     const int64_t at = ((static_cast<int64_t>(table[t / r.block_size]) * r.block_size + t % r.block_size) * kv + kh) * d;
-    float s = 0.f;
+    // K and V loads issued together, before the reduction that waits on K.
+    float kf[kMaxPerLane], vf[kMaxPerLane];
 #pragma unroll
     for (int j = 0; j < kMaxPerLane; ++j) {
       const int64_t c = lane + 32 * j;
-      if (j < per_lane && c < d) s += qv[j] * ToF32(k_pool[at + c]);
+      const bool in = j < per_lane && c < d;
+      kf[j] = in ? ToF32(k_pool[at + c]) : 0.f;
+      vf[j] = in ? ToF32(v_pool[at + c]) : 0.f;
     }
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < kMaxPerLane; ++j) s += qv[j] * kf[j];
     s = WarpSum(s) * scale;
     const float m_new = fmaxf(m, s);
     const float correction = __expf(m - m_new), p = __expf(s - m_new);
     l = l * correction + p;
 #pragma unroll
-    for (int j = 0; j < kMaxPerLane; ++j) {
-      const int64_t c = lane + 32 * j;
-      if (j < per_lane && c < d) acc[j] = acc[j] * correction + p * ToF32(v_pool[at + c]);
-    }
+    for (int j = 0; j < kMaxPerLane; ++j) acc[j] = acc[j] * correction + p * vf[j];
     m = m_new;
   }
   // Merge the warps: max, rescaled sums and outputs through shared memory.
