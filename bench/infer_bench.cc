@@ -115,6 +115,10 @@ Row RunBatch(Model& model, Allocator* alloc, int B, int prompt, int new_tokens, 
     for (const GenerationResult& r : *done) latency.push_back(r.latency_s);
   }
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!dm->graphs_status().ok()) {  // the numbers are then those of eager steps
+    std::fprintf(stderr, "infer_bench: warning: a CUDA graph fell back to eager steps: %s\n",
+                 dm->graphs_status().ToString().c_str());
+  }
   const int64_t decode_steps = gen.scheduler_stats().steps - 1;  // the first step prefills every prompt
   row.step_s = decode_steps > 0 ? gen.stats().decode_s / decode_steps : 0;
   row.kv_bytes = static_cast<double>(B) * (prompt + new_tokens / 2.0) * shape.BytesPerBlock() / 16;

@@ -107,7 +107,8 @@ struct DecodeGraphs::Entry {
   Tensor inputs;  // packed integers (layout.size()), device
   Tensor logits;  // the graph's output (rows, V)
   cudaGraphExec_t exec = nullptr;
-  bool seen = false;  // ran once eagerly
+  bool seen = false;    // ran once eagerly
+  bool failed = false;  // capture or launch failed: eager for good
   ~Entry() {
     if (exec != nullptr) cudaGraphExecDestroy(exec);
   }
@@ -147,6 +148,7 @@ absl::Status DecodeGraphs::Capture(Entry& e, const DecodeGraphBody& body) {
   BATON_CHECK_CUDA(end);
   const cudaError_t inst = cudaGraphInstantiate(&e.exec, graph, 0);
   cudaGraphDestroy(graph);
+  if (inst != cudaSuccess) e.exec = nullptr;
   BATON_CHECK_CUDA(inst);
   e.logits = *std::move(out);
   return absl::OkStatus();
@@ -176,26 +178,34 @@ absl::StatusOr<Tensor> DecodeGraphs::Forward(const DecodeBatch& b, const DecodeG
   BATON_CHECK_CUDA(cudaMemcpyAsync(e.inputs.raw(), packed.data(), packed.size() * sizeof(int32_t),
                                    cudaMemcpyHostToDevice, stream));
   cuda::SetCurrentStream(stream);
-  absl::Status st = absl::OkStatus();
-  Tensor logits;
-  if (!e.seen) {  // eager first: cuBLASLt plans (and autotuning) happen outside the capture
+  const int32_t* base = e.inputs.data<int32_t>();
+  auto eager = [&]() { return body(e.inputs.Slice(0, layout.rows), e.Rows(block_size_), base + layout.logit_rows(),
+                                   DefaultCudaAllocator()); };
+  absl::StatusOr<Tensor> logits = absl::UnknownError("unset");
+  if (!e.seen || e.failed) {  // eager first: cuBLASLt plans (and autotuning) happen outside the capture
     e.seen = true;
-    const int32_t* base = e.inputs.data<int32_t>();
-    absl::StatusOr<Tensor> out = body(e.inputs.Slice(0, layout.rows), e.Rows(block_size_),
-                                      base + layout.logit_rows(), DefaultCudaAllocator());
-    if (out.ok()) logits = *std::move(out);
-    st = out.status();
+    logits = eager();
   } else {
-    if (e.exec == nullptr) st = Capture(e, body);
+    absl::Status st = e.exec == nullptr ? Capture(e, body) : absl::OkStatus();
     if (st.ok()) {
       const cudaError_t launch = cudaGraphLaunch(e.exec, stream);
       if (launch != cudaSuccess) st = absl::InternalError(absl::StrCat("cudaGraphLaunch: ", cudaGetErrorString(launch)));
+    }
+    if (st.ok()) {
       logits = e.logits;
+    } else {
+      // A device or driver that rejects the capture: this bucket runs eagerly
+      // from now on (the step is redone; nothing of it ran). failures() tells.
+      cudaGetLastError();
+      e.failed = true;
+      ++failures_;
+      last_failure_ = st;
+      logits = eager();
     }
   }
   cuda::SetCurrentStream(caller);
-  BATON_RETURN_IF_ERROR(st);
-  return logits.Slice(0, static_cast<int64_t>(b.logit_rows.size()));
+  if (!logits.ok()) return logits.status();
+  return logits->Slice(0, static_cast<int64_t>(b.logit_rows.size()));
 }
 
 #endif  // BATON_HAVE_CUDA

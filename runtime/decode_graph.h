@@ -9,7 +9,8 @@
 // activations come from an arena that lives as long as the graphs. Padding
 // rows have row_pos -1: the paged kernels skip them (kernels/cuda/paged_attention.h).
 // The first step of a bucket runs eagerly on the padded inputs (plans and
-// autotuning happen outside the capture); the second captures; later ones replay.
+// autotuning happen outside the capture); the second captures; later ones
+// replay. A bucket whose capture fails runs eagerly from then on.
 // The host layout (DecodeGraphBucket, PackDecodeGraphInputs) is plain C++ and
 // tested on the CPU; DecodeGraphs itself needs CUDA.
 #pragma once
@@ -67,6 +68,9 @@ class DecodeGraphs {
   // The logits of b.logit_rows: a view valid until the next Forward.
   absl::StatusOr<Tensor> Forward(const DecodeBatch& b, const DecodeGraphBody& body);
   int64_t captured() const;  // graphs captured so far (a test's witness)
+  // Buckets whose capture or replay failed (they run eagerly since), and why.
+  int64_t failures() const { return failures_; }
+  const absl::Status& last_failure() const { return last_failure_; }
 
  private:
   struct Entry;
@@ -76,6 +80,8 @@ class DecodeGraphs {
   std::unique_ptr<Allocator> arena_;  // first member destroyed last: entries hold its tensors
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Entry>> entries_;
   void* own_stream_ = nullptr;  // cudaStream_t, when the caller's stream is the legacy default
+  int64_t failures_ = 0;
+  absl::Status last_failure_;
 };
 #endif
 

@@ -80,6 +80,13 @@ int64_t DecodeModel::graphs_captured() const {
   return 0;
 }
 
+absl::Status DecodeModel::graphs_status() const {
+#ifdef BATON_HAVE_CUDA
+  if (graphs_ != nullptr && graphs_->failures() > 0) return graphs_->last_failure();
+#endif
+  return absl::OkStatus();
+}
+
 const Tensor& DecodeModel::Weight(const std::string& name) const {
   Param* p = model_->FindParam(name);
   BATON_CHECK_MSG(p != nullptr, name.c_str());
@@ -101,15 +108,16 @@ void PagedAttentionStep(const DecodeBatch& b, int64_t block_size, Tensor& q, Ten
 
 #ifdef BATON_HAVE_CUDA
 // The same on the GPU; `rows` holds device pointers (DecodeModel::Upload).
-void PagedAttentionStepCuda(const cpu::PagedRows& rows, Tensor& q, Tensor& k, Tensor& v, Tensor& kpool, Tensor& vpool,
-                            const RopeParams& rope, int64_t h, int64_t kv, int64_t d, Tensor& att) {
+// Errors return (not abort): inside a graph capture they make the caller fall back.
+absl::Status PagedAttentionStepCuda(const cpu::PagedRows& rows, Tensor& q, Tensor& k, Tensor& v, Tensor& kpool,
+                                    Tensor& vpool, const RopeParams& rope, int64_t h, int64_t kv, int64_t d,
+                                    Tensor& att) {
   const cuda::Float t = q.dtype() == DType::kBF16 ? cuda::Float::kBF16 : cuda::Float::kF32;
   const cudaStream_t stream = cuda::CurrentStream();
-  auto ok = [](const absl::Status& st) { BATON_CHECK_MSG(st.ok(), st.ToString().c_str()); };
-  ok(cuda::RopeAtPositions(t, q.raw(), rows.row_pos, rows.rows, h, d, rope, stream));
-  ok(cuda::RopeAtPositions(t, k.raw(), rows.row_pos, rows.rows, kv, d, rope, stream));
-  ok(cuda::PagedKvWrite(t, k.raw(), v.raw(), rows, kv, d, kpool.raw(), vpool.raw(), stream));
-  ok(cuda::PagedAttentionForward(t, q.raw(), kpool.raw(), vpool.raw(), rows, h, kv, d, att.raw(), stream));
+  BATON_RETURN_IF_ERROR(cuda::RopeAtPositions(t, q.raw(), rows.row_pos, rows.rows, h, d, rope, stream));
+  BATON_RETURN_IF_ERROR(cuda::RopeAtPositions(t, k.raw(), rows.row_pos, rows.rows, kv, d, rope, stream));
+  BATON_RETURN_IF_ERROR(cuda::PagedKvWrite(t, k.raw(), v.raw(), rows, kv, d, kpool.raw(), vpool.raw(), stream));
+  return cuda::PagedAttentionForward(t, q.raw(), kpool.raw(), vpool.raw(), rows, h, kv, d, att.raw(), stream);
 }
 #endif
 
@@ -142,7 +150,8 @@ absl::Status DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::
   Tensor att = Tensor::Empty({N, H * D}, dt, a);
   if (model_->device() != Device::kCpu) {
 #ifdef BATON_HAVE_CUDA
-    PagedAttentionStepCuda(dev_rows, q, k, v, cache_->k(layer), cache_->v(layer), c.rope(), H, KV, D, att);
+    BATON_RETURN_IF_ERROR(
+        PagedAttentionStepCuda(dev_rows, q, k, v, cache_->k(layer), cache_->v(layer), c.rope(), H, KV, D, att));
 #endif
   } else if (dt == DType::kF64) {
     PagedAttentionStep<double>(b, cache_->block_size(), q, k, v, cache_->k(layer), cache_->v(layer), c.rope(), H,

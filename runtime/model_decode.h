@@ -70,6 +70,8 @@ class DecodeModel {
   void set_cuda_graphs(bool on, int64_t max_rows = 512);
   bool cuda_graphs() const { return graphs_ != nullptr; }
   int64_t graphs_captured() const;  // 0 without graphs
+  // OK, or why a bucket's capture or replay failed (it fell back to eager steps).
+  absl::Status graphs_status() const;
 
  private:
   DecodeModel(Model& model, KvCache& cache) : model_(&model), cache_(&cache) {}

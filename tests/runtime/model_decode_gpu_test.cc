@@ -79,6 +79,7 @@ TEST_P(DecodeGpu, LogitsMatchTheCpuDecode) {
   };
   step(0, 30);  // prefill across two blocks
   for (int32_t t = 30; t < 50; ++t) step(t, 1);
+  EXPECT_TRUE(b->graphs_status().ok()) << b->graphs_status();
   EXPECT_EQ(b->graphs_captured(), graphs ? 1 : 0) << "one bucket of decode steps";
 }
 
@@ -131,6 +132,7 @@ TEST_P(DecodeGpu, BatchedDecodeWithPaddingMatchesTheCpu) {
     }
     EXPECT_LE(worst, rel) << "step " << step;
   }
+  EXPECT_TRUE(b->graphs_status().ok()) << b->graphs_status();
   EXPECT_EQ(b->graphs_captured(), graphs ? 2 : 0) << "the 2-row and 4-row buckets (16 rows ran once, eagerly)";
 }
 
