@@ -2,6 +2,7 @@
 #include "runtime/decode_graph.h"
 
 #include <algorithm>
+#include <new>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
@@ -137,8 +138,12 @@ absl::Status DecodeGraphs::Capture(Entry& e, const DecodeGraphBody& body) {
   const cudaStream_t stream = cuda::CurrentStream();
   const int32_t* base = e.inputs.data<int32_t>();
   BATON_CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
-  absl::StatusOr<Tensor> out = body(e.inputs.Slice(0, e.layout.rows), e.Rows(block_size_),
-                                    base + e.layout.logit_rows(), arena_.get());
+  absl::StatusOr<Tensor> out = absl::ResourceExhaustedError("out of device memory while capturing a decode step");
+  try {  // the capture must end whatever happens inside it
+    out = body(e.inputs.Slice(0, e.layout.rows), e.Rows(block_size_), base + e.layout.logit_rows(), arena_.get(),
+               &outputs_[e.layout.rows]);
+  } catch (const std::bad_alloc&) {
+  }
   cudaGraph_t graph = nullptr;
   const cudaError_t end = cudaStreamEndCapture(stream, &graph);
   if (!out.ok()) {
@@ -180,7 +185,7 @@ absl::StatusOr<Tensor> DecodeGraphs::Forward(const DecodeBatch& b, const DecodeG
   cuda::SetCurrentStream(stream);
   const int32_t* base = e.inputs.data<int32_t>();
   auto eager = [&]() { return body(e.inputs.Slice(0, layout.rows), e.Rows(block_size_), base + layout.logit_rows(),
-                                   DefaultCudaAllocator()); };
+                                   DefaultCudaAllocator(), nullptr); };
   absl::StatusOr<Tensor> logits = absl::UnknownError("unset");
   if (!e.seen || e.failed) {  // eager first: cuBLASLt plans (and autotuning) happen outside the capture
     e.seen = true;

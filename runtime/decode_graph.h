@@ -52,9 +52,12 @@ std::vector<int32_t> PackDecodeGraphInputs(const DecodeBatch& b, const DecodeGra
 
 #ifdef BATON_HAVE_CUDA
 // Runs one padded step: tokens (rows) and rows (device pointers into the
-// packed buffer), logit_rows (rows) on the device; returns (rows, V) logits.
+// packed buffer), logit_rows (rows) on the device; returns (rows, V) logits,
+// written into *logits_out when it is defined, else allocated and stored
+// there (null: allocated). Graphs of one row count share their logits.
 using DecodeGraphBody = std::function<absl::StatusOr<Tensor>(const Tensor& tokens, const cpu::PagedRows& rows,
-                                                             const int32_t* logit_rows, Allocator* alloc)>;
+                                                             const int32_t* logit_rows, Allocator* alloc,
+                                                             Tensor* logits_out)>;
 
 class DecodeGraphs {
  public:
@@ -77,7 +80,8 @@ class DecodeGraphs {
   absl::Status Capture(Entry& e, const DecodeGraphBody& body);
 
   int64_t max_rows_, block_size_;
-  std::unique_ptr<Allocator> arena_;  // first member destroyed last: entries hold its tensors
+  std::unique_ptr<Allocator> arena_;  // destroyed last: the others hold its tensors
+  std::map<int64_t, Tensor> outputs_;  // rows -> the logits of that bucket's graphs (one live at a time)
   std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Entry>> entries_;
   void* own_stream_ = nullptr;  // cudaStream_t, when the caller's stream is the legacy default
   int64_t failures_ = 0;

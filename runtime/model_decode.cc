@@ -191,9 +191,9 @@ absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
 #ifdef BATON_HAVE_CUDA
   if (graphs_ != nullptr && graphs_->Fits(b)) {
     return graphs_->Forward(b, [&](const Tensor& tokens, const cpu::PagedRows& rows, const int32_t* logit_rows,
-                                   Allocator* alloc) -> absl::StatusOr<Tensor> {
+                                   Allocator* alloc, Tensor* logits_out) -> absl::StatusOr<Tensor> {
       alloc_override_ = alloc;
-      absl::StatusOr<Tensor> out = Run(b, tokens, rows, logit_rows, tokens.dim(0));
+      absl::StatusOr<Tensor> out = Run(b, tokens, rows, logit_rows, tokens.dim(0), logits_out);
       alloc_override_ = nullptr;
       return out;
     });
@@ -226,7 +226,7 @@ absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
 }
 
 absl::StatusOr<Tensor> DecodeModel::Run(const DecodeBatch& b, const Tensor& tokens, const cpu::PagedRows& dev_rows,
-                                        const int32_t* dev_logit_rows, int64_t R) {
+                                        const int32_t* dev_logit_rows, int64_t R, Tensor* logits_out) {
   const ModelConfig& c = model_->config();
   const DType dt = model_->dtype();
   Allocator* a = Alloc();
@@ -246,7 +246,10 @@ absl::StatusOr<Tensor> DecodeModel::Run(const DecodeBatch& b, const Tensor& toke
   Tensor ln = Tensor::Empty(picked.shape(), dt, a), rstd = Tensor::Empty({picked.dim(0)}, StatDType(), a);
   BATON_RETURN_IF_ERROR(ops::RmsNorm(picked, Weight("final_norm"), c.norm_eps, ln, rstd));
   const Tensor& head = model_->FindParam("lm_head") != nullptr ? Weight("lm_head") : Weight("embed");
-  Tensor logits = Tensor::Empty({picked.dim(0), int64_t{c.vocab_size}}, dt, a);
+  Tensor logits = logits_out != nullptr && logits_out->defined()
+                      ? *logits_out
+                      : Tensor::Empty({picked.dim(0), int64_t{c.vocab_size}}, dt, a);
+  if (logits_out != nullptr) *logits_out = logits;
   BATON_RETURN_IF_ERROR(ops::Linear(ln, head, nullptr, logits));
   return logits;
 }

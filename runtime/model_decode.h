@@ -80,9 +80,10 @@ class DecodeModel {
   // attention kernels read them (device pointers on a GPU).
   absl::Status LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x);
   // The step on x's rows (tokens.dim(0), maybe padded on a GPU); logits of
-  // the rows in dev_logit_rows (R of them, device) or b.logit_rows (CPU).
+  // the rows in dev_logit_rows (R of them, device) or b.logit_rows (CPU),
+  // into *logits_out when defined (else allocated and kept there; null: allocated).
   absl::StatusOr<Tensor> Run(const DecodeBatch& b, const Tensor& tokens, const cpu::PagedRows& dev_rows,
-                             const int32_t* dev_logit_rows, int64_t R);
+                             const int32_t* dev_logit_rows, int64_t R, Tensor* logits_out = nullptr);
   Allocator* Alloc() const;  // activations: the model's device (or the graphs' arena)
   // Saved statistics (rstd): f32 on a GPU, the compute dtype on the CPU.
   DType StatDType() const { return model_->device() == Device::kCpu ? model_->dtype() : DType::kF32; }
