@@ -194,7 +194,9 @@ absl::StatusOr<Tensor> DecodeGraphs::Forward(const DecodeBatch& b, const DecodeG
     absl::Status st = e.exec == nullptr ? Capture(e, body) : absl::OkStatus();
     if (st.ok()) {
       const cudaError_t launch = cudaGraphLaunch(e.exec, stream);
-      if (launch != cudaSuccess) st = absl::InternalError(absl::StrCat("cudaGraphLaunch: ", cudaGetErrorString(launch)));
+      if (launch != cudaSuccess) {
+        st = absl::InternalError(absl::StrCat("cudaGraphLaunch: ", cudaGetErrorString(launch)));
+      }
     }
     if (st.ok()) {
       logits = e.logits;
