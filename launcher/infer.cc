@@ -230,6 +230,7 @@ absl::Status InferJob::SetUp() {
   cache_.emplace(std::move(cache));
   BATON_ASSIGN_OR_RETURN(DecodeModel decode, DecodeModel::Create(loaded_->model, *cache_));
   decode_.emplace(std::move(decode));
+  decode_->set_cuda_graphs(config_.cuda_graphs);  // whole-model steps at tp = 1 only
   DecodeForward* forward = &*decode_;
   if (config_.pp > 1) {
     pipe_ = std::make_unique<PipelinedDecode>(*decode_, *comms_->pp, 0, PipelineExecutorOptions{}, rank_);

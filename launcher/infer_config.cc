@@ -68,6 +68,7 @@ std::map<std::string, Setter> Keys(InferConfig& c) {
           {"infer.seed", Int(c.seed)},
           {"infer.stop_at_eos", Bool(c.stop_at_eos)},
           {"infer.add_bos", Bool(c.add_bos)},
+          {"infer.cuda_graphs", Bool(c.cuda_graphs)},
           {"infer.metrics_prom", Str(c.metrics_prom)},
           {"infer.progress", Str(c.progress)},
           {"parallel.tp", Int32(c.tp)},

@@ -30,6 +30,7 @@ struct InferConfig {
   double top_p = 1.0;                 // 1 = off
   int64_t seed = 0;                   // base of the seeds of lines without one (mixed with the id); >= 0
   bool stop_at_eos = true;            // the tokenizer's EOS ends a completion
+  bool cuda_graphs = true;            // CUDA: replay decode steps as CUDA graphs; false = eager (a fallback)
   bool add_bos = true;                // text prompts start with the tokenizer's BOS (as training framed documents)
   // Reporting.
   std::string metrics_prom;           // Prometheus text file written at the end (and every ~10 s); "" = off

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
 #include "kernels/cpu/paged_attention.h"
+#include "runtime/decode_graph.h"
 #include "runtime/ops.h"
 #include "runtime/token_sampling.h"
 
@@ -62,7 +63,32 @@ absl::StatusOr<DecodeModel> DecodeModel::Create(Model& model, KvCache& cache) {
                                                    DeviceName(cache.k(0).device()), ") does not match the model's (",
                                                    layers, " layers, ", kv, " kv heads at tp=", tp.size, ")"));
   }
-  return DecodeModel(model, cache);
+  DecodeModel dm(model, cache);
+  if (model.device() == Device::kCuda) dm.set_cuda_graphs(true);
+  return dm;
+}
+
+void DecodeModel::set_cuda_graphs(bool on, int64_t max_rows) {
+  graphs_.reset();
+#ifdef BATON_HAVE_CUDA
+  if (on && model_->device() == Device::kCuda) graphs_ = std::make_shared<DecodeGraphs>(max_rows, cache_->block_size());
+#else
+  (void)on, (void)max_rows;
+#endif
+}
+
+int64_t DecodeModel::graphs_captured() const {
+#ifdef BATON_HAVE_CUDA
+  if (graphs_ != nullptr) return graphs_->captured();
+#endif
+  return 0;
+}
+
+absl::Status DecodeModel::graphs_status() const {
+#ifdef BATON_HAVE_CUDA
+  if (graphs_ != nullptr && graphs_->failures() > 0) return graphs_->last_failure();
+#endif
+  return absl::OkStatus();
 }
 
 const Tensor& DecodeModel::Weight(const std::string& name) const {
@@ -86,21 +112,23 @@ void PagedAttentionStep(const DecodeBatch& b, int64_t block_size, Tensor& q, Ten
 
 #ifdef BATON_HAVE_CUDA
 // The same on the GPU; `rows` holds device pointers (DecodeModel::Upload).
-void PagedAttentionStepCuda(const cpu::PagedRows& rows, Tensor& q, Tensor& k, Tensor& v, Tensor& kpool, Tensor& vpool,
-                            const RopeParams& rope, int64_t h, int64_t kv, int64_t d, Tensor& att) {
+// Errors return (not abort): inside a graph capture they make the caller fall back.
+absl::Status PagedAttentionStepCuda(const cpu::PagedRows& rows, Tensor& q, Tensor& k, Tensor& v, Tensor& kpool,
+                                    Tensor& vpool, const RopeParams& rope, int64_t h, int64_t kv, int64_t d,
+                                    Tensor& att) {
   const cuda::Float t = q.dtype() == DType::kBF16 ? cuda::Float::kBF16 : cuda::Float::kF32;
   const cudaStream_t stream = cuda::CurrentStream();
-  auto ok = [](const absl::Status& st) { BATON_CHECK_MSG(st.ok(), st.ToString().c_str()); };
-  ok(cuda::RopeAtPositions(t, q.raw(), rows.row_pos, rows.rows, h, d, rope, stream));
-  ok(cuda::RopeAtPositions(t, k.raw(), rows.row_pos, rows.rows, kv, d, rope, stream));
-  ok(cuda::PagedKvWrite(t, k.raw(), v.raw(), rows, kv, d, kpool.raw(), vpool.raw(), stream));
-  ok(cuda::PagedAttentionForward(t, q.raw(), kpool.raw(), vpool.raw(), rows, h, kv, d, att.raw(), stream));
+  BATON_RETURN_IF_ERROR(cuda::RopeAtPositions(t, q.raw(), rows.row_pos, rows.rows, h, d, rope, stream));
+  BATON_RETURN_IF_ERROR(cuda::RopeAtPositions(t, k.raw(), rows.row_pos, rows.rows, kv, d, rope, stream));
+  BATON_RETURN_IF_ERROR(cuda::PagedKvWrite(t, k.raw(), v.raw(), rows, kv, d, kpool.raw(), vpool.raw(), stream));
+  return cuda::PagedAttentionForward(t, q.raw(), kpool.raw(), vpool.raw(), rows, h, kv, d, att.raw(), stream);
 }
 #endif
 
 }  // namespace
 
 Allocator* DecodeModel::Alloc() const {
+  if (alloc_override_ != nullptr) return alloc_override_;
 #ifdef BATON_HAVE_CUDA
   if (model_->device() == Device::kCuda) return DefaultCudaAllocator();
 #endif
@@ -111,7 +139,7 @@ absl::Status DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::
   const ModelConfig& c = model_->config();
   const DType dt = model_->dtype();
   const int64_t T = tp_.size();  // heads, kv heads and the ffn are split over tp
-  const int64_t N = b.rows(), C = c.dim, H = c.heads / T, KV = c.kv_heads / T, D = c.head_dim(), F = c.ffn_dim / T;
+  const int64_t N = x.dim(0), C = c.dim, H = c.heads / T, KV = c.kv_heads / T, D = c.head_dim(), F = c.ffn_dim / T;
   const std::string p = absl::StrCat("layers.", layer, ".");
   Tensor& kpool = cache_->k(layer - model_->slice().first_layer);
   Tensor& vpool = cache_->v(layer - model_->slice().first_layer);
@@ -129,7 +157,7 @@ absl::Status DecodeModel::LayerStep(int layer, const DecodeBatch& b, const cpu::
   Tensor att = Tensor::Empty({N, H * D}, dt, a);
   if (model_->device() != Device::kCpu) {
 #ifdef BATON_HAVE_CUDA
-    PagedAttentionStepCuda(dev_rows, q, k, v, kpool, vpool, c.rope(), H, KV, D, att);
+    BATON_RETURN_IF_ERROR(PagedAttentionStepCuda(dev_rows, q, k, v, kpool, vpool, c.rope(), H, KV, D, att));
 #endif
   } else if (dt == DType::kF64) {
     PagedAttentionStep<double>(b, cache_->block_size(), q, k, v, kpool, vpool, c.rope(), H, KV, D, att);
@@ -191,6 +219,18 @@ cpu::PagedRows DecodeModel::Rows(const DecodeBatch& b, Tensor& tokens, Tensor& i
 
 absl::StatusOr<Tensor> DecodeModel::Forward(const DecodeBatch& b) {
   if (!model_->is_whole()) return absl::FailedPreconditionError("DecodeModel::Forward needs the whole model (pp=1)");
+#ifdef BATON_HAVE_CUDA
+  if (graphs_ != nullptr && !tp_.active() && graphs_->Fits(b)) {
+    BATON_RETURN_IF_ERROR(CheckBatch(b));
+    return graphs_->Forward(b, [&](const Tensor& tokens, const cpu::PagedRows& rows, const int32_t* logit_rows,
+                                   Allocator* alloc, Tensor* logits_out) -> absl::StatusOr<Tensor> {
+      alloc_override_ = alloc;
+      absl::StatusOr<Tensor> out = Run(b, tokens, rows, logit_rows, tokens.dim(0), logits_out);
+      alloc_override_ = nullptr;
+      return out;
+    });
+  }
+#endif
   return ForwardPart(b, nullptr, nullptr);
 }
 
@@ -251,6 +291,37 @@ absl::StatusOr<Tensor> DecodeModel::Head(const DecodeBatch& b, const Tensor& x) 
     }
   }
   return R > 0 ? logits : logits.Slice(0, 0);
+}
+
+// The graph body: the whole model at tp = 1 on padded rows (runtime/decode_graph.h),
+// the logit rows picked by one gather on the device.
+absl::StatusOr<Tensor> DecodeModel::Run(const DecodeBatch& b, const Tensor& tokens, const cpu::PagedRows& dev_rows,
+                                        const int32_t* dev_logit_rows, int64_t R, Tensor* logits_out) {
+  const ModelConfig& c = model_->config();
+  const DType dt = model_->dtype();
+  Allocator* a = Alloc();
+  Tensor x = Tensor::Empty({tokens.dim(0), int64_t{c.dim}}, dt, a);
+  BATON_RETURN_IF_ERROR(ops::Embedding(tokens, Weight("embed"), 0, x));
+  for (int l = 0; l < c.layers; ++l) BATON_RETURN_IF_ERROR(LayerStep(l, b, dev_rows, x));
+  // The head on the rows asked for only: prefill rows but the last need no logits.
+  Tensor picked = Tensor::Empty({std::max<int64_t>(R, 1), int64_t{c.dim}}, dt, a);
+  if (model_->device() == Device::kCpu) {
+    for (int64_t r = 0; r < R; ++r) picked.Slice(r, 1).CopyFrom(x.Slice(b.logit_rows[r], 1));
+  } else {
+#ifdef BATON_HAVE_CUDA
+    BATON_RETURN_IF_ERROR(cuda::GatherRows(dt == DType::kBF16 ? cuda::Float::kBF16 : cuda::Float::kF32, x.raw(),
+                                           dev_logit_rows, R, c.dim, picked.raw(), cuda::CurrentStream()));
+#endif
+  }
+  Tensor ln = Tensor::Empty(picked.shape(), dt, a), rstd = Tensor::Empty({picked.dim(0)}, StatDType(), a);
+  BATON_RETURN_IF_ERROR(ops::RmsNorm(picked, Weight("final_norm"), c.norm_eps, ln, rstd));
+  const Tensor& head = model_->FindParam("lm_head") != nullptr ? Weight("lm_head") : Weight("embed");
+  Tensor logits = logits_out != nullptr && logits_out->defined()
+                      ? *logits_out
+                      : Tensor::Empty({picked.dim(0), int64_t{c.vocab_size}}, dt, a);
+  if (logits_out != nullptr) *logits_out = logits;
+  BATON_RETURN_IF_ERROR(ops::Linear(ln, head, nullptr, logits));
+  return logits;
 }
 
 namespace {

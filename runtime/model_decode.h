@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -29,6 +30,8 @@
 #include "runtime/tensor.h"
 
 namespace baton {
+
+class DecodeGraphs;
 
 // One call's rows, grouped or not by sequence (rows are independent).
 struct DecodeBatch {
@@ -89,6 +92,16 @@ class DecodeModel final : public DecodeForward {
   const ModelSlice& slice() const { return model_->slice(); }
   DType dtype() const { return model_->dtype(); }
   Device device() const { return model_->device(); }
+  // CUDA graphs for whole-model (pp = 1, tp = 1) steps of up to max_rows
+  // rows (runtime/decode_graph.h): on by default on a GPU; off runs every
+  // step eagerly (the fallback when a device rejects graphs:
+  // infer.cuda_graphs=false). No effect on the CPU or under tp/pp.
+  // With graphs on, returned logits are valid until the next Forward.
+  void set_cuda_graphs(bool on, int64_t max_rows = 512);
+  bool cuda_graphs() const { return graphs_ != nullptr; }
+  int64_t graphs_captured() const;  // 0 without graphs
+  // OK, or why a bucket's capture or replay failed (it fell back to eager steps).
+  absl::Status graphs_status() const;
 
  private:
   DecodeModel(Model& model, KvCache& cache) : model_(&model), cache_(&cache), tp_(model.tensor_parallel()) {}
@@ -103,13 +116,20 @@ class DecodeModel final : public DecodeForward {
   // x (N, C) in, the layer's output out; dev_rows: b's rows as the
   // attention kernels read them (device pointers on a GPU).
   absl::Status LayerStep(int layer, const DecodeBatch& b, const cpu::PagedRows& dev_rows, Tensor& x);
-  Allocator* Alloc() const;  // activations: the model's device
+  // The step on x's rows (tokens.dim(0), maybe padded on a GPU); logits of
+  // the rows in dev_logit_rows (R of them, device) or b.logit_rows (CPU),
+  // into *logits_out when defined (else allocated and kept there; null: allocated).
+  absl::StatusOr<Tensor> Run(const DecodeBatch& b, const Tensor& tokens, const cpu::PagedRows& dev_rows,
+                             const int32_t* dev_logit_rows, int64_t R, Tensor* logits_out = nullptr);
+  Allocator* Alloc() const;  // activations: the model's device (or the graphs' arena)
   // Saved statistics (rstd): f32 on a GPU, the compute dtype on the CPU.
   DType StatDType() const { return model_->device() == Device::kCpu ? model_->dtype() : DType::kF32; }
 
   Model* model_;
   KvCache* cache_;
   TpOps tp_;
+  std::shared_ptr<DecodeGraphs> graphs_;  // null: eager steps
+  Allocator* alloc_override_ = nullptr;   // set while a graph body runs
 };
 
 // Logits as f32 or f64 on the host (what token sampling reads).
