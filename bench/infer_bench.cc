@@ -8,7 +8,8 @@
 // running sequence) over the step time, divided by the device-to-device
 // copy bandwidth measured in the same run.
 //   infer_bench --preset tiny|1.3b|8b [--device cpu|cuda] [--batch 1,8,64,256]
-//               [--prompt 128] [--new 256] [--json FILE]
+//               [--prompt 128] [--new 256] [--cuda_graphs 1|0] [--json FILE]
+// --cuda_graphs 0 runs every decode step eagerly (the before/after of the graphs).
 // 1.3b is train_bench's 1.3B Llama shape; 8b is Llama-3-8B's (GQA 32/8, vocab 128256).
 #include <algorithm>
 #include <chrono>
@@ -76,7 +77,7 @@ struct Row {
   double kv_bytes = 0;  // mean KV bytes a decode step reads: every sequence its whole cache
 };
 
-Row RunBatch(Model& model, Allocator* alloc, int B, int prompt, int new_tokens) {
+Row RunBatch(Model& model, Allocator* alloc, int B, int prompt, int new_tokens, bool graphs) {
   Row row;
   const ModelConfig& c = model.config();
   const KvCacheShape shape = KvCacheShape::For(c, model.dtype(), 16);
@@ -87,6 +88,7 @@ Row RunBatch(Model& model, Allocator* alloc, int B, int prompt, int new_tokens) 
     std::fprintf(stderr, "infer_bench: error: %s\n", dm.status().ToString().c_str());
     return row;
   }
+  dm->set_cuda_graphs(graphs);
   BatchGenerator gen(*dm, *cache, nullptr, {.max_batch = B, .max_prefill_tokens = int64_t{B} * prompt},
                      prompt + new_tokens);
   uint64_t s = 99;
@@ -113,6 +115,10 @@ Row RunBatch(Model& model, Allocator* alloc, int B, int prompt, int new_tokens) 
     for (const GenerationResult& r : *done) latency.push_back(r.latency_s);
   }
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!dm->graphs_status().ok()) {  // the numbers are then those of eager steps
+    std::fprintf(stderr, "infer_bench: warning: a CUDA graph fell back to eager steps: %s\n",
+                 dm->graphs_status().ToString().c_str());
+  }
   const int64_t decode_steps = gen.scheduler_stats().steps - 1;  // the first step prefills every prompt
   row.step_s = decode_steps > 0 ? gen.stats().decode_s / decode_steps : 0;
   row.kv_bytes = static_cast<double>(B) * (prompt + new_tokens / 2.0) * shape.BytesPerBlock() / 16;
@@ -135,7 +141,7 @@ std::vector<int> ParseList(const std::string& s) {
 
 int Main(int argc, char** argv) {
   std::string preset = "tiny", device_name = "cpu", json_path, batches = "1,8,64";
-  int prompt = 128, new_tokens = 256;
+  int prompt = 128, new_tokens = 256, graphs = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i], v = argv[i + 1];
     if (a == "--preset") preset = v;
@@ -144,6 +150,7 @@ int Main(int argc, char** argv) {
     else if (a == "--prompt") prompt = std::atoi(v.c_str());
     else if (a == "--new") new_tokens = std::atoi(v.c_str());
     else if (a == "--json") json_path = v;
+    else if (a == "--cuda_graphs") graphs = std::atoi(v.c_str());
     else { std::fprintf(stderr, "infer_bench: error: unknown flag %s\n", a.c_str()); return 2; }
   }
   const ModelConfig c = Preset(preset);
@@ -163,13 +170,14 @@ int Main(int argc, char** argv) {
   int64_t weight_bytes = 0;
   for (const Param& p : model->params()) weight_bytes += p.value.numel() * static_cast<int64_t>(DTypeSize(dtype));
   const double bandwidth = CopyBandwidth(alloc);
-  std::printf("infer_bench: preset %s on %s (%s), %.2f GB of weights, copy bandwidth %.0f GB/s, prompt %d, new %d\n",
-              preset.c_str(), device == Device::kCuda ? CudaDeviceSummary().c_str() : "the CPU", DTypeName(dtype),
-              weight_bytes / 1e9, bandwidth / 1e9, prompt, new_tokens);
+  std::printf(
+      "infer_bench: preset %s on %s (%s), %.2f GB of weights, copy bandwidth %.0f GB/s, prompt %d, new %d, cuda graphs %s\n",
+      preset.c_str(), device == Device::kCuda ? CudaDeviceSummary().c_str() : "the CPU", DTypeName(dtype),
+      weight_bytes / 1e9, bandwidth / 1e9, prompt, new_tokens, graphs != 0 && device == Device::kCuda ? "on" : "off");
   std::printf("%6s %12s %14s %14s %12s %10s\n", "batch", "tok/s", "ms/token-step", "P99 req (s)", "KV GB/step", "roofline");
   std::FILE* json = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   for (int B : ParseList(batches)) {
-    const Row row = RunBatch(*model, alloc, B, prompt, new_tokens);
+    const Row row = RunBatch(*model, alloc, B, prompt, new_tokens, graphs != 0);
     if (!row.ok) return 1;
     const double roofline = row.step_s > 0 ? (weight_bytes + row.kv_bytes) / row.step_s / bandwidth : 0;
     std::printf("%6d %12.0f %14.3f %14.3f %12.3f %9.1f%%\n", B, row.tok_s, row.step_s * 1e3, row.p99_s,
@@ -177,9 +185,10 @@ int Main(int argc, char** argv) {
     if (json != nullptr) {
       std::fprintf(json,
                    "{\"impl\": \"baton\", \"preset\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, "
-                   "\"prompt\": %d, \"new\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.4f, \"p99_latency_s\": %.4f, "
+                   "\"cuda_graphs\": %s, \"prompt\": %d, \"new\": %d, \"tokens_per_s\": %.1f, \"ms_per_step\": %.4f, \"p99_latency_s\": %.4f, "
                    "\"weight_bytes\": %lld, \"kv_bytes_per_step\": %.0f, \"copy_bandwidth\": %.0f, \"roofline\": %.4f}\n",
-                   preset.c_str(), device_name.c_str(), DTypeName(dtype), B, prompt, new_tokens, row.tok_s,
+                   preset.c_str(), device_name.c_str(), DTypeName(dtype), B,
+                   graphs != 0 && device == Device::kCuda ? "true" : "false", prompt, new_tokens, row.tok_s,
                    row.step_s * 1e3, row.p99_s, static_cast<long long>(weight_bytes), row.kv_bytes, bandwidth, roofline);
     }
   }

@@ -165,7 +165,13 @@ int RunTrainCommand(const std::vector<std::string>& args) {
   std::printf("done: steps %lld-%lld in %.1f s, loss %.4f -> %.4f", static_cast<long long>(summary.first_step),
               static_cast<long long>(summary.last_step), summary.seconds, summary.first_loss, summary.last_loss);
   if (summary.last_val_loss >= 0) std::printf(", val_loss %.4f", summary.last_val_loss);
-  std::printf(", %.0f tokens/s\n", summary.tokens_per_s);
+  std::printf(", %.0f tokens/s", summary.tokens_per_s);
+  if (summary.peak_reserved > 0) {  // on the GPU
+    std::printf(", MFU %.3f (of output.peak_tflops=%g), peak memory %.2f GiB allocated / %.2f GiB reserved",
+                summary.mfu, config->output.peak_tflops, summary.peak_allocated / 1073741824.0,
+                summary.peak_reserved / 1073741824.0);
+  }
+  std::printf("\n");
   if (!summary.checkpoint.empty()) std::printf("checkpoint: %s\n", summary.checkpoint.c_str());
   if (!config->output.metrics.empty()) std::printf("metrics: %s\n", config->output.metrics.c_str());
   return 0;

@@ -285,6 +285,7 @@ std::vector<Field> Fields(JobConfig& c) {
       StringField("output", "metrics", &c.output.metrics),
       StringField("output", "trace", &c.output.trace),
       EnumField("output", "progress", &c.output.progress, {"auto", "bar", "lines"}),
+      FloatField("output", "peak_tflops", &c.output.peak_tflops),
 
       StringField("teacher", "checkpoint", &c.teacher.checkpoint),
 

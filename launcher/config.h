@@ -87,6 +87,7 @@ struct OutputConfig {
   std::string metrics;            // JSONL file, one object per logged step; "" = off
   std::string trace;              // Chrome trace JSON of the schedule timeline; "" = off
   ProgressMode progress = ProgressMode::kAuto;  // auto = a bar on a terminal, lines otherwise
+  double peak_tflops = 845;       // bf16 GEMM peak (TFLOP/s) MFU is reported against: train_bench measured H200, docs/performance.md; > 0
   bool operator==(const OutputConfig&) const = default;
 };
 

@@ -119,6 +119,7 @@ absl::Status ValidateJobConfig(const JobConfig& c) {
   BATON_RETURN_IF_ERROR(AtLeast("recompute.every_k", c.recompute.every_k, 1));
   BATON_RETURN_IF_ERROR(AtLeast("checkpoint.every", c.checkpoint.every, 0));
   BATON_RETURN_IF_ERROR(AtLeast("checkpoint.keep", c.checkpoint.keep, 0));
+  BATON_RETURN_IF_ERROR(NonNegative("output.peak_tflops", c.output.peak_tflops, /*strictly=*/true));
   if (c.checkpoint.resume.empty())
     return Bad("checkpoint.resume is empty: expected \"auto\", \"none\" or a checkpoint file");
   return absl::OkStatus();

@@ -24,6 +24,10 @@
 #include "launcher/infer_io.h"
 #include "launcher/mpi_session.h"
 #include "launcher/progress.h"
+#include "parallel/mesh.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/pipelined_decode.h"
+#include "parallel/tp_collectives.h"
 #include "runtime/batch_generator.h"
 #include "runtime/rng.h"
 
@@ -76,8 +80,9 @@ int64_t CountShare(const std::string& path, int rank, int world) {
   return share;
 }
 
-// Sums counters and gathers latencies over ranks onto rank 0.
-void ReduceSummary(InferSummary& s, int world) {
+// Sums counters and gathers latencies over ranks onto rank 0. Only the
+// writer of each replica (tp and pp rank 0) holds counters; the others' are 0.
+void ReduceSummary(InferSummary& s, int world, int replicas) {
   if (world == 1) return;
   int64_t counts[10] = {s.requests, s.errors,         s.skipped, s.prompt_tokens, s.completion_tokens,
                         s.prefill_tokens, s.decode_tokens, s.steps, s.preemptions, s.generated_tokens};
@@ -105,17 +110,23 @@ void ReduceSummary(InferSummary& s, int world) {
   s.wall_s = maxes[0], s.prefill_s = maxes[1], s.decode_s = maxes[2], s.kv_peak_use = maxes[3];
   s.peak_memory_bytes = static_cast<int64_t>(maxes[4]);
   s.peak_gpu_bytes = static_cast<int64_t>(maxes[5]);
-  s.batch_occupancy = occupancy / world;
+  s.batch_occupancy = occupancy / replicas;
   s.ranks = world;
 }
 
 // One rank's run: set up once, then a loop that keeps the generator fed
 // from the prompt file and writes every record as it is known. Held behind
 // a pointer: the decode model and generator point into the cache and model.
+// Under tp/pp every rank of a data-parallel replica reads the replica's
+// share and runs the same generator (same requests, same logits, so the
+// same decisions); only its tp-0, pp-0 rank (the writer) writes and counts.
 class InferJob {
  public:
   InferJob(const InferPaths& paths, const InferConfig& config, int rank, int world)
       : paths_(paths), config_(config), rank_(rank), world_(world), start_(Clock::now()) {}
+
+  // The dp x pp x tp mesh and its communicators (world > 1 only).
+  absl::Status SetUpMesh();
 
   // Device, weights, KV cache and generator; then the files and the start-up lines.
   absl::Status SetUp();
@@ -141,6 +152,12 @@ class InferJob {
   std::optional<KvCache> cache_;
   std::optional<DecodeModel> decode_;
   std::optional<BatchGenerator> gen_;
+  std::optional<Mesh> mesh_;
+  std::optional<MeshComms> comms_;
+  std::unique_ptr<CommTpCollectives> tp_;
+  std::unique_ptr<PipelinedDecode> pipe_;
+  int dp_rank_ = 0, dp_ = 1;  // the replica and the replicas: the prompt file's shares
+  bool writer_ = true;        // tp rank 0 and pp rank 0 of its replica
   std::ifstream in_;
   std::optional<InferOutput> out_;
   std::optional<Progress> progress_;
@@ -152,7 +169,30 @@ class InferJob {
   InferSummary s_;
 };
 
+absl::Status InferJob::SetUpMesh() {
+  const int cell = config_.tp * config_.pp;
+  if (world_ % cell != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("parallel.tp=", config_.tp, " x parallel.pp=", config_.pp, " = ", cell,
+                                                   " does not divide the ", world_, " ranks (dp = ranks / (tp x pp))"));
+  }
+  BATON_ASSIGN_OR_RETURN(Mesh mesh, Mesh::Create({.dp = world_ / cell, .pp = config_.pp, .tp = config_.tp}, world_, rank_));
+  mesh_.emplace(mesh);
+  BATON_ASSIGN_OR_RETURN(MeshComms comms, CreateMpiMeshComms(*mesh_));
+  comms_.emplace(std::move(comms));
+  tp_ = std::make_unique<CommTpCollectives>(*comms_->tp);
+  dp_rank_ = mesh_->dp_rank(), dp_ = mesh_->shape().dp;
+  writer_ = mesh_->tp_rank() == 0 && mesh_->pp_rank() == 0;
+  return absl::OkStatus();
+}
+
 absl::Status InferJob::SetUp() {
+  if (world_ > 1) BATON_RETURN_IF_ERROR(SetUpMesh());
+  const bool split = config_.tp > 1 || config_.pp > 1;
+  if (split && config_.device == "cuda") {
+    return absl::FailedPreconditionError(absl::StrCat("parallel.tp=", config_.tp, " parallel.pp=", config_.pp,
+                                                      ": baton infer splits the model on the CPU only so far "
+                                                      "(infer.device=cpu, or tp=1 pp=1 on GPUs)"));
+  }
   // "auto" stays on the CPU until the CUDA decode has been checked on GPUs (docs/inference.md).
   device_ = config_.device == "cuda" ? Device::kCuda : Device::kCpu;
   dtype_ = config_.dtype == "f64"    ? DType::kF64
@@ -167,7 +207,10 @@ absl::Status InferJob::SetUp() {
     }
     BATON_RETURN_IF_ERROR(SelectCudaDevice(rank_ % CudaDeviceCount()));
   }
-  BATON_ASSIGN_OR_RETURN(InferModel loaded, LoadInferModel(paths_.checkpoint, dtype_, device_));
+  TensorParallel tp;
+  if (mesh_) tp = TensorParallel{config_.tp, mesh_->tp_rank(), tp_.get()};
+  BATON_ASSIGN_OR_RETURN(InferModel loaded, LoadInferModel(paths_.checkpoint, dtype_, device_, config_.pp,
+                                                           mesh_ ? mesh_->pp_rank() : 0, tp));
   loaded_.emplace(std::move(loaded));
 #ifdef BATON_HAVE_CUDA
   if (device_ == Device::kCuda) {  // a share of what the weights left free (the rest: activations)
@@ -177,12 +220,23 @@ absl::Status InferJob::SetUp() {
   }
 #endif
   context_ = config_.max_seq_len > 0 ? config_.max_seq_len : loaded_->context;
-  const KvCacheShape shape = KvCacheShape::For(loaded_->model.config(), dtype_, config_.block_size);
-  BATON_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(shape, KvBlocksForBytes(shape, kv_bytes), cache_alloc));
+  KvCacheShape shape = KvCacheShape::For(loaded_->model.config(), dtype_, config_.block_size);
+  shape.layers = loaded_->model.slice().last_layer - loaded_->model.slice().first_layer;  // this stage's
+  shape.kv_heads /= config_.tp;                                                           // this tp rank's
+  int64_t blocks = KvBlocksForBytes(shape, kv_bytes);
+  // Every rank of a replica runs the same scheduler: the same number of blocks everywhere.
+  if (world_ > 1) MPI_Allreduce(MPI_IN_PLACE, &blocks, 1, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD);
+  BATON_ASSIGN_OR_RETURN(KvCache cache, KvCache::Create(shape, blocks, cache_alloc));
   cache_.emplace(std::move(cache));
   BATON_ASSIGN_OR_RETURN(DecodeModel decode, DecodeModel::Create(loaded_->model, *cache_));
   decode_.emplace(std::move(decode));
-  gen_.emplace(*decode_, *cache_, loaded_->tokenizer.get(),
+  decode_->set_cuda_graphs(config_.cuda_graphs);  // whole-model steps at tp = 1 only
+  DecodeForward* forward = &*decode_;
+  if (config_.pp > 1) {
+    pipe_ = std::make_unique<PipelinedDecode>(*decode_, *comms_->pp, 0, PipelineExecutorOptions{}, rank_);
+    forward = pipe_.get();
+  }
+  gen_.emplace(*forward, *cache_, loaded_->tokenizer.get(),
                SchedulerConfig{.max_batch = config_.max_batch, .max_prefill_tokens = config_.max_prefill_tokens},
                context_);
   return absl::OkStatus();
@@ -197,7 +251,7 @@ absl::Status InferJob::OpenFiles() {
   if (world_ > 1 && rank_ == 0) MPI_Barrier(MPI_COMM_WORLD);
   if (!out.ok()) return out.status();
   out_.emplace(std::move(*out));
-  share_ = CountShare(paths_.prompts, rank_, world_);
+  share_ = CountShare(paths_.prompts, dp_rank_, dp_);
   const Progress::Mode mode = config_.progress == "bar"     ? Progress::Mode::kBar
                               : config_.progress == "lines" ? Progress::Mode::kLines
                                                             : Progress::Mode::kAuto;
@@ -208,10 +262,12 @@ absl::Status InferJob::OpenFiles() {
 
 void InferJob::PrintStartUp() const {
   const ModelConfig& m = loaded_->model.config();
-  std::printf("infer: %s (step %lld): %d layers, dim %d, %d/%d heads, vocab %d, context %lld; %s on %s, %d rank%s\n",
+  std::printf("infer: %s (step %lld): %d layers, dim %d, %d/%d heads, vocab %d, context %lld; %s on %s, %d rank%s "
+              "(dp %d x pp %d x tp %d)\n",
               loaded_->path.c_str(), static_cast<long long>(loaded_->step), m.layers, m.dim, m.heads, m.kv_heads,
               m.vocab_size, static_cast<long long>(context_), DTypeName(dtype_),
-              device_ == Device::kCuda ? "the GPU" : "the CPU", world_, world_ > 1 ? "s" : "");
+              device_ == Device::kCuda ? "the GPU" : "the CPU", world_, world_ > 1 ? "s" : "", dp_, config_.pp,
+              config_.tp);
   const int64_t resumed = out_->answered().lines;
   std::printf("infer: KV cache %lld blocks x %lld tokens = %lld tokens (%.1f MiB per rank), max batch %d%s\n",
               static_cast<long long>(cache_->num_blocks()), static_cast<long long>(cache_->block_size()),
@@ -230,8 +286,9 @@ void InferJob::NoteDone() {
 }
 
 absl::Status InferJob::WriteError(const InferLineError& e) {
-  ++s_.errors;
   NoteDone();
+  if (!writer_) return absl::OkStatus();
+  ++s_.errors;
   return out_->Append(FormatError(format_, e));
 }
 
@@ -242,11 +299,11 @@ absl::Status InferJob::HandleLine(const std::string& text) {
   // A repeated id is an error of its line, recorded without an id (keyed by
   // the line number on restart) so that it never masks the first line's result.
   const int64_t first = id.is_null() ? line_no_ : first_line_.emplace(IdKey(id), line_no_).first->second;
-  if ((line_no_ - 1) % world_ != rank_) return absl::OkStatus();  // another rank's (its id is tracked above)
+  if ((line_no_ - 1) % dp_ != dp_rank_) return absl::OkStatus();  // another rank's (its id is tracked above)
   const AnsweredSet& answered = out_->answered();
   const bool keyed_by_line = id.is_null() || first != line_no_;
   if (keyed_by_line ? answered.id_less.count(line_no_) > 0 : answered.ids.count(IdKey(id)) > 0) {
-    ++s_.skipped;
+    if (writer_) ++s_.skipped;
     NoteDone();
     return absl::OkStatus();
   }
@@ -283,6 +340,11 @@ absl::Status InferJob::Run() {
       BATON_CHECK(it != live_.end());
       const InferResult res{std::move(r.text), std::move(r.tokens), r.finish_reason, r.prompt_tokens, r.ttft_s,
                             r.latency_s};
+      if (!writer_) {
+        live_.erase(it);
+        NoteDone();
+        continue;
+      }
       BATON_RETURN_IF_ERROR(out_->Append(FormatResult(format_, it->second, res)));
       live_.erase(it);
       ++s_.requests;
@@ -312,6 +374,10 @@ InferSummary InferJob::Summary() {
   s.refills = st.refills;
   s.batch_occupancy = st.steps > 0 ? static_cast<double>(st.occupancy_sum) / st.steps / config_.max_batch : 0;
   s.kv_peak_use = static_cast<double>(st.peak_blocks) / static_cast<double>(cache_->num_blocks());
+  if (!writer_) {  // the writer of the replica counts its steps and tokens (ReduceSummary sums)
+    s.prefill_tokens = s.generated_tokens = s.decode_tokens = s.steps = s.preemptions = s.refills = 0;
+    s.batch_occupancy = 0;
+  }
   s.kv_capacity_tokens = cache_->capacity_tokens();
   s.peak_memory_bytes = PeakRssBytes();
 #ifdef BATON_HAVE_CUDA
@@ -329,7 +395,7 @@ absl::Status RunInfer(const InferPaths& paths, const InferConfig& config, int ra
   BATON_RETURN_IF_ERROR(job->OpenFiles());
   BATON_RETURN_IF_ERROR(job->Run());
   InferSummary s = job->Summary();
-  ReduceSummary(s, world);
+  ReduceSummary(s, world, world / (config.tp * config.pp));
   if (rank == 0 && !config.metrics_prom.empty()) BATON_RETURN_IF_ERROR(WriteInferPrometheus(config.metrics_prom, s));
   *summary = std::move(s);
   return absl::OkStatus();

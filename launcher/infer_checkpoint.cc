@@ -7,13 +7,38 @@
 #include "checkpoints/checkpoint.h"
 #include "checkpoints/checkpoint_dir.h"
 #include "checkpoints/hf_model.h"
+#include "engine/stage_split.h"
 #include "kernels/check.h"
 #include "launcher/config.h"
 #include "runtime/bpe_tokenizer.h"
 
 namespace baton {
+namespace {
 
-absl::StatusOr<InferModel> LoadInferModel(const std::string& checkpoint, DType dtype, Device device) {
+// p's slice (shard_dim, shard_offset) of the checkpoint's whole weight.
+absl::Status ReadParam(const CheckpointData& data, Param& p) {
+  const Shape full = p.full_shape.empty() ? p.value.shape() : p.full_shape;
+  Tensor staging = Tensor::Empty(full, DType::kF32);  // checkpoints hold f32
+  BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, staging));
+  const int64_t cols = full.size() > 1 ? full[1] : 1, out_cols = p.value.rank() > 1 ? p.value.dim(1) : 1;
+  for (int64_t r = 0; r < p.value.dim(0); ++r) {
+    for (int64_t c = 0; c < out_cols; ++c) {
+      const int64_t fr = p.shard_dim == 0 ? r + p.shard_offset : r, fc = p.shard_dim == 1 ? c + p.shard_offset : c;
+      const float v = staging.data<float>()[fr * cols + fc];
+      if (p.value.dtype() == DType::kF64) {
+        p.value.data<double>()[r * out_cols + c] = v;
+      } else {
+        p.value.data<float>()[r * out_cols + c] = v;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<InferModel> LoadInferModel(const std::string& checkpoint, DType dtype, Device device, int pp,
+                                          int pp_rank, TensorParallel tp) {
   std::string path = checkpoint;
   if (std::filesystem::is_directory(path)) {
     BATON_ASSIGN_OR_RETURN(std::optional<std::string> latest, FindLatest(path));
@@ -27,18 +52,16 @@ absl::StatusOr<InferModel> LoadInferModel(const std::string& checkpoint, DType d
   }
   BATON_ASSIGN_OR_RETURN(JobConfig job, ParseJobConfig(config->second, path + " attrs[config]", {}));
   const DType host_dtype = dtype == DType::kF64 ? DType::kF64 : DType::kF32;
-  BATON_ASSIGN_OR_RETURN(Model model, Model::Create(job.model, host_dtype));
-  for (Param& p : model.params()) {
-    if (host_dtype == DType::kF32) {
-      BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, p.value));
-      continue;
-    }
-    Tensor staging = Tensor::Empty(p.value.shape(), DType::kF32);  // checkpoints hold f32
-    BATON_RETURN_IF_ERROR(CopyInto(data, "params/" + p.name, staging));
-    for (int64_t i = 0; i < staging.numel(); ++i) p.value.data<double>()[i] = staging.data<float>()[i];
+  if (pp < 1 || pp > job.model.layers) {
+    return absl::InvalidArgumentError(absl::StrCat("parallel.pp=", pp, ": ", path, " has ", job.model.layers, " layers"));
   }
+  const ModelSlice slice = pp > 1 ? SplitLayers(job.model, pp, job.train.seq_len)[pp_rank] : ModelSlice{};
+  absl::StatusOr<Model> created = Model::Create(job.model, host_dtype, Device::kCpu, slice, tp);
+  if (!created.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", created.status().message()));
+  Model model = std::move(*created);
+  for (Param& p : model.params()) BATON_RETURN_IF_ERROR(ReadParam(data, p));
   if (device != Device::kCpu) {  // the f32 master weights go to the device; RefreshComputeWeights makes bf16 copies
-    BATON_ASSIGN_OR_RETURN(Model on_device, Model::Create(job.model, dtype, device));
+    BATON_ASSIGN_OR_RETURN(Model on_device, Model::Create(job.model, dtype, device, slice, tp));
     for (size_t i = 0; i < model.params().size(); ++i) on_device.params()[i].value.CopyFrom(model.params()[i].value);
     model = std::move(on_device);
   }

@@ -68,6 +68,7 @@ std::map<std::string, Setter> Keys(InferConfig& c) {
           {"infer.seed", Int(c.seed)},
           {"infer.stop_at_eos", Bool(c.stop_at_eos)},
           {"infer.add_bos", Bool(c.add_bos)},
+          {"infer.cuda_graphs", Bool(c.cuda_graphs)},
           {"infer.metrics_prom", Str(c.metrics_prom)},
           {"infer.progress", Str(c.progress)},
           {"parallel.tp", Int32(c.tp)},
@@ -108,10 +109,6 @@ absl::Status InferConfig::Validate() const {
     return Bad("infer.progress=\"", progress, "\" must be \"auto\", \"bar\" or \"lines\"");
   }
   if (tp < 1 || pp < 1) return Bad("parallel.tp and parallel.pp must be >= 1");
-  if (tp > 1 || pp > 1) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "parallel.tp=", tp, " parallel.pp=", pp, ": baton infer runs tp=1 pp=1 so far (dp = the ranks)"));
-  }
   return absl::OkStatus();
 }
 

@@ -30,11 +30,12 @@ struct InferConfig {
   double top_p = 1.0;                 // 1 = off
   int64_t seed = 0;                   // base of the seeds of lines without one (mixed with the id); >= 0
   bool stop_at_eos = true;            // the tokenizer's EOS ends a completion
+  bool cuda_graphs = true;            // CUDA: replay decode steps as CUDA graphs; false = eager (a fallback)
   bool add_bos = true;                // text prompts start with the tokenizer's BOS (as training framed documents)
   // Reporting.
   std::string metrics_prom;           // Prometheus text file written at the end (and every ~10 s); "" = off
   std::string progress = "auto";      // "auto" (a bar on a terminal), "bar" or "lines"
-  // [parallel]: dp = world / (tp·pp); tp and pp > 1 wait for the engine layer.
+  // [parallel]: dp = world / (tp·pp); tp and pp > 1 on the CPU only so far.
   int tp = 1, pp = 1;
 
   absl::Status Validate() const;

@@ -32,11 +32,13 @@
 #include "nlohmann/json.hpp"
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/corpus.h"
+#include "runtime/cuda_allocator.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
 #include "runtime/rng.h"
 #include "runtime/sampler.h"
+#include "runtime/step_batches.h"
 
 namespace baton {
 namespace {
@@ -266,7 +268,23 @@ struct Run {
   TraceRecorder* trace;
   MetricsWriter& metrics;
   TrainSummary* summary;
+  double flops_per_token;  // 6N + 12·L·d·T (docs/performance.md)
 };
+
+// flops per token as docs/performance.md counts them: 6 per parameter
+// besides the input embedding, 12·L·d·T for attention's two T-long products.
+double FlopsPerToken(const JobConfig& config, int64_t num_parameters) {
+  const ModelConfig& m = config.model;
+  const double n = static_cast<double>(num_parameters) - static_cast<double>(m.vocab_size) * m.dim;
+  return 6.0 * n + 12.0 * m.layers * static_cast<double>(m.dim) * config.train.seq_len;
+}
+
+// This rank's GPU memory high-water marks (zeros on the CPU).
+CudaMemoryStats GpuMemory(Device device) {
+  return device == Device::kCuda ? DefaultCudaAllocator()->stats() : CudaMemoryStats{};
+}
+
+double GiB(size_t bytes) { return static_cast<double>(bytes) / (1 << 30); }
 
 struct StepResult {
   double loss = 0, grad_norm = 0;
@@ -275,23 +293,29 @@ struct StepResult {
 
 // One optimizer step: this replica's share of the global batch, forward +
 // backward with every gradient collective, clip, AdamW.
-absl::StatusOr<StepResult> TrainStep(Run& r, int64_t step, int64_t stop, std::vector<Tensor>& tokens,
-                                     std::vector<Tensor>& targets) {
+// The inputs go up with stream-ordered copies from pinned memory
+// (StepBatches): nothing here waits for the GPU before the loss read-back.
+absl::StatusOr<StepResult> TrainStep(Run& r, int64_t step, int64_t stop, StepBatches& batches) {
   const TrainConfig& tc = r.config.train;
   const int dp_rank = r.comms != nullptr ? r.comms->dp->rank() : 0;
   const int64_t b = tc.micro_batch_size, tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * tc.seq_len;
   // Every rank draws the same global batch; dp rank r trains on its contiguous share.
   const std::vector<int64_t> ids = r.sampler.NextSampleIds(tc.global_batch_size);
   const int64_t share = tc.global_batch_size / r.config.parallel.dp;
+  BATON_RETURN_IF_ERROR(batches.BeginFill());
+  std::vector<Tensor>& tokens = batches.host_tokens();
+  std::vector<Tensor>& targets = batches.host_targets();
   for (size_t m = 0; m < tokens.size(); ++m) {
     r.sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), tokens[m], targets[m]);
   }
+  BATON_RETURN_IF_ERROR(batches.Upload());
   if (r.trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
     BATON_RETURN_IF_ERROR(r.trace->SyncOrigin(*r.comms->world));
   }
   if (r.trace != nullptr) r.trace->Clear();
   const double grad_scale = 1.0 / static_cast<double>(tokens_per_step);
-  BATON_ASSIGN_OR_RETURN(const double loss_sum, r.trainer.ForwardBackward(tokens, targets, grad_scale));
+  BATON_ASSIGN_OR_RETURN(const double loss_sum,
+                         r.trainer.ForwardBackward(batches.tokens(), batches.targets(), grad_scale));
   StepResult out;
   out.loss = loss_sum / static_cast<double>(tokens_per_step);
   if (!std::isfinite(out.loss)) {
@@ -310,11 +334,10 @@ absl::Status RunLoop(Run& r, int64_t step) {
   const int world = r.comms != nullptr ? r.comms->world->size() : 1;
   const int64_t b = tc.micro_batch_size, t = tc.seq_len;
   const int64_t tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * t;
-  std::vector<Tensor> mb_tokens, mb_targets;  // this replica's micro-batches of the step
-  for (int64_t m = 0; m < r.config.microbatches(); ++m) {
-    mb_tokens.push_back(Tensor::Empty({b, t}, DType::kI32));
-    mb_targets.push_back(Tensor::Empty({b, t}, DType::kI32));
-  }
+  const Device device = r.trainer.config().device;
+  BATON_ASSIGN_OR_RETURN(std::unique_ptr<StepBatches> batches,
+                         StepBatches::Create(device, static_cast<int>(r.config.microbatches()), b, t));
+  const double flops_per_gpu_token = r.flops_per_token / world;  // tokens/s counts every replica's tokens
   // Under mpirun rank 0's stdout may be a pty, but it ends up in a job log: lines.
   const ProgressMode pm = r.config.output.progress;
   Progress progress(tc.steps, tc.log_every,
@@ -328,7 +351,7 @@ absl::Status RunLoop(Run& r, int64_t step) {
   int64_t timed_tokens = 0;
   while (step < stop && !StopAgreed()) {
     const Clock::time_point t0 = Clock::now();
-    BATON_ASSIGN_OR_RETURN(const StepResult s, TrainStep(r, step, stop, mb_tokens, mb_targets));
+    BATON_ASSIGN_OR_RETURN(const StepResult s, TrainStep(r, step, stop, *batches));
     ++step;
     const double dt = Seconds(t0, Clock::now());
     if (step > summary.first_step) {  // the first step pays for allocation
@@ -355,10 +378,19 @@ absl::Status RunLoop(Run& r, int64_t step) {
     }
     if (!r.root) continue;  // the rest is reporting
     const double tok_s = tokens_per_step / dt;
-    r.metrics.Write({{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                     {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}});
-    progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s", s.loss, s.lr, s.grad_norm,
-                                          HumanRate(tok_s)));
+    const double mfu = tok_s * flops_per_gpu_token / (r.config.output.peak_tflops * 1e12);
+    nlohmann::json row = {{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                          {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}};
+    if (device == Device::kCuda) {  // MFU against a GPU's peak; memory from the caching allocator
+      const CudaMemoryStats mem = GpuMemory(device);
+      row["mfu"] = mfu;
+      row["peak_allocated_gib"] = GiB(mem.peak_in_use);
+      row["peak_reserved_gib"] = GiB(mem.peak_reserved);
+    }
+    r.metrics.Write(row);
+    progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s%s", s.loss, s.lr, s.grad_norm,
+                                          HumanRate(tok_s),
+                                          device == Device::kCuda ? absl::StrFormat("  MFU %.3f", mfu) : ""));
     if (val >= 0) {
       summary.last_val_loss = val;
       r.metrics.Write({{"step", step}, {"val_loss", val}});
@@ -369,6 +401,10 @@ absl::Status RunLoop(Run& r, int64_t step) {
   if (r.root) progress.Finish();
   summary.last_step = step;
   summary.tokens_per_s = timed_seconds > 0 ? timed_tokens / timed_seconds : 0;
+  summary.mfu = summary.tokens_per_s * flops_per_gpu_token / (r.config.output.peak_tflops * 1e12);
+  const CudaMemoryStats mem = GpuMemory(device);
+  summary.peak_allocated = static_cast<int64_t>(mem.peak_in_use);
+  summary.peak_reserved = static_cast<int64_t>(mem.peak_reserved);
   return absl::OkStatus();
 }
 
@@ -448,7 +484,8 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
                    {"start_step", step}}}});
   if (root) PrintBanner(config, comms, *trainer, num_parameters, sampler);
   // ---- the loop, then the summary
-  Run run{config, comms, world_comm, root, *trainer, sampler, trace.get(), metrics, summary};
+  Run run{config, comms, world_comm, root, *trainer, sampler, trace.get(), metrics, summary,
+          FlopsPerToken(config, num_parameters)};
   BATON_RETURN_IF_ERROR(RunLoop(run, step));
   BATON_RETURN_IF_ERROR(Summarize(run));
   summary->seconds = Seconds(start, Clock::now());

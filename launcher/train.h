@@ -19,6 +19,8 @@ struct TrainSummary {
   double first_loss = 0, last_loss = 0;
   double last_val_loss = -1;              // -1: no validation ran
   double tokens_per_s = 0;                // over the steps run, excluding the first
+  double mfu = 0;                         // tokens_per_s · (6N + 12·L·d·T) / output.peak_tflops per GPU (docs/performance.md)
+  int64_t peak_allocated = 0, peak_reserved = 0;  // this rank's GPU memory high-water marks (bytes; 0 on the CPU)
   double seconds = 0;
   std::string checkpoint;                 // last checkpoint written ("" if none)
   int dp_buckets = 0;                     // data-parallel gradient buckets (CPU, dp > 1)

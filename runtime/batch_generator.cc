@@ -8,7 +8,7 @@
 
 namespace baton {
 
-BatchGenerator::BatchGenerator(DecodeModel& model, KvCache& cache, const Tokenizer* tokenizer,
+BatchGenerator::BatchGenerator(DecodeForward& model, KvCache& cache, const Tokenizer* tokenizer,
                                const SchedulerConfig& config, int64_t max_seq_len)
     : model_(&model),
       tokenizer_(tokenizer),
@@ -51,23 +51,27 @@ bool BatchGenerator::Accept(Live& live, int32_t token, GenerationResult& result)
   const bool eos = r.stop_at_eos && tokenizer_ != nullptr && token == tokenizer_->eos_id();
   bool stop = eos;
   if (!eos) live.tokens.push_back(token);
-  const std::vector<int32_t> completion(live.tokens.begin() + prompt, live.tokens.end());
-  if (tokenizer_ != nullptr && !eos) {
+  auto completion = [&] { return std::vector<int32_t>(live.tokens.begin() + prompt, live.tokens.end()); };
+  // The text is needed every step only to find stop strings; without them it
+  // is decoded once, at the end (a decode per step re-reads the whole completion).
+  if (tokenizer_ != nullptr && !eos && !r.stop.empty()) {
     const size_t old = live.text.size();
-    absl::StatusOr<std::string> text = tokenizer_->Decode(completion);
+    absl::StatusOr<std::string> text = tokenizer_->Decode(completion());
     if (text.ok()) live.text = std::move(*text);
-    if (!r.stop.empty()) {
-      const size_t at = FindStop(live.text, r.stop, std::min(old, live.text.size()));
-      if (at != std::string::npos) {
-        live.text.resize(at);
-        stop = true;
-      }
+    const size_t at = FindStop(live.text, r.stop, std::min(old, live.text.size()));
+    if (at != std::string::npos) {
+      live.text.resize(at);
+      stop = true;
     }
   }
-  const int64_t generated = static_cast<int64_t>(completion.size()) + (eos ? 1 : 0);
+  const int64_t generated = static_cast<int64_t>(live.tokens.size()) - prompt + (eos ? 1 : 0);
   if (!stop && generated < r.max_new_tokens && static_cast<int64_t>(live.tokens.size()) < live.cap) return false;
   result.handle = r.handle;
-  result.tokens = completion;
+  result.tokens = completion();
+  if (tokenizer_ != nullptr && r.stop.empty()) {
+    absl::StatusOr<std::string> text = tokenizer_->Decode(result.tokens);
+    if (text.ok()) live.text = std::move(*text);
+  }
   result.text = live.text;
   result.finish_reason = stop ? "stop" : "length";
   result.prompt_tokens = prompt;
@@ -93,6 +97,7 @@ absl::StatusOr<std::vector<GenerationResult>> BatchGenerator::Step() {
     }
   }
   batch.Finish();
+  for (const BatchScheduler::Item& it : items) batch.greedy.push_back(live_.at(it.handle).request.sampling.temperature == 0);
   BATON_ASSIGN_OR_RETURN(Tensor logits, model_->Forward(batch));
   std::vector<SamplingParams> params;
   std::vector<int64_t> positions;

@@ -55,7 +55,7 @@ class BatchGenerator {
  public:
   // max_seq_len: the model's context (prompt + completion), >= 1. The
   // tokenizer (null: no text, no stop strings) and the others outlive this.
-  BatchGenerator(DecodeModel& model, KvCache& cache, const Tokenizer* tokenizer, const SchedulerConfig& config,
+  BatchGenerator(DecodeForward& model, KvCache& cache, const Tokenizer* tokenizer, const SchedulerConfig& config,
                  int64_t max_seq_len);
 
   // InvalidArgument (the reason, for a per-line error) when the prompt is
@@ -83,7 +83,7 @@ class BatchGenerator {
   // Appends `token` to `live`; true (with the result filled) when it is done.
   bool Accept(Live& live, int32_t token, GenerationResult& result);
 
-  DecodeModel* model_;
+  DecodeForward* model_;
   const Tokenizer* tokenizer_;
   int64_t max_seq_len_;
   int64_t vocab_;

@@ -4,6 +4,8 @@
 // pairs are sorted by token with a stable radix sort (rows of one token
 // keep their order), then one block per distinct token sums its rows in
 // that order: the same additions, in the same order, as a loop over rows.
+// Columns are spread over blocks and rows loaded ahead, so a very frequent
+// token (a long run) does not serialise the step.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/cuda/check.h"
@@ -34,25 +36,52 @@ __global__ void IotaKernel(int32_t* __restrict__ out, int64_t n) {
   if (i < n) out[i] = static_cast<int32_t>(i);
 }
 
-// Block b handles sorted position b if it starts a run of equal tokens:
-// threads stride over the columns, adding the run's rows in order.
+// Block (b, y) handles sorted position b if it starts a run of equal
+// tokens, one column per thread (columns y·blockDim.x + threadIdx.x): it
+// adds the run's rows in order. A run can be long (byte-level text: the
+// space is ~16 % of all tokens, thousands of rows), so its end is found by
+// galloping search (the tokens are sorted) and each thread loads kAhead rows
+// before adding them in order: the loads overlap, the additions (and so
+// the bits) are those of the row loop.
 template <typename TD, typename TT>
 __global__ void EmbeddingBackwardSortedKernel(const TD* __restrict__ dout, const int32_t* __restrict__ sorted_tokens,
                                               const int32_t* __restrict__ sorted_rows, int64_t vocab_start,
                                               int64_t v_local, int64_t n, int64_t c, TT* __restrict__ dtable) {
+  constexpr int kAhead = 16;
   const int64_t i = blockIdx.x;
   const int32_t token = sorted_tokens[i];
   if (i > 0 && sorted_tokens[i - 1] == token) return;  // not the start of a run
   const int64_t row = static_cast<int64_t>(token) - vocab_start;
   if (row < 0 || row >= v_local) return;
-  int64_t end = i + 1;
-  while (end < n && sorted_tokens[end] == token) ++end;
-  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
-    TT* t = dtable + row * c + j;
-    TT acc = *t;
-    for (int64_t k = i; k < end; ++k) acc = FromF32<TT>(ToF32(acc) + ToF32(dout[static_cast<int64_t>(sorted_rows[k]) * c + j]));
-    *t = acc;
+  const int64_t j = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (j >= c) return;
+  // Galloping, then bisection: a run of one or two rows costs a load or
+  // two, a run of thousands a few dozen. Positions below lo hold the token;
+  // hi is n or holds a larger one.
+  int64_t lo = i + 1, hi = i + 1, stride = 1;
+  while (hi < n && sorted_tokens[hi] == token) {
+    lo = hi + 1;
+    stride *= 2;
+    hi = i + stride;
   }
+  if (hi > n) hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (sorted_tokens[mid] == token) lo = mid + 1; else hi = mid;
+  }
+  const int64_t end = lo;
+  TT* t = dtable + row * c + j;
+  TT acc = *t;
+  int64_t k = i;
+  for (; k + kAhead <= end; k += kAhead) {
+    float v[kAhead];
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) v[u] = ToF32(dout[static_cast<int64_t>(sorted_rows[k + u]) * c + j]);
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) acc = FromF32<TT>(ToF32(acc) + v[u]);
+  }
+  for (; k < end; ++k) acc = FromF32<TT>(ToF32(acc) + ToF32(dout[static_cast<int64_t>(sorted_rows[k]) * c + j]));
+  *t = acc;
 }
 
 }  // namespace
@@ -96,7 +125,8 @@ absl::Status EmbeddingBackward(Float t_dout, Float t_table, const void* dout,
     DispatchFloat(t_table, [&](auto ttag) {
       using TD = decltype(dtag);
       using TT = decltype(ttag);
-      EmbeddingBackwardSortedKernel<TD, TT><<<static_cast<unsigned>(n), 128, 0, stream>>>(
+      const dim3 grid(static_cast<unsigned>(n), static_cast<unsigned>(CeilDiv(c, 256)));
+      EmbeddingBackwardSortedKernel<TD, TT><<<grid, 256, 0, stream>>>(
           static_cast<const TD*>(dout), tokens_out, rows_out, vocab_start, v_local, n, c,
           static_cast<TT*>(dtable));
     });

@@ -13,7 +13,10 @@
 namespace baton::cuda {
 namespace {
 
-constexpr int kWarps = 4;         // warps per block of the attention kernel
+// Warps per block of the attention kernel: 8 (not 4) keeps more K/V loads in
+// flight per (row, head), which a decode at small batch needs (a batch of 1
+// of a 16-head model is only 16 blocks).
+constexpr int kWarps = 8;
 constexpr int kMaxPerLane = 8;    // head dim up to 32 · 8 = 256
 
 // Block (row, head): warp w takes positions w, w + kWarps, ...; lane l holds
@@ -23,9 +26,9 @@ __global__ void PagedAttentionKernel(const T* __restrict__ q, const T* __restric
                                      const T* __restrict__ v_pool, cpu::PagedRows r, int64_t h, int64_t kv,
                                      int64_t d, float scale, T* __restrict__ out) {
   const int64_t row = blockIdx.x / h, hh = blockIdx.x % h, kh = hh / (h / kv);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int32_t* table = r.block_tables + static_cast<int64_t>(r.row_seq[row]) * r.max_blocks;
-  const int64_t len = static_cast<int64_t>(r.row_pos[row]) + 1;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t len = static_cast<int64_t>(r.row_pos[row]) + 1;  // 0 for a padding row
   const int per_lane = static_cast<int>((d + 31) / 32);
   float qv[kMaxPerLane], acc[kMaxPerLane];
   const T* qr = q + (row * h + hh) * d;
@@ -38,21 +41,24 @@ __global__ void PagedAttentionKernel(const T* __restrict__ q, const T* __restric
   float m = -FLT_MAX, l = 0.f;  // running max and sum of this warp
   for (int64_t t = warp; t < len; t += kWarps) {
     const int64_t at = ((static_cast<int64_t>(table[t / r.block_size]) * r.block_size + t % r.block_size) * kv + kh) * d;
-    float s = 0.f;
+    // K and V loads issued together, before the reduction that waits on K.
+    float kf[kMaxPerLane], vf[kMaxPerLane];
 #pragma unroll
     for (int j = 0; j < kMaxPerLane; ++j) {
       const int64_t c = lane + 32 * j;
-      if (j < per_lane && c < d) s += qv[j] * ToF32(k_pool[at + c]);
+      const bool in = j < per_lane && c < d;
+      kf[j] = in ? ToF32(k_pool[at + c]) : 0.f;
+      vf[j] = in ? ToF32(v_pool[at + c]) : 0.f;
     }
+    float s = 0.f;
+#pragma unroll
+    for (int j = 0; j < kMaxPerLane; ++j) s += qv[j] * kf[j];
     s = WarpSum(s) * scale;
     const float m_new = fmaxf(m, s);
     const float correction = __expf(m - m_new), p = __expf(s - m_new);
     l = l * correction + p;
 #pragma unroll
-    for (int j = 0; j < kMaxPerLane; ++j) {
-      const int64_t c = lane + 32 * j;
-      if (j < per_lane && c < d) acc[j] = acc[j] * correction + p * ToF32(v_pool[at + c]);
-    }
+    for (int j = 0; j < kMaxPerLane; ++j) acc[j] = acc[j] * correction + p * vf[j];
     m = m_new;
   }
   // Merge the warps: max, rescaled sums and outputs through shared memory.
@@ -76,7 +82,7 @@ __global__ void PagedAttentionKernel(const T* __restrict__ q, const T* __restric
     if (c >= d) break;
     float v = 0.f;
     for (int w = 0; w < kWarps; ++w) v += sacc[w][lane + 32 * j] * w_scale[w];
-    o[c] = FromF32<T>(v / l_all);
+    o[c] = FromF32<T>(l_all > 0.f ? v / l_all : 0.f);  // a padding row: zeros, not 0/0
   }
 }
 
@@ -88,6 +94,7 @@ __global__ void PagedKvWriteKernel(const T* __restrict__ k_new, const T* __restr
   const int64_t row = idx / n, e = idx % n;
   const int32_t* table = r.block_tables + static_cast<int64_t>(r.row_seq[row]) * r.max_blocks;
   const int64_t t = r.row_pos[row];
+  if (t < 0) return;  // a padding row writes nothing
   const int64_t at = (static_cast<int64_t>(table[t / r.block_size]) * r.block_size + t % r.block_size) * n + e;
   k_pool[at] = k_new[idx];
   v_pool[at] = v_new[idx];
@@ -111,6 +118,15 @@ __global__ void RopeAtPositionsKernel(T* __restrict__ x, const int32_t* __restri
     *x1 = FromF32<T>(a * cf - b * sf);
     *x2 = FromF32<T>(b * cf + a * sf);
   }
+}
+
+// One block per output row, threads striding its columns.
+template <typename T>
+__global__ void GatherRowsKernel(const T* __restrict__ x, const int32_t* __restrict__ rows, int64_t c,
+                                 T* __restrict__ out) {
+  const T* src = x + static_cast<int64_t>(rows[blockIdx.x]) * c;
+  T* dst = out + static_cast<int64_t>(blockIdx.x) * c;
+  for (int64_t i = threadIdx.x; i < c; i += blockDim.x) dst[i] = src[i];
 }
 
 // One block of 256 threads per row; ties go to the lowest id.
@@ -197,6 +213,19 @@ absl::Status ArgmaxRows(Float t, const void* logits, int64_t rows, int64_t vocab
   DispatchFloat(t, [&](auto tag) {
     using T = decltype(tag);
     ArgmaxRowsKernel<T><<<static_cast<unsigned>(rows), 256, 0, stream>>>(static_cast<const T*>(logits), vocab, ids);
+  });
+  BATON_CUDA_LAUNCH_CHECK();
+  return absl::OkStatus();
+}
+
+absl::Status GatherRows(Float t, const void* x, const int32_t* rows, int64_t n, int64_t c, void* out,
+                        cudaStream_t stream) {
+  BATON_CUDA_SIZE_CHECK(n >= 0 && c >= 0 && n < (int64_t{1} << 31));
+  if (n == 0 || c == 0) return absl::OkStatus();
+  DispatchFloat(t, [&](auto tag) {
+    using T = decltype(tag);
+    GatherRowsKernel<T><<<static_cast<unsigned>(n), 256, 0, stream>>>(static_cast<const T*>(x), rows, c,
+                                                                        static_cast<T*>(out));
   });
   BATON_CUDA_LAUNCH_CHECK();
   return absl::OkStatus();

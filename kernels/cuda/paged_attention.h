@@ -9,6 +9,9 @@
 // positions round-robin with an online softmax each, lanes split the head
 // dimension, and the warps' partial results merge in shared memory at the
 // end. Head dims up to 256 (multiples of 2).
+// Padding rows (a CUDA-graph bucket wider than the batch, see
+// runtime/decode_graph.h) have row_pos < 0: the KV write skips them and
+// their attention output is zeros; RoPE rotates them harmlessly.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -36,6 +39,11 @@ absl::Status RopeAtPositions(Float t, void* x, const int32_t* pos, int64_t rows,
 
 // ids[r] = argmax of logits row r (rows, vocab); ids is a device pointer.
 absl::Status ArgmaxRows(Float t, const void* logits, int64_t rows, int64_t vocab, int32_t* ids,
+                        cudaStream_t stream);
+
+// out[i, :] = x[rows[i], :] for i < n; x (·, c), rows a device pointer:
+// the decode head's pick of the logit rows in one launch.
+absl::Status GatherRows(Float t, const void* x, const int32_t* rows, int64_t n, int64_t c, void* out,
                         cudaStream_t stream);
 
 }  // namespace baton::cuda

@@ -61,6 +61,15 @@ inline AssertionResult EmbeddingCase(DType t, std::mt19937_64& rng, bool backwar
         // Same per-column token order as the CPU, fp32 accumulation: bit-exact.
         PARITY_CHECK(AllClose(ToHost(dtd), dtable, {0, 0}, At("EmbeddingBackward", t, start, n, c)));
       }
+  if (backward) {  // long runs of one token (byte-level text) and columns spread over several blocks
+    const int64_t n = 3001, c = 517;
+    const Tensor tokens = Ids(n, 3, rng, false), td = ToDeviceI32(tokens);
+    Tensor dout = Input({n, c}, t, rng), dtable = Input({kShard, c}, kF32, rng);
+    Tensor dtd = ToDevice(dtable, kF32);
+    PARITY_OK(ops::EmbeddingBackward(dout, tokens, 0, dtable));
+    PARITY_OK(ops::EmbeddingBackward(ToDevice(dout, t), td, 0, dtd));
+    PARITY_CHECK(AllClose(ToHost(dtd), dtable, {0, 0}, At("EmbeddingBackward (long runs)", t, 0, n, c)));
+  }
   return AssertionSuccess();
 }
 inline AssertionResult EmbeddingForwardCase(DType t, std::mt19937_64& rng) { return EmbeddingCase(t, rng, false); }

@@ -5,7 +5,8 @@
 // tokens), the KV write, RoPE at positions, and the greedy argmax.
 // Tolerances (|got − ref| <= atol + rtol·|ref|): f32 2e-5 (outputs are
 // convex combinations of O(1) values; fp32 reordering and __expf);
-// bf16 1e-2 (8 significant bits, rounding of the output).
+// bf16 1e-2 (8 significant bits, rounding of the output). Also padding
+// rows (row_pos -1) and the logit-row gather.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -157,6 +158,64 @@ TEST_P(PagedGpu, ArgmaxMatchesGreedyOnTheHost) {
       const float* row = logits.data<float>() + r * vocab;
       EXPECT_EQ(got.data<int32_t>()[r], std::max_element(row, row + vocab) - row) << "vocab " << vocab << " row " << r;
     }
+  }
+}
+
+// Padding rows (row_pos -1, a CUDA-graph bucket wider than the batch) write
+// nothing into the pools and attend to nothing (zeros, not NaN); the real
+// rows beside them are untouched by their presence. And the logit-row gather.
+TEST_P(PagedGpu, PaddingRowsAreInertAndGatherPicksRows) {
+  REQUIRE_GPU();
+  const DType dt = GetParam();
+  std::mt19937_64 rng(31);
+  const int64_t h = 4, kv = 2, d = 64, bs = 16, blocks = 4;
+  const std::vector<int32_t> tables = {2, 0, -1, -1}, row_seq = {0, 1, 0, 0}, row_pos = {20, -1, 5, -1};
+  const Tensor kn = Input({4, kv, d}, dt, rng), vn = Input({4, kv, d}, dt, rng);
+  const Tensor kp = Input({blocks, bs, kv, d}, dt, rng), vp = Input({blocks, bs, kv, d}, dt, rng);
+  Tensor dkp = ToDevice(kp, dt), dvp = ToDevice(vp, dt);
+  const Tensor dt_tables = ToDeviceI32(I32(tables)), dseq = ToDeviceI32(I32(row_seq)), dpos = ToDeviceI32(I32(row_pos));
+  const cpu::PagedRows dev{dt_tables.data<int32_t>(), 2, dseq.data<int32_t>(), dpos.data<int32_t>(), 4, bs};
+  ASSERT_TRUE(cuda::PagedKvWrite(Tag(dt), ToDevice(kn, dt).raw(), ToDevice(vn, dt).raw(), dev, kv, d, dkp.raw(),
+                                 dvp.raw(), cuda::CurrentStream()).ok());
+  // The CPU reference on the real rows only (0 and 2).
+  Tensor kref = ToHost(ToDevice(kp, dt)), vref = ToHost(ToDevice(vp, dt));
+  const std::vector<int32_t> real_seq = {0, 0}, real_pos = {20, 5};
+  const Tensor kreal = ToHost(ToDevice(kn, dt)), vreal = ToHost(ToDevice(vn, dt));
+  Tensor k2 = Tensor::Empty({2, kv, d}, DType::kF32), v2 = Tensor::Empty({2, kv, d}, DType::kF32);
+  k2.Slice(0, 1).CopyFrom(kreal.Slice(0, 1)), k2.Slice(1, 1).CopyFrom(kreal.Slice(2, 1));
+  v2.Slice(0, 1).CopyFrom(vreal.Slice(0, 1)), v2.Slice(1, 1).CopyFrom(vreal.Slice(2, 1));
+  const cpu::PagedRows host{tables.data(), 2, real_seq.data(), real_pos.data(), 2, bs};
+  cpu::PagedKvWrite(k2.data<float>(), v2.data<float>(), host, kv, d, kref.data<float>(), vref.data<float>());
+  EXPECT_TRUE(AllClose(ToHost(dkp), kref, {1e-12, 0}, "k pool with padding rows"));
+  EXPECT_TRUE(AllClose(ToHost(dvp), vref, {1e-12, 0}, "v pool with padding rows"));
+  const Tensor q = Input({4, h, d}, dt, rng, 0.1, 1.0);
+  Tensor out = Tensor::Empty({4, h, d}, dt, DefaultCudaAllocator());
+  ASSERT_TRUE(cuda::PagedAttentionForward(Tag(dt), ToDevice(q, dt).raw(), dkp.raw(), dvp.raw(), dev, h, kv, d,
+                                          out.raw(), cuda::CurrentStream()).ok());
+  const Tensor got = ToHost(out);
+  for (int64_t row : {1, 3}) {
+    for (int64_t i = 0; i < h * d; ++i) ASSERT_EQ(got.data<float>()[row * h * d + i], 0.f) << "padding row " << row;
+  }
+  Tensor q2 = Tensor::Empty({2, h, d}, DType::kF32), ref = Tensor::Empty({2, h, d}, DType::kF32);
+  const Tensor qh = ToHost(ToDevice(q, dt));
+  q2.Slice(0, 1).CopyFrom(qh.Slice(0, 1)), q2.Slice(1, 1).CopyFrom(qh.Slice(2, 1));
+  cpu::PagedAttentionForward(q2.data<float>(), kref.data<float>(), vref.data<float>(), host, h, kv, d,
+                             ref.data<float>());
+  Tensor real = Tensor::Empty({2, h, d}, DType::kF32);
+  real.Slice(0, 1).CopyFrom(got.Slice(0, 1)), real.Slice(1, 1).CopyFrom(got.Slice(2, 1));
+  EXPECT_TRUE(AllClose(real, ref, dt == DType::kF32 ? testing::Tolerance{2e-5, 2e-5} : testing::Tolerance{1e-2, 1e-2},
+                       "real rows beside padding"));
+  // Gather rows 2, 0, 2 of a (3, 300) matrix.
+  const Tensor x = Input({3, 300}, dt, rng);
+  const Tensor pick = ToDeviceI32(I32({2, 0, 2}));
+  Tensor gathered = Tensor::Empty({3, 300}, dt, DefaultCudaAllocator());
+  ASSERT_TRUE(cuda::GatherRows(Tag(dt), ToDevice(x, dt).raw(), pick.data<int32_t>(), 3, 300, gathered.raw(),
+                               cuda::CurrentStream()).ok());
+  const Tensor xh = ToHost(ToDevice(x, dt)), gh = ToHost(gathered);
+  for (int64_t i = 0; i < 300; ++i) {
+    ASSERT_EQ(gh.data<float>()[i], xh.data<float>()[2 * 300 + i]);
+    ASSERT_EQ(gh.data<float>()[300 + i], xh.data<float>()[i]);
+    ASSERT_EQ(gh.data<float>()[600 + i], xh.data<float>()[2 * 300 + i]);
   }
 }
 

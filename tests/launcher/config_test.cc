@@ -110,6 +110,7 @@ std::vector<BadCase> BadCases() {
        "parallel.microbatches=3 != train.global_batch_size=8 / (train.micro_batch_size=2 × parallel.dp=2) = 2"},
       {"negative exit interval", With("train", "exit_interval = -1"), {}, "train.exit_interval=-1 must be >= 0"},
       {"negative keep", With("checkpoint", "keep = -1"), {}, "checkpoint.keep=-1 must be >= 0"},
+      {"zero peak for MFU", Base(), {"output.peak_tflops=0"}, "output.peak_tflops=0 must be > 0"},
       {"val fraction of one", With("data", "val_fraction = 1"), {}, "data.val_fraction=1 must be in [0, 1)"},
       {"model heads", With("model", "heads = 6"), {}, "model.heads=6 does not divide model.dim=64"},
       {"syntax error", Base("[output]\nmetrics = = 3\n"), {}, "test.toml:24:11: invalid TOML: "},

@@ -36,7 +36,8 @@ TEST(InferConfig, ErrorsNameTheKey) {
   EXPECT_THAT(message({"infer.dtype=f16"}), HasSubstr("infer.dtype=\"f16\" must be"));
   EXPECT_THAT(message({"infer.device=cpu", "infer.dtype=bf16"}), HasSubstr("needs infer.device=cuda"));
   EXPECT_THAT(message({"infer.device=cuda", "infer.dtype=f64"}), HasSubstr("runs on the CPU only"));
-  EXPECT_EQ(LoadInferConfig("", {"parallel.tp=2"}).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(LoadInferConfig("", {"parallel.tp=2", "parallel.pp=2"}).ok());
+  EXPECT_THAT(message({"parallel.tp=0"}), HasSubstr("parallel.tp and parallel.pp must be >= 1"));
 }
 
 TEST(InferMetrics, PercentilesAndPrometheusText) {

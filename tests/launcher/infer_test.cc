@@ -281,5 +281,34 @@ TEST(Infer, TwoDataParallelRanksGiveTheSameResults) {
   EXPECT_EQ(a, b);
 }
 
+// tp=2 x pp=2 on 4 ranks, and dp=2 x pp=2 x tp=2 on 8, write the same greedy
+// tokens as one rank (f64: no near-tie can flip between layouts).
+TEST(Infer, TensorAndPipelineParallelGiveTheSameTokens) {
+  if (std::system("command -v mpiexec >/dev/null 2>&1") != 0) GTEST_SKIP() << "no mpiexec";
+  const std::string in = Dir() + "/tp_in.jsonl", one = Dir() + "/tp_one.jsonl";
+  std::string text;
+  for (int i = 0; i < 7; ++i) text += absl::StrCat("{\"id\": ", i, ", \"prompt\": \"tp pp ", i, "\", \"max_new_tokens\": ", 4 + i, "}\n");
+  WriteText(in, text);
+  const std::string args = absl::StrCat(" infer --checkpoint ", TinyCheckpoint(), " --prompts ", in,
+                                        " --set infer.kv_cache_bytes=4194304 infer.dtype=f64 infer.temperature=0"
+                                        " infer.max_batch=3");
+  fs::remove(one);
+  ASSERT_EQ(std::system((std::string(BATON_BINARY) + args + " --out " + one + " >/dev/null").c_str()), 0);
+  std::map<int, json> want;
+  for (const json& j : ReadLines(one)) want[j["id"].get<int>()] = j["tokens"];
+  ASSERT_EQ(want.size(), 7u);
+  for (const auto& [np, layout] : {std::pair{4, " parallel.tp=2 parallel.pp=2"}, {8, " parallel.tp=2 parallel.pp=2"}}) {
+    SCOPED_TRACE(absl::StrCat("-n ", np, layout));
+    const std::string out = absl::StrCat(Dir(), "/tp_", np, ".jsonl");
+    fs::remove(out);
+    const std::string mpi = absl::StrCat("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+                                         "OMPI_MCA_mpi_yield_when_idle=1 mpiexec --oversubscribe --allow-run-as-root -n ", np, " ");
+    ASSERT_EQ(std::system((mpi + BATON_BINARY + args + layout + " --out " + out + " >/dev/null").c_str()), 0);
+    std::map<int, json> got;
+    for (const json& j : ReadLines(out)) ASSERT_TRUE(got.emplace(j["id"].get<int>(), j["tokens"]).second);
+    EXPECT_EQ(got, want);
+  }
+}
+
 }  // namespace
 }  // namespace baton
