@@ -7,7 +7,7 @@
 # batch 64 (prompts 128, 256 new tokens, greedy), (3) HF generate at 1.3b
 # batch 64, eager and static cache + torch.compile. Tables to stdout; logs
 # and JSON to $OUT (or /tmp/infer).
-#   bash bench/infer_device.sh
+#   bash bench/infer_device.sh        # QUICK=1: without the CPU parity and HF generate
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD_DIR:-build-device}
@@ -27,12 +27,12 @@ run() {  # run NAME SECONDS CMD...
   grep -vE '^\s*$' "$RES/$name.log" | tail -n 12
 }
 run gpu_tests 300 ctest --test-dir "$BUILD" -R 'PagedGpu|DecodeGpu|DecodeGraph' --output-on-failure
-run parity_cpu 120 python3 scripts/infer_hf_parity.py "$BUILD/baton" --device cpu --workdir "$RES/p_cpu"
+[[ -n ${QUICK:-} ]] || run parity_cpu 120 python3 scripts/infer_hf_parity.py "$BUILD/baton" --device cpu --workdir "$RES/p_cpu"
 run parity_cuda_f32 120 python3 scripts/infer_hf_parity.py "$BUILD/baton" --device cuda --dtype f32 --workdir "$RES/p_f32"
 run parity_cuda_bf16 120 python3 scripts/infer_hf_parity.py "$BUILD/baton" --device cuda --dtype bf16 --workdir "$RES/p_bf16"
 rm -rf "$RES"/p_*
 run bench_1.3b 200 "$BUILD/infer_bench" --preset 1.3b --device cuda --batch 1,8,64,256 --prompt 128 --new 256 --json "$RES/infer_1.3b.json"
 run bench_1.3b_eager 200 "$BUILD/infer_bench" --preset 1.3b --device cuda --batch 1,64 --prompt 128 --new 256 --cuda_graphs 0 --json "$RES/infer_1.3b_eager.json"
 run bench_8b 120 "$BUILD/infer_bench" --preset 8b --device cuda --batch 64 --prompt 128 --new 256 --json "$RES/infer_8b.json"
-run hf_1.3b 200 python3 bench/hf_generate_reference.py --preset 1.3b --batch 64 --prompt 128 --new 256 --json "$RES/hf_1.3b.json"
+[[ -n ${QUICK:-} ]] || run hf_1.3b 200 python3 bench/hf_generate_reference.py --preset 1.3b --batch 64 --prompt 128 --new 256 --modes eager --json "$RES/hf_1.3b.json"
 (cd "$RES" && tar -czf infer_runs.tgz *.log *.json 2>/dev/null && rm -f *.log *.json)
