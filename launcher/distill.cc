@@ -3,15 +3,24 @@
 #include "launcher/distill.h"
 
 #include <cstdio>
+#include <memory>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "checkpoints/student_init.h"
 #include "checkpoints/teacher_logits.h"
+#include "checkpoints/checkpoint.h"
 #include "launcher/checkpoint_model.h"
 #include "launcher/distill_config.h"
+#include "launcher/eval.h"
 #include "launcher/mpi_session.h"
+#include "launcher/signals.h"
+#include "launcher/train.h"
+#include "parallel/mesh.h"
+#include "parallel/peer_watch.h"
+#include "parallel/ucx_p2p.h"
 #include "runtime/distill_offline.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/sampler.h"
@@ -48,9 +57,38 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
 
 std::string Mib(int64_t bytes) { return absl::StrCat(bytes / (1 << 20), " MiB"); }
 
-absl::Status Run(const Flags& flags, int world_size) {
+// The mesh's communicators under mpirun (as `baton train` makes them).
+absl::StatusOr<MeshComms> MakeComms(const JobConfig& config, const MpiSession& mpi) {
+  const ParallelConfig& p = config.parallel;
+  BATON_RETURN_IF_ERROR(EnablePeerWatch(MPI_COMM_WORLD, p.timeout_s));
+  BATON_ASSIGN_OR_RETURN(Mesh mesh, Mesh::Create({p.dp, p.pp, p.tp}, mpi.size(), mpi.rank()));
+  return p.p2p == P2pTransport::kUcx ? CreateMeshCommsWithUcxPipeline(mesh) : CreateMpiMeshComms(mesh);
+}
+
+// The training loop with the teacher (online mode): the train driver with
+// the extras of OnlineDistillExtras.
+absl::Status RunOnline(const JobConfig& config, const MpiSession& mpi) {
+  BATON_ASSIGN_OR_RETURN(const DriverExtras extras, OnlineDistillExtras(config));
+  MeshComms comms;
+  if (mpi.size() > 1) {
+    BATON_ASSIGN_OR_RETURN(comms, MakeComms(config, mpi));
+  }
+  TrainSummary summary;
+  BATON_RETURN_IF_ERROR(Train(config, &summary, mpi.size() > 1 ? &comms : nullptr, &extras));
+  BATON_RETURN_IF_ERROR(comms.Close());
+  if (mpi.rank() == 0 && summary.last_step >= summary.first_step) {
+    std::printf("distilled steps %lld..%lld: loss %.4f -> %.4f%s\n", static_cast<long long>(summary.first_step),
+                static_cast<long long>(summary.last_step), summary.first_loss, summary.last_loss,
+                summary.last_val_loss >= 0 ? absl::StrFormat(", val_loss %.4f", summary.last_val_loss).c_str() : "");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run(const Flags& flags, const MpiSession& mpi) {
+  const int world_size = mpi.size();
   BATON_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(flags.config, flags.overrides));
   if (config.teacher.checkpoint.empty()) return Bad("teacher.checkpoint is required for baton distill (in ", flags.config, ")");
+  if (!flags.dump_teacher) return RunOnline(config, mpi);
   if (flags.dump_teacher && world_size > 1)
     return absl::FailedPreconditionError("distill --dump-teacher runs on one process for now (not under mpirun)");
   BATON_ASSIGN_OR_RETURN(const Device device, EvalDevice(config.train.device));
@@ -82,9 +120,7 @@ absl::Status Run(const Flags& flags, int world_size) {
                 static_cast<long long>(d.shards), config.distill.logits_path.c_str());
     return absl::OkStatus();
   }
-  return absl::UnimplementedError(
-      "baton distill: the training loop (online and offline) is not wired yet; it lands with the engine layer "
-      "(issue 14). Ready now: --dump-teacher, baton eval, the loss (runtime/distill_loss.h)");
+  return absl::InternalError("unreachable");
 }
 
 }  // namespace
@@ -129,11 +165,55 @@ absl::StatusOr<DumpSummary> DumpTeacherLogits(const JobConfig& config, Model& te
                      (meta.num_samples + meta.samples_per_shard - 1) / meta.samples_per_shard};
 }
 
+absl::StatusOr<DriverExtras> OnlineDistillExtras(const JobConfig& config) {
+  if (config.distill.mode != DistillMode::kOnline) {
+    return absl::UnimplementedError("distill.mode=offline: the training loop reads no teacher_logits dump yet "
+                                    "(use distill.mode=online; --dump-teacher works)");
+  }
+  const std::string path = config.teacher.checkpoint;
+  BATON_ASSIGN_OR_RETURN(CheckpointData teacher, ReadCheckpoint(path));
+  auto text = teacher.attrs.find("config");
+  if (text == teacher.attrs.end()) return Bad(path, ": no \"config\" attribute (not a baton checkpoint?)");
+  BATON_ASSIGN_OR_RETURN(const JobConfig teacher_job, ParseJobConfig(text->second, path + " attrs[config]", {}));
+  const ModelConfig tm = teacher_job.model;
+  BATON_RETURN_IF_ERROR(CheckTeacherFitsStudent(config, tm, path));
+  DriverExtras extras;
+  extras.teacher.enabled = true;
+  extras.teacher.model = tm;
+  extras.teacher.loss = {config.distill.alpha, config.distill.temperature};
+  extras.teacher_checkpoint = path;
+  if (config.student.init == StudentInit::kTeacherLayers) {
+    BATON_ASSIGN_OR_RETURN(const std::vector<int> from,
+                           ResolveLayersFrom(config.student.layers_from, tm.layers, config.model.layers));
+    auto held = std::make_shared<CheckpointData>(std::move(teacher));
+    extras.student_init = [held, tm, student = config.model, from]() mutable -> absl::StatusOr<CheckpointData> {
+      absl::StatusOr<CheckpointData> init = StudentFromTeacherLayers(*held, tm, student, from);
+      held.reset();  // the teacher's tensors are in its chunks now
+      return init;
+    };
+  }
+  teacher = CheckpointData();
+  const std::string data = config.data.path;
+  const int64_t batches = config.train.eval_batches;
+  extras.eval_figures = [path, data, batches](const std::string& checkpoint) -> absl::StatusOr<nlohmann::json> {
+    EvalOptions o;
+    o.checkpoint = checkpoint;
+    o.data = data;
+    o.teacher = path;
+    o.batches = batches;
+    BATON_ASSIGN_OR_RETURN(const EvalResult r, Evaluate(o));
+    return nlohmann::json{{"top1_acc", r.model.top1_acc}, {"teacher_val_loss", r.teacher.val_loss},
+                          {"agreement", r.agreement}};
+  };
+  return extras;
+}
+
 int RunDistillCommand(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags = ParseFlags(args);
+  InstallStopHandlers();  // before MPI_Init, as for train
   MpiSession mpi;
   if (!flags.ok()) return mpi.Fail(flags.status());
-  const absl::Status s = Run(*flags, mpi.size());
+  const absl::Status s = Run(*flags, mpi);
   return s.ok() ? 0 : mpi.Fail(s);
 }
 

@@ -5,7 +5,7 @@
 // checked against the student, a start-up report of the teacher's memory,
 // and --dump-teacher (offline mode's teacher pass: its top-k logits over
 // the training split into distill.logits_path, checkpoints/teacher_logits.h).
-// The training loop itself (online: teacher forward per micro-batch on the
+// The training loop (online: the teacher forward per micro-batch on the
 // pipeline mesh; offline: reading the dump) is wired once the engine layer
 // lands; until then the command says so and exits 1 (docs/distillation.md).
 #pragma once
@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "launcher/config.h"
+#include "launcher/train.h"
 #include "runtime/model.h"
 
 namespace baton {
@@ -30,6 +31,14 @@ struct DumpSummary {
 // batches of train.micro_batch_size, and writes the top distill.topk
 // logits per token at distill.temperature into distill.logits_path.
 absl::StatusOr<DumpSummary> DumpTeacherLogits(const JobConfig& config, Model& teacher);
+
+// What the train driver needs for online distillation (every rank calls
+// it): the teacher's config read from teacher.checkpoint and checked
+// against the student, the loss options, the student's first params for
+// student.init = teacher-layers, and the top-1 figures at each validation
+// (launcher/eval.h on the checkpoint just written, against the teacher).
+// distill.mode = offline is Unimplemented (the loop reads no dump yet).
+absl::StatusOr<DriverExtras> OnlineDistillExtras(const JobConfig& config);
 
 // argv after "distill"; returns the exit status (prints the one-line error).
 int RunDistillCommand(const std::vector<std::string>& args);
