@@ -2,7 +2,7 @@
 // mpiexec: distilling with dp, pp (the teacher's activations travelling the
 // pipeline beside the student's) or tp (vocab-parallel DistillLoss, the
 // teacher tensor-parallel too) equal to the world size gives, step for
-// step, the single-process run's loss and KL (relative 1e-5), with a random
+// step, the single-process run's loss (relative 1e-5) and KL, with a random
 // student and with one initialised from the teacher's layers (each rank
 // its slice of the init).
 #include <mpi.h>
@@ -131,7 +131,9 @@ TEST_P(DistillInvariance, MatchesSingleProcess) {
   ASSERT_EQ(got.size(), ref.size());
   for (size_t i = 0; i < ref.size(); ++i) {
     EXPECT_NEAR(got[i].first, ref[i].first, 1e-5 * std::abs(ref[i].first)) << "loss, step " << i + 1;
-    EXPECT_NEAR(got[i].second, ref[i].second, 1e-5 * std::abs(ref[i].second)) << "kl, step " << i + 1;
+    // The KL is a difference of terms of the loss's size (Σp(t−s)/T − lse + lse):
+    // its rounding is relative to the loss, not to itself.
+    EXPECT_NEAR(got[i].second, ref[i].second, 1e-5 * std::abs(ref[i].first)) << "kl, step " << i + 1;
     EXPECT_GT(ref[i].second, 0.0);
   }
 }
