@@ -96,19 +96,18 @@ class DistillTrainTest : public ::testing::Test {
     return *c;
   }
 
-  // A teacher trained once per suite; its last checkpoint.
-  static std::string Teacher() {
-    static std::string path;
-    if (!path.empty()) return path;
+  // A teacher trained `steps` steps; its last checkpoint.
+  static std::string Teacher(int steps) {
     TrainSummary s;
-    const absl::Status st = Train(Config(kTeacherModel, "teacher", {"train.steps=150", "train.lr=5e-3"}), &s);
+    const absl::Status st = Train(Config(kTeacherModel, "teacher" + std::to_string(steps),
+                                         {"train.steps=" + std::to_string(steps), "train.lr=5e-3"}),
+                                  &s);
     EXPECT_TRUE(st.ok()) << st;
-    path = s.checkpoint;
-    return path;
+    return s.checkpoint;
   }
 
-  static TrainSummary Distill(const std::string& run, std::vector<std::string> sets) {
-    sets.push_back("teacher.checkpoint=\"" + Teacher() + "\"");
+  static TrainSummary Distill(const std::string& teacher, const std::string& run, std::vector<std::string> sets) {
+    sets.push_back("teacher.checkpoint=\"" + teacher + "\"");
     const JobConfig config = Config(kStudentModel, run, sets);
     absl::StatusOr<DriverExtras> extras = OnlineDistillExtras(config);
     EXPECT_TRUE(extras.ok()) << extras.status();
@@ -134,9 +133,10 @@ fs::path DistillTrainTest::dir_;
 TEST_F(DistillTrainTest, ResumeIsBitExact) {
   // teacher-layers: a resumed run must not take the init again.
   const std::string init = "student.init=\"teacher-layers\"";
-  Distill("whole", {"train.steps=6", init});
-  Distill("split", {"train.steps=6", "train.exit_interval=3", init});
-  Distill("split", {"train.steps=6", "checkpoint.resume=\"auto\"", init});
+  const std::string teacher = Teacher(4);
+  Distill(teacher, "whole", {"train.steps=6", init});
+  Distill(teacher, "split", {"train.steps=6", "train.exit_interval=3", init});
+  Distill(teacher, "split", {"train.steps=6", "checkpoint.resume=\"auto\"", init});
   std::vector<double> whole, split;
   for (const nlohmann::json& j : Lines("whole")) {
     if (j.contains("loss")) whole.push_back(j["loss"].get<double>());
@@ -172,7 +172,7 @@ TEST_F(DistillTrainTest, DistilledStudentBeatsScratch) {
   TrainSummary scratch;
   ASSERT_TRUE(Train(Config(kStudentModel, "scratch", steps), &scratch).ok());
   steps.push_back("student.init=\"teacher-layers\"");
-  const TrainSummary distilled = Distill("distilled", steps);
+  const TrainSummary distilled = Distill(Teacher(150), "distilled", steps);
   const std::vector<nlohmann::json> lines = Lines("distilled");
   const double agreement = LastVal(lines, "agreement"), teacher = LastVal(lines, "teacher_val_loss");
   std::printf("val loss: teacher %.4f, distilled %.4f, scratch %.4f; distilled top-1 %.4f, agreement %.4f\n",
