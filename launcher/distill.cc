@@ -69,6 +69,13 @@ absl::StatusOr<MeshComms> MakeComms(const JobConfig& config, const MpiSession& m
 // the extras of OnlineDistillExtras.
 absl::Status RunOnline(const JobConfig& config, const MpiSession& mpi) {
   BATON_ASSIGN_OR_RETURN(const DriverExtras extras, OnlineDistillExtras(config));
+  if (mpi.rank() == 0) {
+    const ModelConfig& tm = extras.teacher.model;
+    std::printf("distill: online, teacher %s (%d layers, dim %d), alpha %g, temperature %g, student init %s\n",
+                config.teacher.checkpoint.c_str(), tm.layers, tm.dim, config.distill.alpha,
+                config.distill.temperature, StudentInitName(config.student.init));
+    std::fflush(stdout);
+  }
   MeshComms comms;
   if (mpi.size() > 1) {
     BATON_ASSIGN_OR_RETURN(comms, MakeComms(config, mpi));
@@ -166,10 +173,6 @@ absl::StatusOr<DumpSummary> DumpTeacherLogits(const JobConfig& config, Model& te
 }
 
 absl::StatusOr<DriverExtras> OnlineDistillExtras(const JobConfig& config) {
-  if (config.distill.mode != DistillMode::kOnline) {
-    return absl::UnimplementedError("distill.mode=offline: the training loop reads no teacher_logits dump yet "
-                                    "(use distill.mode=online; --dump-teacher works)");
-  }
   const std::string path = config.teacher.checkpoint;
   BATON_ASSIGN_OR_RETURN(CheckpointData teacher, ReadCheckpoint(path));
   auto text = teacher.attrs.find("config");
@@ -177,6 +180,10 @@ absl::StatusOr<DriverExtras> OnlineDistillExtras(const JobConfig& config) {
   BATON_ASSIGN_OR_RETURN(const JobConfig teacher_job, ParseJobConfig(text->second, path + " attrs[config]", {}));
   const ModelConfig tm = teacher_job.model;
   BATON_RETURN_IF_ERROR(CheckTeacherFitsStudent(config, tm, path));
+  if (config.distill.mode != DistillMode::kOnline) {
+    return absl::UnimplementedError("distill.mode=offline: the training loop that reads the teacher_logits dump "
+                                    "is not wired yet (use distill.mode=online; --dump-teacher works)");
+  }
   DriverExtras extras;
   extras.teacher.enabled = true;
   extras.teacher.model = tm;

@@ -1,13 +1,16 @@
 // `baton distill --config FILE [--set K=V]... [--dump-teacher]`: the
-// distillation job driver. What runs today: the config's [teacher]
-// [distill] [student] checks, loading the teacher (any baton checkpoint)
-// with its vocabulary and, for student.init = teacher-layers, its widths
-// checked against the student, a start-up report of the teacher's memory,
-// and --dump-teacher (offline mode's teacher pass: its top-k logits over
-// the training split into distill.logits_path, checkpoints/teacher_logits.h).
-// The training loop (online: the teacher forward per micro-batch on the
-// pipeline mesh; offline: reading the dump) is wired once the engine layer
-// lands; until then the command says so and exits 1 (docs/distillation.md).
+// distillation job driver. Online mode (distill.mode = online) is the
+// training driver (launcher/train.h) with the teacher on the pipeline mesh
+// (engine/stage_teacher.h): every rank reads the teacher's config, checks
+// it against the student ([teacher] [distill] [student] rules), and the
+// driver loads the teacher's slices, initialises the student (random or
+// teacher-layers), and trains with DistillLoss as the head loss, reporting
+// loss, kl and ce per step and, at each validation, the student's top-1
+// accuracy and its top-1 agreement with the teacher (launcher/eval.h).
+// Checkpoints and resume are the training driver's. --dump-teacher is
+// offline mode's teacher pass (its top-k logits over the training split
+// into distill.logits_path, checkpoints/teacher_logits.h); the loop that
+// reads that dump is not wired (distill.mode = offline is refused).
 #pragma once
 
 #include <cstdint>
