@@ -2,6 +2,7 @@
 // and the teacher-logit dump of offline mode.
 #include "launcher/distill.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -200,14 +201,19 @@ absl::StatusOr<DriverExtras> OnlineDistillExtras(const JobConfig& config) {
     };
   }
   teacher = CheckpointData();
-  const std::string data = config.data.path;
-  const int64_t batches = config.train.eval_batches;
-  extras.eval_figures = [path, data, batches](const std::string& checkpoint) -> absl::StatusOr<nlohmann::json> {
+  extras.eval_figures = [path, config](const std::string& checkpoint) -> absl::StatusOr<nlohmann::json> {
+    // The validation batches the trainer used: eval_batches, or as many whole ones as the split holds.
+    BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(config.data.path));
+    BATON_ASSIGN_OR_RETURN(const Sampler sampler,
+                           Sampler::Create(dataset, config.train.seq_len, static_cast<uint64_t>(config.train.seed),
+                                           config.data.val_fraction));
     EvalOptions o;
     o.checkpoint = checkpoint;
-    o.data = data;
+    o.data = config.data.path;
     o.teacher = path;
-    o.batches = batches;
+    o.batches = std::min<int64_t>(config.train.eval_batches,
+                                  sampler.num_val_samples() / config.train.micro_batch_size);
+    if (o.batches <= 0) return nlohmann::json::object();
     BATON_ASSIGN_OR_RETURN(const EvalResult r, Evaluate(o));
     return nlohmann::json{{"top1_acc", r.model.top1_acc}, {"teacher_val_loss", r.teacher.val_loss},
                           {"agreement", r.agreement}};
