@@ -20,6 +20,10 @@
 // c·pp + s on stage s as chunk c; embedding on part 0, head and loss on the
 // last part. With tied embeddings the last part holds its own copy of the
 // table; the two copies get the sum of both grads, so they stay equal.
+// Distillation (EngineConfig::teacher): the stage also holds the teacher's
+// chunks (stage_teacher.h), runs them from ForwardAux before each F, and
+// the head chunk's loss is DistillLoss against the teacher's logits
+// (Model::SetHeadLoss). Without a teacher none of that runs.
 // Invariant: every stage's update equals the single-process one on the
 // same parameters (losses and weights to fp32 rounding).
 #pragma once

@@ -574,7 +574,7 @@ double Model::PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor
 Tensor Model::PartLogits(const Tensor& tokens, const Tensor* input, Tensor* output) {
   CheckBatch(tokens, nullptr);
   BATON_CHECK_MSG((input == nullptr) == slice_.embedding && (output == nullptr) == slice_.head,
-                  "PartLoss: input is given exactly when the slice has no embedding, output when it has no head");
+                  "PartLoss/PartLogits: input is given exactly when the slice has no embedding, output when it has no head");
   EnsureBuffers(tokens.dim(0), tokens.dim(1), /*forward_only=*/true);
   Buffers& b = *buffers_;
   if (slice_.embedding) {

@@ -1,6 +1,6 @@
 // Layout invariance for online distillation (DESIGN.md invariant 1), under
-// mpiexec: distilling with dp, pp (the teacher's activations travelling the
-// pipeline beside the student's) or tp (vocab-parallel DistillLoss, the
+// mpiexec: distilling with dp, pp (1F1B, interleaved, zero-bubble; the
+// teacher's activations travelling the pipeline beside the student's) or tp (vocab-parallel DistillLoss, the
 // teacher tensor-parallel too) equal to the world size gives, step for
 // step, the single-process run's loss (relative 1e-5) and KL, with a random
 // student and with one initialised from the teacher's layers (each rank
@@ -144,6 +144,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Layout{"dp", 2, 1, 1, {}}, Layout{"pp", 1, 2, 1, {}},
                       Layout{"pp_interleaved", 1, 2, 1,
                              {"parallel.schedule=\"interleaved\"", "parallel.virtual_stages=2"}, 4},
+                      Layout{"pp_zb", 1, 2, 1, {"parallel.schedule=\"zb-h1\""}},
                       Layout{"tp", 1, 1, 2, {}}, Layout{"tp_init", 1, 1, 2, {"student.init=\"teacher-layers\""}},
                       Layout{"dp_pp_tp", 2, 2, 2, {"student.init=\"teacher-layers\""}}),
     [](const ::testing::TestParamInfo<Layout>& info) { return std::string(info.param.name); });
