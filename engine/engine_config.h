@@ -37,6 +37,7 @@ struct PipelineLayout {
 // becomes DistillLoss against its logits. Off: plain training.
 struct TeacherLayout {
   bool enabled = false;
+  bool offline = false;              // the teacher's stored top-k logits (Stage::SetTeacherTopK), no teacher model
   ModelConfig model;                 // the teacher's; one vocabulary with the student
   DistillLossOptions loss;           // alpha, temperature
   std::vector<int> layers_per_part;  // the teacher's cut; empty = balanced by cost

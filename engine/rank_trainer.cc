@@ -190,7 +190,7 @@ absl::StatusOr<double> RankTrainer::ForwardBackward(const std::vector<Tensor>& t
     }
   }
   if (dp_ > 1) BATON_RETURN_IF_ERROR(ReduceScalar(comms_->dp.get(), &loss_sum));
-  if (stage_->teacher() != nullptr) {
+  if (config_.teacher.enabled) {
     distill_sums_ = stage_->last_distill_sums();
     distill_sums_.loss = loss_sum;
     if (dp_ > 1) {

@@ -92,6 +92,9 @@ class RankTrainer {
   // The last ForwardBackward's distillation sums over the global batch
   // (loss, KL, CE; the same on every rank); zeros when training.
   DistillLossSums distill_sums() const { return distill_sums_; }
+  // Offline distillation: the teacher's top-k rows of each of this
+  // replica's micro-batches for the next ForwardBackward.
+  void SetTeacherTopK(std::vector<TeacherTopK> topk) { stage_->SetTeacherTopK(std::move(topk)); }
 
   // How the tp group's collectives travel, for the launcher's log line
   // ("mpi (host tensors)", "nccl (2 ranks on 2 devices)", "host-staged

@@ -90,7 +90,9 @@ absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(const EngineConfig& config,
     s->chunks_.push_back(std::move(m));
   }
   if (config.teacher.enabled) {
-    BATON_ASSIGN_OR_RETURN(s->teacher_, StageTeacher::Create(config, spec, s->stage_, pp, tp));
+    if (!config.teacher.offline) {
+      BATON_ASSIGN_OR_RETURN(s->teacher_, StageTeacher::Create(config, spec, s->stage_, pp, tp));
+    }
     for (Model& m : s->chunks_) {
       if (m.slice().head) s->InstallDistillLoss(m);
     }
@@ -152,7 +154,7 @@ absl::StatusOr<double> Stage::RunStep(const std::vector<Tensor>& tokens, const s
   BATON_RETURN_IF_ERROR(executor_->RunStep(*this));
   double sum = 0;
   for (double l : mb_loss_) sum += l;  // nonzero on the head's stage only
-  if (teacher_ != nullptr) return FinishDistillStep(sum);
+  if (config_.teacher.enabled) return FinishDistillStep(sum);
   if (pp_.size() == 1) return sum;
   Tensor loss = Tensor::Empty({1}, DType::kF64);
   loss.data<double>()[0] = sum;
@@ -205,10 +207,19 @@ void Stage::InstallDistillLoss(Model& head) {
   head.SetHeadLoss([this, options, vocab_start](Tensor& logits, const Tensor& targets,
                                                 double grad_scale) -> absl::StatusOr<double> {
     const int mb = forward_mb_;
-    BATON_ASSIGN_OR_RETURN(const Tensor teacher, teacher_->TakeLogits(mb));
-    BATON_ASSIGN_OR_RETURN(const DistillLossSums sums,
-                           DistillLoss(logits, teacher, targets, options, grad_scale, &logits,
-                                       tp_.size > 1 ? tp_.comm : nullptr, vocab_start));
+    TpCollectives* tp = tp_.size > 1 ? tp_.comm : nullptr;
+    DistillLossSums sums;
+    if (teacher_ == nullptr) {  // offline
+      if (mb >= static_cast<int>(topk_.size())) {
+        return absl::InternalError(absl::StrCat("no teacher top-k for micro-batch ", mb, " (SetTeacherTopK)"));
+      }
+      BATON_ASSIGN_OR_RETURN(sums, OfflineDistillLoss(logits, topk_[mb], targets, options, grad_scale, &logits, tp,
+                                                      vocab_start));
+    } else {
+      BATON_ASSIGN_OR_RETURN(const Tensor teacher, teacher_->TakeLogits(mb));
+      BATON_ASSIGN_OR_RETURN(sums, DistillLoss(logits, teacher, targets, options, grad_scale, &logits, tp,
+                                               vocab_start));
+    }
     mb_kl_[mb] = sums.kl;
     mb_ce_[mb] = sums.ce;
     return sums.loss;
@@ -216,7 +227,8 @@ void Stage::InstallDistillLoss(Model& head) {
 }
 
 absl::StatusOr<double> Stage::FinishDistillStep(double loss_sum) {
-  BATON_RETURN_IF_ERROR(teacher_->FinishStep());
+  if (teacher_ != nullptr) BATON_RETURN_IF_ERROR(teacher_->FinishStep());
+  topk_.clear();
   Tensor sums = Tensor::Zeros({3}, DType::kF64);
   double* v = sums.data<double>();
   v[0] = loss_sum;

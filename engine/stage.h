@@ -40,6 +40,7 @@
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule.h"
 #include "parallel/trace.h"
+#include "runtime/distill_offline.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
 #include "runtime/tensor_parallel.h"
@@ -81,6 +82,9 @@ class Stage final : public StageWork {
   // the last step's KL and CE sums (summed over pp like the loss).
   StageTeacher* teacher() { return teacher_.get(); }
   DistillLossSums last_distill_sums() const { return distill_sums_; }
+  // Offline distillation: the teacher's top-k rows of each micro-batch of
+  // the next step ([mb]; read on the head's stage only).
+  void SetTeacherTopK(std::vector<TeacherTopK> topk) { topk_ = std::move(topk); }
 
   // ---- StageWork
   DType activation_dtype() const override { return config_.compute; }
@@ -141,6 +145,7 @@ class Stage final : public StageWork {
 
   // Distillation (null: training).
   std::unique_ptr<StageTeacher> teacher_;
+  std::vector<TeacherTopK> topk_;                       // offline: [mb] of the step
   int forward_mb_ = -1;                                 // the micro-batch of the running Forward
   std::vector<double> mb_kl_, mb_ce_;                   // [mb] on the head's stage
   DistillLossSums distill_sums_;

@@ -72,8 +72,9 @@ absl::Status RunOnline(const JobConfig& config, const MpiSession& mpi) {
   BATON_ASSIGN_OR_RETURN(const DriverExtras extras, OnlineDistillExtras(config));
   if (mpi.rank() == 0) {
     const ModelConfig& tm = extras.teacher.model;
-    std::printf("distill: online, teacher %s (%d layers, dim %d), alpha %g, temperature %g, student init %s\n",
-                config.teacher.checkpoint.c_str(), tm.layers, tm.dim, config.distill.alpha,
+    std::printf("distill: %s, teacher %s (%d layers, dim %d), alpha %g, temperature %g, student init %s\n",
+                DistillModeName(config.distill.mode), config.teacher.checkpoint.c_str(), tm.layers, tm.dim,
+                config.distill.alpha,
                 config.distill.temperature, StudentInitName(config.student.init));
     std::fflush(stdout);
   }
@@ -173,6 +174,37 @@ absl::StatusOr<DumpSummary> DumpTeacherLogits(const JobConfig& config, Model& te
                      (meta.num_samples + meta.samples_per_shard - 1) / meta.samples_per_shard};
 }
 
+namespace {
+
+// Offline mode: the dump of --dump-teacher in distill.logits_path, checked
+// against this job, read per micro-batch by the driver (every rank reads its
+// replica's rows; the head's stage uses them).
+absl::Status OpenTeacherTopK(const JobConfig& config, const ModelConfig& teacher, DriverExtras* extras) {
+  if (config.distill.logits_path.empty()) return Bad("distill.mode=offline needs distill.logits_path");
+  BATON_ASSIGN_OR_RETURN(std::unique_ptr<TeacherLogitsReader> opened,
+                         TeacherLogitsReader::Open(config.distill.logits_path));
+  std::shared_ptr<TeacherLogitsReader> reader(std::move(opened));
+  BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(config.data.path));
+  BATON_ASSIGN_OR_RETURN(const Sampler sampler,
+                         Sampler::Create(dataset, config.train.seq_len, static_cast<uint64_t>(config.train.seed),
+                                         config.data.val_fraction));
+  TeacherLogitsMeta want;
+  want.topk = config.distill.topk;
+  want.temperature = config.distill.temperature;
+  want.vocab_size = teacher.vocab_size;
+  want.seq_len = config.train.seq_len;
+  want.num_samples = sampler.num_train_samples();
+  want.dataset = config.data.path;
+  want.dataset_tokens = dataset.num_tokens();
+  want.val_fraction = config.data.val_fraction;
+  BATON_RETURN_IF_ERROR(CheckTeacherLogitsFit(reader->meta(), want, config.distill.logits_path));
+  extras->teacher.offline = true;
+  extras->teacher_topk = [reader](absl::Span<const int64_t> ids) { return reader->Read(ids); };
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<DriverExtras> OnlineDistillExtras(const JobConfig& config) {
   const std::string path = config.teacher.checkpoint;
   BATON_ASSIGN_OR_RETURN(CheckpointData teacher, ReadCheckpoint(path));
@@ -181,12 +213,11 @@ absl::StatusOr<DriverExtras> OnlineDistillExtras(const JobConfig& config) {
   BATON_ASSIGN_OR_RETURN(const JobConfig teacher_job, ParseJobConfig(text->second, path + " attrs[config]", {}));
   const ModelConfig tm = teacher_job.model;
   BATON_RETURN_IF_ERROR(CheckTeacherFitsStudent(config, tm, path));
-  if (config.distill.mode != DistillMode::kOnline) {
-    return absl::UnimplementedError("distill.mode=offline: the training loop that reads the teacher_logits dump "
-                                    "is not wired yet (use distill.mode=online; --dump-teacher works)");
-  }
   DriverExtras extras;
   extras.teacher.enabled = true;
+  if (config.distill.mode == DistillMode::kOffline) {
+    BATON_RETURN_IF_ERROR(OpenTeacherTopK(config, tm, &extras));
+  }
   extras.teacher.model = tm;
   extras.teacher.loss = {config.distill.alpha, config.distill.temperature};
   extras.teacher_checkpoint = path;

@@ -290,6 +290,14 @@ absl::StatusOr<StepResult> TrainStep(Run& r, int64_t step, int64_t stop, std::ve
   for (size_t m = 0; m < tokens.size(); ++m) {
     r.sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), tokens[m], targets[m]);
   }
+  if (r.extras != nullptr && r.extras->teacher_topk) {  // offline distillation: the stored teacher rows
+    std::vector<TeacherTopK> topk;
+    for (size_t m = 0; m < tokens.size(); ++m) {
+      BATON_ASSIGN_OR_RETURN(TeacherTopK t, r.extras->teacher_topk(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b)));
+      topk.push_back(std::move(t));
+    }
+    r.trainer.SetTeacherTopK(std::move(topk));
+  }
   if (r.trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
     BATON_RETURN_IF_ERROR(r.trace->SyncOrigin(*r.comms->world));
   }
@@ -459,7 +467,7 @@ absl::Status CopyShard(const CheckpointData& data, TensorShard& shard) {
 // Distillation's start: the teacher's weights (always), and on a fresh
 // start the student's first params when the job gives them.
 absl::Status PrepareDistill(const DriverExtras& extras, bool resumed, MPI_Comm world, RankTrainer& trainer) {
-  if (extras.teacher.enabled) {
+  if (extras.teacher.enabled && !extras.teacher.offline) {
     BATON_RETURN_IF_ERROR(trainer.LoadTeacher(CheckpointReader(extras.teacher_checkpoint, world)));
   }
   if (resumed || !extras.student_init) return absl::OkStatus();

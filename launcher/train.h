@@ -15,6 +15,7 @@
 #include "launcher/config.h"
 #include "nlohmann/json.hpp"
 #include "parallel/mpi_communicator.h"
+#include "runtime/distill_offline.h"
 
 namespace baton {
 
@@ -47,6 +48,8 @@ struct DriverExtras {
   // there (validation steps then always write one when checkpoint.dir is
   // set): more figures for the metrics line and the log. Null: none.
   std::function<absl::StatusOr<nlohmann::json>(const std::string& checkpoint)> eval_figures;
+  // Offline (teacher.offline): the teacher's top-k rows of training samples `ids`.
+  std::function<absl::StatusOr<TeacherTopK>(absl::Span<const int64_t> ids)> teacher_topk;
 };
 
 absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms = nullptr,

@@ -4,7 +4,8 @@
 // teacher tensor-parallel too) equal to the world size gives, step for
 // step, the single-process run's loss (relative 1e-5) and KL, with a random
 // student and with one initialised from the teacher's layers (each rank
-// its slice of the init).
+// its slice of the init); and offline, from the teacher's dumped top-k
+// logits, the same under every layout and equal to online at k = V.
 #include <mpi.h>
 
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "launcher/checkpoint_model.h"
 #include "launcher/distill.h"
 #include "launcher/train.h"
 #include "nlohmann/json.hpp"
@@ -76,6 +78,27 @@ std::string Teacher() {
   return path;
 }
 
+// The teacher's top-258 (= V) logits of every training sample, dumped once by rank 0.
+std::vector<std::string> OfflineSets() {
+  static std::string dir;
+  const std::string logits = (SharedDir() / "teacher_logits").string();
+  std::vector<std::string> sets = {"distill.mode=\"offline\"", "distill.topk=258",
+                                   "distill.logits_path=\"" + logits + "\""};
+  if (dir.empty()) {
+    dir = logits;
+    if (WorldRank() == 0) {
+      std::vector<std::string> with = sets;
+      with.push_back("teacher.checkpoint=\"" + Teacher() + "\"");
+      auto teacher = LoadCheckpointModel(Teacher(), Device::kCpu);
+      EXPECT_TRUE(teacher.ok()) << teacher.status();
+      auto dumped = DumpTeacherLogits(Config(Model(2), "dump", with), teacher->model);
+      EXPECT_TRUE(dumped.ok()) << dumped.status();
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  return sets;
+}
+
 std::vector<std::pair<double, double>> LossAndKl(const fs::path& metrics) {
   std::vector<std::pair<double, double>> out;
   std::ifstream in(metrics);
@@ -98,6 +121,7 @@ struct Layout {
   int dp, pp, tp;
   std::vector<std::string> sets;
   int student_layers = 2;
+  bool offline = false;  // the teacher's top-k logits dumped by rank 0 (k = V)
 };
 
 class DistillInvariance : public ::testing::TestWithParam<Layout> {};
@@ -109,6 +133,9 @@ TEST_P(DistillInvariance, MatchesSingleProcess) {
   if (dp * pp * tp != n) GTEST_SKIP() << "layout for another world size";
   std::vector<std::string> sets = l.sets;
   sets.push_back("teacher.checkpoint=\"" + Teacher() + "\"");
+  if (l.offline) {
+    for (const std::string& o : OfflineSets()) sets.push_back(o);
+  }
   const std::string ref_run = std::string("ref_") + l.name, run = std::string("mesh_") + l.name;
   if (WorldRank() == 0) {
     const absl::Status st = Distill(Config(Model(l.student_layers), ref_run, sets), nullptr);
@@ -138,6 +165,25 @@ TEST_P(DistillInvariance, MatchesSingleProcess) {
   }
 }
 
+// Offline at k = V: its loss is the online loss (the KL's gap is 0), so the
+// two single-process runs agree step for step.
+TEST(DistillOffline, FullTopKEqualsOnline) {
+  const std::vector<std::string> offline = OfflineSets();
+  if (WorldRank() != 0) return;
+  std::vector<std::string> sets = {"teacher.checkpoint=\"" + Teacher() + "\""};
+  ASSERT_TRUE(Distill(Config(Model(2), "full_online", sets), nullptr).ok());
+  sets.insert(sets.end(), offline.begin(), offline.end());
+  const absl::Status st = Distill(Config(Model(2), "full_offline", sets), nullptr);
+  ASSERT_TRUE(st.ok()) << st;
+  const auto on = LossAndKl(SharedDir() / "full_online" / "metrics.jsonl");
+  const auto off = LossAndKl(SharedDir() / "full_offline" / "metrics.jsonl");
+  ASSERT_EQ(on.size(), 4u);
+  ASSERT_EQ(off.size(), on.size());
+  for (size_t i = 0; i < on.size(); ++i) {
+    EXPECT_NEAR(off[i].first, on[i].first, 1e-5 * std::abs(on[i].first)) << "loss, step " << i + 1;
+  }
+}
+
 // Each runs where dp·pp·tp is the world size.
 INSTANTIATE_TEST_SUITE_P(
     Layouts, DistillInvariance,
@@ -146,7 +192,10 @@ INSTANTIATE_TEST_SUITE_P(
                              {"parallel.schedule=\"interleaved\"", "parallel.virtual_stages=2"}, 4},
                       Layout{"pp_zb", 1, 2, 1, {"parallel.schedule=\"zb-h1\""}},
                       Layout{"tp", 1, 1, 2, {}}, Layout{"tp_init", 1, 1, 2, {"student.init=\"teacher-layers\""}},
-                      Layout{"dp_pp_tp", 2, 2, 2, {"student.init=\"teacher-layers\""}}),
+                      Layout{"dp_pp_tp", 2, 2, 2, {"student.init=\"teacher-layers\""}},
+                      Layout{"offline_dp", 2, 1, 1, {}, 2, true}, Layout{"offline_pp", 1, 2, 1, {}, 2, true},
+                      Layout{"offline_tp", 1, 1, 2, {}, 2, true},
+                      Layout{"offline_dp_pp_tp", 2, 2, 2, {}, 2, true}),
     [](const ::testing::TestParamInfo<Layout>& info) { return std::string(info.param.name); });
 
 }  // namespace
