@@ -1,16 +1,15 @@
 // `baton distill --config FILE [--set K=V]... [--dump-teacher]`: the
-// distillation job driver. Online mode (distill.mode = online) is the
-// training driver (launcher/train.h) with the teacher on the pipeline mesh
-// (engine/stage_teacher.h): every rank reads the teacher's config, checks
-// it against the student ([teacher] [distill] [student] rules), and the
-// driver loads the teacher's slices, initialises the student (random or
-// teacher-layers), and trains with DistillLoss as the head loss, reporting
-// loss, kl and ce per step and, at each validation, the student's top-1
-// accuracy and its top-1 agreement with the teacher (launcher/eval.h).
-// Checkpoints and resume are the training driver's. --dump-teacher is
-// offline mode's teacher pass (its top-k logits over the training split
-// into distill.logits_path, checkpoints/teacher_logits.h); the loop that
-// reads that dump is not wired (distill.mode = offline is refused).
+// distillation job driver: the training driver (launcher/train.h) with
+// DriverExtras. Online (distill.mode = online) the teacher runs beside the
+// student on the pipeline mesh (engine/stage_teacher.h); offline the
+// teacher's top-k logits come from the dump of --dump-teacher
+// (checkpoints/teacher_logits.h, written by one process). Every rank reads
+// the teacher's config and checks it against the student ([teacher]
+// [distill] [student] rules); the driver loads the teacher's slices,
+// initialises the student (random or teacher-layers) on a fresh start, and
+// reports loss, kl and ce per step and, at each validation, the student's
+// top-1 accuracy and its top-1 agreement with the teacher (launcher/eval.h).
+// Checkpoints and resume are the training driver's.
 #pragma once
 
 #include <cstdint>
@@ -35,12 +34,13 @@ struct DumpSummary {
 // logits per token at distill.temperature into distill.logits_path.
 absl::StatusOr<DumpSummary> DumpTeacherLogits(const JobConfig& config, Model& teacher);
 
-// What the train driver needs for online distillation (every rank calls
-// it): the teacher's config read from teacher.checkpoint and checked
-// against the student, the loss options, the student's first params for
-// student.init = teacher-layers, and the top-1 figures at each validation
-// (launcher/eval.h on the checkpoint just written, against the teacher).
-// distill.mode = offline is Unimplemented (the loop reads no dump yet).
+// What the train driver needs to distill (every rank calls it; the name
+// is historical, offline mode too): the teacher's config read from
+// teacher.checkpoint and checked against the student, the loss options,
+// the student's first params for student.init = teacher-layers, the top-1
+// figures at each validation (launcher/eval.h on the checkpoint just
+// written, against the teacher), and offline the dump's reader, checked
+// against the job (CheckTeacherLogitsFit).
 absl::StatusOr<DriverExtras> OnlineDistillExtras(const JobConfig& config);
 
 // argv after "distill"; returns the exit status (prints the one-line error).
