@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "parallel/schedule.h"
+#include "runtime/distill_loss.h"
 #include "runtime/model_config.h"
 #include "runtime/optimizer_config.h"
 #include "runtime/tensor.h"
@@ -31,6 +32,17 @@ struct PipelineLayout {
   std::vector<int> layers_per_part;    // pp·virtual_stages entries; empty = balanced by cost
 };
 
+// Online distillation (engine/stage_teacher.h): a forward-only teacher cut
+// into the same pipeline parts as the student; the student's head loss
+// becomes DistillLoss against its logits. Off: plain training.
+struct TeacherLayout {
+  bool enabled = false;
+  bool offline = false;              // the teacher's stored top-k logits (Stage::SetTeacherTopK), no teacher model
+  ModelConfig model;                 // the teacher's; one vocabulary with the student
+  DistillLossOptions loss;           // alpha, temperature
+  std::vector<int> layers_per_part;  // the teacher's cut; empty = balanced by cost
+};
+
 struct EngineConfig {
   ModelConfig model;
   RecomputeConfig recompute;
@@ -44,6 +56,7 @@ struct EngineConfig {
   int64_t seed = 0;          // weight init
   Device device = Device::kCpu;
   DType compute = DType::kF32;  // activations: kBF16 (mixed precision on CUDA) or kF32
+  TeacherLayout teacher;        // distillation; disabled for training
 
   // The step's schedule: parallel.schedule over pp stages, or for pp = 1 a
   // one-stage 1F1B (F0 B0 F1 B1 ...: one micro-batch in flight, in order).

@@ -190,6 +190,14 @@ absl::StatusOr<double> RankTrainer::ForwardBackward(const std::vector<Tensor>& t
     }
   }
   if (dp_ > 1) BATON_RETURN_IF_ERROR(ReduceScalar(comms_->dp.get(), &loss_sum));
+  if (config_.teacher.enabled) {
+    distill_sums_ = stage_->last_distill_sums();
+    distill_sums_.loss = loss_sum;
+    if (dp_ > 1) {
+      BATON_RETURN_IF_ERROR(ReduceScalar(comms_->dp.get(), &distill_sums_.kl));
+      BATON_RETURN_IF_ERROR(ReduceScalar(comms_->dp.get(), &distill_sums_.ce));
+    }
+  }
   return loss_sum;
 }
 
@@ -321,6 +329,27 @@ absl::StatusOr<LoadedCheckpoint> RankTrainer::Load(const ShardReader& read) {
   }
   for (AdamWOptimizer& opt : opts_) opt.set_step(std::stoll(opt_step->second));
   return out;
+}
+
+absl::Status RankTrainer::LoadTeacher(const ShardReader& read) {
+  StageTeacher* teacher = stage_->teacher();
+  if (teacher == nullptr) return absl::FailedPreconditionError("LoadTeacher: this trainer has no teacher");
+  std::vector<TensorShard> shards;
+  std::vector<Tensor*> targets;
+  for (Model* m : teacher->models()) {
+    for (Param& p : m->params()) {
+      shards.push_back(ShardOf("params/" + p.name, p, HostStaging(p.value)));
+      targets.push_back(&p.value);
+    }
+  }
+  int64_t step = 0;
+  std::map<std::string, std::string> attrs;
+  BATON_RETURN_IF_ERROR(read(shards, &step, &attrs));
+  for (size_t s = 0; s < shards.size(); ++s) {
+    if (targets[s]->raw() != shards[s].local.raw()) targets[s]->CopyFrom(shards[s].local);
+  }
+  for (Model* m : teacher->models()) m->RefreshComputeWeights();
+  return absl::OkStatus();
 }
 
 }  // namespace baton

@@ -86,6 +86,15 @@ class RankTrainer {
   // weights-only (no "sampler"/"optimizer_step" attributes), its Adam
   // moments and step.
   absl::StatusOr<LoadedCheckpoint> Load(const ShardReader& read);
+  // Online distillation: reads the teacher's params (params/*, any layout's
+  // checkpoint) into this rank's teacher chunks. FailedPrecondition without a teacher.
+  absl::Status LoadTeacher(const ShardReader& read);
+  // The last ForwardBackward's distillation sums over the global batch
+  // (loss, KL, CE; the same on every rank); zeros when training.
+  DistillLossSums distill_sums() const { return distill_sums_; }
+  // Offline distillation: the teacher's top-k rows of each of this
+  // replica's micro-batches for the next ForwardBackward.
+  void SetTeacherTopK(std::vector<TeacherTopK> topk) { stage_->SetTeacherTopK(std::move(topk)); }
 
   // How the tp group's collectives travel, for the launcher's log line
   // ("mpi (host tensors)", "nccl (2 ranks on 2 devices)", "host-staged
@@ -120,6 +129,7 @@ class RankTrainer {
   std::vector<std::vector<int>> state_index_; // [chunk][param]
   std::unique_ptr<GradSync> sync_;            // CPU, dp > 1
   std::unique_ptr<Communicator> nccl_dp_;     // CUDA, dp > 1
+  DistillLossSums distill_sums_;
   float grad_scale_ = 1.0f;                   // pp = 1 on CUDA: the clip coefficient, applied by the next OptimizerStep
 };
 

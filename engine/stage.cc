@@ -10,6 +10,7 @@
 #include "engine/stage_split.h"
 #include "kernels/check.h"
 #include "runtime/cuda_allocator.h"
+#include "runtime/distill_loss.h"
 #include "runtime/ops.h"
 
 namespace baton {
@@ -88,6 +89,14 @@ absl::StatusOr<std::unique_ptr<Stage>> Stage::Create(const EngineConfig& config,
     BATON_RETURN_IF_ERROR(prepared.get());
     s->chunks_.push_back(std::move(m));
   }
+  if (config.teacher.enabled) {
+    if (!config.teacher.offline) {
+      BATON_ASSIGN_OR_RETURN(s->teacher_, StageTeacher::Create(config, spec, s->stage_, pp, tp));
+    }
+    for (Model& m : s->chunks_) {
+      if (m.slice().head) s->InstallDistillLoss(m);
+    }
+  }
   s->slot_of_.resize(spec.virtual_stages);
   s->free_slots_.resize(spec.virtual_stages);
   s->slots_made_.assign(spec.virtual_stages, 0);
@@ -140,9 +149,12 @@ absl::StatusOr<double> Stage::RunStep(const std::vector<Tensor>& tokens, const s
   targets_ = &targets;
   grad_scale_ = grad_scale;
   mb_loss_.assign(tokens.size(), 0.0);
+  mb_kl_.assign(tokens.size(), 0.0);
+  mb_ce_.assign(tokens.size(), 0.0);
   BATON_RETURN_IF_ERROR(executor_->RunStep(*this));
   double sum = 0;
   for (double l : mb_loss_) sum += l;  // nonzero on the head's stage only
+  if (config_.teacher.enabled) return FinishDistillStep(sum);
   if (pp_.size() == 1) return sum;
   Tensor loss = Tensor::Empty({1}, DType::kF64);
   loss.data<double>()[0] = sum;
@@ -178,12 +190,55 @@ absl::Status Stage::Forward(int mb, int chunk, const Tensor* input, Tensor* outp
     slot = slots_made_[chunk]++;
   }
   slot_of_[chunk][mb] = slot;
+  forward_mb_ = mb;
   const Tensor in = input != nullptr ? Up(*input) : Tensor();
   Tensor out = output != nullptr ? (config_.device == Device::kCpu ? *output : DeviceLike(*output)) : Tensor();
   chunks_[chunk].PartForwardKeepLoss(slot, (*tokens_)[mb], (*targets_)[mb], input != nullptr ? &in : nullptr,
                                      output != nullptr ? &out : nullptr, grad_scale_, config_.recompute);
   if (output != nullptr) Down(out, *output);
   return ChunkStatus(chunk);
+}
+
+absl::Status Stage::ForwardAux(int mb, int chunk) { return teacher_->Forward(mb, chunk, (*tokens_)[mb]); }
+
+void Stage::InstallDistillLoss(Model& head) {
+  const DistillLossOptions options = config_.teacher.loss;
+  const int64_t vocab_start = int64_t{config_.model.vocab_size} / tp_.size * tp_.rank;
+  head.SetHeadLoss([this, options, vocab_start](Tensor& logits, const Tensor& targets,
+                                                double grad_scale) -> absl::StatusOr<double> {
+    const int mb = forward_mb_;
+    TpCollectives* tp = tp_.size > 1 ? tp_.comm : nullptr;
+    DistillLossSums sums;
+    if (teacher_ == nullptr) {  // offline
+      if (mb >= static_cast<int>(topk_.size())) {
+        return absl::InternalError(absl::StrCat("no teacher top-k for micro-batch ", mb, " (SetTeacherTopK)"));
+      }
+      BATON_ASSIGN_OR_RETURN(sums, OfflineDistillLoss(logits, topk_[mb], targets, options, grad_scale, &logits, tp,
+                                                      vocab_start));
+    } else {
+      BATON_ASSIGN_OR_RETURN(const Tensor teacher, teacher_->TakeLogits(mb));
+      BATON_ASSIGN_OR_RETURN(sums, DistillLoss(logits, teacher, targets, options, grad_scale, &logits, tp,
+                                               vocab_start));
+    }
+    mb_kl_[mb] = sums.kl;
+    mb_ce_[mb] = sums.ce;
+    return sums.loss;
+  });
+}
+
+absl::StatusOr<double> Stage::FinishDistillStep(double loss_sum) {
+  if (teacher_ != nullptr) BATON_RETURN_IF_ERROR(teacher_->FinishStep());
+  topk_.clear();
+  Tensor sums = Tensor::Zeros({3}, DType::kF64);
+  double* v = sums.data<double>();
+  v[0] = loss_sum;
+  for (size_t m = 0; m < mb_kl_.size(); ++m) {  // in micro-batch order, like the loss
+    v[1] += mb_kl_[m];
+    v[2] += mb_ce_[m];
+  }
+  if (pp_.size() > 1) BATON_RETURN_IF_ERROR(pp_.AllReduceSum(sums));
+  distill_sums_ = {v[0], v[1], v[2]};
+  return v[0];
 }
 
 absl::Status Stage::BackwardOf(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input, bool split) {

@@ -20,6 +20,10 @@
 // c·pp + s on stage s as chunk c; embedding on part 0, head and loss on the
 // last part. With tied embeddings the last part holds its own copy of the
 // table; the two copies get the sum of both grads, so they stay equal.
+// Distillation (EngineConfig::teacher): the stage also holds the teacher's
+// chunks (stage_teacher.h), runs them from ForwardAux before each F, and
+// the head chunk's loss is DistillLoss against the teacher's logits
+// (Model::SetHeadLoss). Without a teacher none of that runs.
 // Invariant: every stage's update equals the single-process one on the
 // same parameters (losses and weights to fp32 rounding).
 #pragma once
@@ -31,10 +35,12 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "engine/engine_config.h"
+#include "engine/stage_teacher.h"
 #include "parallel/communicator.h"
 #include "parallel/pipeline_executor.h"
 #include "parallel/schedule.h"
 #include "parallel/trace.h"
+#include "runtime/distill_offline.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
 #include "runtime/tensor_parallel.h"
@@ -72,6 +78,14 @@ class Stage final : public StageWork {
   // validation split, a forward-only schedule (every stage returns it).
   absl::StatusOr<double> ValidationLoss(const Sampler& sampler);
 
+  // Online distillation (config.teacher.enabled): the teacher's chunks, and
+  // the last step's KL and CE sums (summed over pp like the loss).
+  StageTeacher* teacher() { return teacher_.get(); }
+  DistillLossSums last_distill_sums() const { return distill_sums_; }
+  // Offline distillation: the teacher's top-k rows of each micro-batch of
+  // the next step ([mb]; read on the head's stage only).
+  void SetTeacherTopK(std::vector<TeacherTopK> topk) { topk_ = std::move(topk); }
+
   // ---- StageWork
   DType activation_dtype() const override { return config_.compute; }
   Shape InputShape(int mb, int chunk) override;
@@ -81,6 +95,9 @@ class Stage final : public StageWork {
   // zb-h1: the input gradient now, the weight gradients at BackwardWeight.
   absl::Status BackwardInput(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input) override;
   absl::Status BackwardWeight(int mb, int chunk) override;
+  // Distillation: the teacher's chunk forward of the same micro-batch.
+  bool HasAuxForward() const override { return teacher_ != nullptr; }
+  absl::Status ForwardAux(int mb, int chunk) override;
 
  private:
   class EvalWork;  // the forward-only StageWork of validation (stage.cc)
@@ -101,6 +118,10 @@ class Stage final : public StageWork {
   absl::Status BackwardOf(int mb, int chunk, const Tensor* grad_output, Tensor* grad_input, bool split);
   // The head chunk's loss of mb, read after its backward was queued.
   void TakeLoss(int mb, int chunk, int slot);
+  // Distillation: the head chunk's loss becomes DistillLoss against the teacher.
+  void InstallDistillLoss(Model& head);
+  // The step's end under distillation: the teacher's sends, the pp sums of loss, KL and CE.
+  absl::StatusOr<double> FinishDistillStep(double loss_sum);
 
   EngineConfig config_;
   Communicator& pp_;
@@ -121,6 +142,13 @@ class Stage final : public StageWork {
   std::vector<absl::flat_hash_map<int, int>> slot_of_;  // [chunk] mb -> slot
   std::vector<std::vector<int>> free_slots_;            // [chunk]
   std::vector<int> slots_made_;                         // [chunk]
+
+  // Distillation (null: training).
+  std::unique_ptr<StageTeacher> teacher_;
+  std::vector<TeacherTopK> topk_;                       // offline: [mb] of the step
+  int forward_mb_ = -1;                                 // the micro-batch of the running Forward
+  std::vector<double> mb_kl_, mb_ce_;                   // [mb] on the head's stage
+  DistillLossSums distill_sums_;
 };
 
 }  // namespace baton

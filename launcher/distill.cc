@@ -2,16 +2,26 @@
 // and the teacher-logit dump of offline mode.
 #include "launcher/distill.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "checkpoints/student_init.h"
 #include "checkpoints/teacher_logits.h"
+#include "checkpoints/checkpoint.h"
 #include "launcher/checkpoint_model.h"
 #include "launcher/distill_config.h"
+#include "launcher/eval.h"
 #include "launcher/mpi_session.h"
+#include "launcher/signals.h"
+#include "launcher/train.h"
+#include "parallel/mesh.h"
+#include "parallel/peer_watch.h"
+#include "parallel/ucx_p2p.h"
 #include "runtime/distill_offline.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/sampler.h"
@@ -48,9 +58,46 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args) {
 
 std::string Mib(int64_t bytes) { return absl::StrCat(bytes / (1 << 20), " MiB"); }
 
-absl::Status Run(const Flags& flags, int world_size) {
+// The mesh's communicators under mpirun (as `baton train` makes them).
+absl::StatusOr<MeshComms> MakeComms(const JobConfig& config, const MpiSession& mpi) {
+  const ParallelConfig& p = config.parallel;
+  BATON_RETURN_IF_ERROR(EnablePeerWatch(MPI_COMM_WORLD, p.timeout_s));
+  BATON_ASSIGN_OR_RETURN(Mesh mesh, Mesh::Create({p.dp, p.pp, p.tp}, mpi.size(), mpi.rank()));
+  return p.p2p == P2pTransport::kUcx ? CreateMeshCommsWithUcxPipeline(mesh) : CreateMpiMeshComms(mesh);
+}
+
+// The training loop with the teacher (online mode): the train driver with
+// the extras of OnlineDistillExtras.
+absl::Status RunOnline(const JobConfig& config, const MpiSession& mpi) {
+  BATON_ASSIGN_OR_RETURN(const DriverExtras extras, OnlineDistillExtras(config));
+  if (mpi.rank() == 0) {
+    const ModelConfig& tm = extras.teacher.model;
+    std::printf("distill: %s, teacher %s (%d layers, dim %d), alpha %g, temperature %g, student init %s\n",
+                DistillModeName(config.distill.mode), config.teacher.checkpoint.c_str(), tm.layers, tm.dim,
+                config.distill.alpha,
+                config.distill.temperature, StudentInitName(config.student.init));
+    std::fflush(stdout);
+  }
+  MeshComms comms;
+  if (mpi.size() > 1) {
+    BATON_ASSIGN_OR_RETURN(comms, MakeComms(config, mpi));
+  }
+  TrainSummary summary;
+  BATON_RETURN_IF_ERROR(Train(config, &summary, mpi.size() > 1 ? &comms : nullptr, &extras));
+  BATON_RETURN_IF_ERROR(comms.Close());
+  if (mpi.rank() == 0 && summary.last_step >= summary.first_step) {
+    std::printf("distilled steps %lld..%lld: loss %.4f -> %.4f%s\n", static_cast<long long>(summary.first_step),
+                static_cast<long long>(summary.last_step), summary.first_loss, summary.last_loss,
+                summary.last_val_loss >= 0 ? absl::StrFormat(", val_loss %.4f", summary.last_val_loss).c_str() : "");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run(const Flags& flags, const MpiSession& mpi) {
+  const int world_size = mpi.size();
   BATON_ASSIGN_OR_RETURN(JobConfig config, LoadJobConfig(flags.config, flags.overrides));
   if (config.teacher.checkpoint.empty()) return Bad("teacher.checkpoint is required for baton distill (in ", flags.config, ")");
+  if (!flags.dump_teacher) return RunOnline(config, mpi);
   if (flags.dump_teacher && world_size > 1)
     return absl::FailedPreconditionError("distill --dump-teacher runs on one process for now (not under mpirun)");
   BATON_ASSIGN_OR_RETURN(const Device device, EvalDevice(config.train.device));
@@ -82,9 +129,7 @@ absl::Status Run(const Flags& flags, int world_size) {
                 static_cast<long long>(d.shards), config.distill.logits_path.c_str());
     return absl::OkStatus();
   }
-  return absl::UnimplementedError(
-      "baton distill: the training loop (online and offline) is not wired yet; it lands with the engine layer "
-      "(issue 14). Ready now: --dump-teacher, baton eval, the loss (runtime/distill_loss.h)");
+  return absl::InternalError("unreachable");
 }
 
 }  // namespace
@@ -129,11 +174,90 @@ absl::StatusOr<DumpSummary> DumpTeacherLogits(const JobConfig& config, Model& te
                      (meta.num_samples + meta.samples_per_shard - 1) / meta.samples_per_shard};
 }
 
+namespace {
+
+// Offline mode: the dump of --dump-teacher in distill.logits_path, checked
+// against this job, read per micro-batch by the driver (every rank reads its
+// replica's rows; the head's stage uses them).
+absl::Status OpenTeacherTopK(const JobConfig& config, const ModelConfig& teacher, DriverExtras* extras) {
+  if (config.distill.logits_path.empty()) return Bad("distill.mode=offline needs distill.logits_path");
+  BATON_ASSIGN_OR_RETURN(std::unique_ptr<TeacherLogitsReader> opened,
+                         TeacherLogitsReader::Open(config.distill.logits_path));
+  std::shared_ptr<TeacherLogitsReader> reader(std::move(opened));
+  BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(config.data.path));
+  BATON_ASSIGN_OR_RETURN(const Sampler sampler,
+                         Sampler::Create(dataset, config.train.seq_len, static_cast<uint64_t>(config.train.seed),
+                                         config.data.val_fraction));
+  TeacherLogitsMeta want;
+  want.topk = config.distill.topk;
+  want.temperature = config.distill.temperature;
+  want.vocab_size = teacher.vocab_size;
+  want.seq_len = config.train.seq_len;
+  want.num_samples = sampler.num_train_samples();
+  want.dataset = config.data.path;
+  want.dataset_tokens = dataset.num_tokens();
+  want.val_fraction = config.data.val_fraction;
+  BATON_RETURN_IF_ERROR(CheckTeacherLogitsFit(reader->meta(), want, config.distill.logits_path));
+  extras->teacher.offline = true;
+  extras->teacher_topk = [reader](absl::Span<const int64_t> ids) { return reader->Read(ids); };
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<DriverExtras> OnlineDistillExtras(const JobConfig& config) {
+  const std::string path = config.teacher.checkpoint;
+  BATON_ASSIGN_OR_RETURN(CheckpointData teacher, ReadCheckpoint(path));
+  auto text = teacher.attrs.find("config");
+  if (text == teacher.attrs.end()) return Bad(path, ": no \"config\" attribute (not a baton checkpoint?)");
+  BATON_ASSIGN_OR_RETURN(const JobConfig teacher_job, ParseJobConfig(text->second, path + " attrs[config]", {}));
+  const ModelConfig tm = teacher_job.model;
+  BATON_RETURN_IF_ERROR(CheckTeacherFitsStudent(config, tm, path));
+  DriverExtras extras;
+  extras.teacher.enabled = true;
+  if (config.distill.mode == DistillMode::kOffline) {
+    BATON_RETURN_IF_ERROR(OpenTeacherTopK(config, tm, &extras));
+  }
+  extras.teacher.model = tm;
+  extras.teacher.loss = {config.distill.alpha, config.distill.temperature};
+  extras.teacher_checkpoint = path;
+  if (config.student.init == StudentInit::kTeacherLayers) {
+    BATON_ASSIGN_OR_RETURN(const std::vector<int> from,
+                           ResolveLayersFrom(config.student.layers_from, tm.layers, config.model.layers));
+    auto held = std::make_shared<CheckpointData>(std::move(teacher));
+    extras.student_init = [held, tm, student = config.model, from]() mutable -> absl::StatusOr<CheckpointData> {
+      absl::StatusOr<CheckpointData> init = StudentFromTeacherLayers(*held, tm, student, from);
+      held.reset();  // the teacher's tensors are in its chunks now
+      return init;
+    };
+  }
+  teacher = CheckpointData();
+  extras.eval_figures = [path, config](const std::string& checkpoint) -> absl::StatusOr<nlohmann::json> {
+    // The validation batches the trainer used: eval_batches, or as many whole ones as the split holds.
+    BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(config.data.path));
+    BATON_ASSIGN_OR_RETURN(const Sampler sampler,
+                           Sampler::Create(dataset, config.train.seq_len, static_cast<uint64_t>(config.train.seed),
+                                           config.data.val_fraction));
+    EvalOptions o;
+    o.checkpoint = checkpoint;
+    o.data = config.data.path;
+    o.teacher = path;
+    o.batches = std::min<int64_t>(config.train.eval_batches,
+                                  sampler.num_val_samples() / config.train.micro_batch_size);
+    if (o.batches <= 0) return nlohmann::json::object();
+    BATON_ASSIGN_OR_RETURN(const EvalResult r, Evaluate(o));
+    return nlohmann::json{{"top1_acc", r.model.top1_acc}, {"teacher_val_loss", r.teacher.val_loss},
+                          {"agreement", r.agreement}};
+  };
+  return extras;
+}
+
 int RunDistillCommand(const std::vector<std::string>& args) {
   absl::StatusOr<Flags> flags = ParseFlags(args);
+  InstallStopHandlers();  // before MPI_Init, as for train
   MpiSession mpi;
   if (!flags.ok()) return mpi.Fail(flags.status());
-  const absl::Status s = Run(*flags, mpi.size());
+  const absl::Status s = Run(*flags, mpi);
   return s.ok() ? 0 : mpi.Fail(s);
 }
 

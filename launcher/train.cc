@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 
@@ -269,6 +270,8 @@ struct Run {
   MetricsWriter& metrics;
   TrainSummary* summary;
   double flops_per_token;  // 6N + 12·L·d·T (docs/performance.md)
+  const DriverExtras* extras;  // null: training
+  bool distill() const { return extras != nullptr && extras->teacher.enabled; }
 };
 
 // flops per token as docs/performance.md counts them: 6 per parameter
@@ -288,6 +291,7 @@ double GiB(size_t bytes) { return static_cast<double>(bytes) / (1 << 30); }
 
 struct StepResult {
   double loss = 0, grad_norm = 0;
+  double kl = 0, ce = 0;  // distillation: the loss's parts, per token
   float lr = 0;
 };
 
@@ -309,6 +313,14 @@ absl::StatusOr<StepResult> TrainStep(Run& r, int64_t step, int64_t stop, StepBat
     r.sampler.FillTrain(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b), tokens[m], targets[m]);
   }
   BATON_RETURN_IF_ERROR(batches.Upload());
+  if (r.extras != nullptr && r.extras->teacher_topk) {  // offline distillation: the stored teacher rows
+    std::vector<TeacherTopK> topk;
+    for (size_t m = 0; m < tokens.size(); ++m) {
+      BATON_ASSIGN_OR_RETURN(TeacherTopK t, r.extras->teacher_topk(absl::MakeConstSpan(ids).subspan(dp_rank * share + m * b, b)));
+      topk.push_back(std::move(t));
+    }
+    r.trainer.SetTeacherTopK(std::move(topk));
+  }
   if (r.trace != nullptr && step + 1 == stop) {  // output.trace: the last step's timeline
     BATON_RETURN_IF_ERROR(r.trace->SyncOrigin(*r.comms->world));
   }
@@ -320,6 +332,10 @@ absl::StatusOr<StepResult> TrainStep(Run& r, int64_t step, int64_t stop, StepBat
   out.loss = loss_sum / static_cast<double>(tokens_per_step);
   if (!std::isfinite(out.loss)) {
     return absl::InternalError(absl::StrCat("loss is ", out.loss, " at step ", step + 1, " (try a lower train.lr)"));
+  }
+  if (r.distill()) {
+    out.kl = r.trainer.distill_sums().kl / static_cast<double>(tokens_per_step);
+    out.ce = r.trainer.distill_sums().ce / static_cast<double>(tokens_per_step);
   }
   BATON_ASSIGN_OR_RETURN(out.grad_norm, r.trainer.ClipGradNorm(tc.optimizer.grad_clip));
   out.lr = LearningRate(tc.optimizer, step, tc.steps);
@@ -366,7 +382,8 @@ absl::Status RunLoop(Run& r, int64_t step) {
     const bool last = step == stop;
     const bool eval = tc.eval_every > 0 && (step % tc.eval_every == 0 || last);
     const CheckpointConfig& cc = r.config.checkpoint;
-    const bool save = !cc.dir.empty() && ((cc.every > 0 && step % cc.every == 0) || last || stopping);
+    const bool figures = eval && r.extras != nullptr && r.extras->eval_figures && !cc.dir.empty();
+    const bool save = !cc.dir.empty() && ((cc.every > 0 && step % cc.every == 0) || last || stopping || figures);
     double val = -1;
     if (eval) {
       BATON_ASSIGN_OR_RETURN(val, r.trainer.ValidationLoss(r.sampler));
@@ -381,6 +398,10 @@ absl::Status RunLoop(Run& r, int64_t step) {
     const double mfu = tok_s * flops_per_gpu_token / (r.config.output.peak_tflops * 1e12);
     nlohmann::json row = {{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                           {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}};
+    if (r.distill()) {
+      row["kl"] = s.kl;
+      row["ce"] = s.ce;
+    }
     if (device == Device::kCuda) {  // MFU against a GPU's peak; memory from the caching allocator
       const CudaMemoryStats mem = GpuMemory(device);
       row["mfu"] = mfu;
@@ -388,13 +409,23 @@ absl::Status RunLoop(Run& r, int64_t step) {
       row["peak_reserved_gib"] = GiB(mem.peak_reserved);
     }
     r.metrics.Write(row);
-    progress.Update(step, absl::StrFormat("loss %.4f  lr %.2e  gnorm %.3f  %s tok/s%s", s.loss, s.lr, s.grad_norm,
-                                          HumanRate(tok_s),
+    progress.Update(step, absl::StrFormat("loss %.4f%s  lr %.2e  gnorm %.3f  %s tok/s%s", s.loss,
+                                          r.distill() ? absl::StrFormat(" (kl %.4f ce %.4f)", s.kl, s.ce) : "",
+                                          s.lr, s.grad_norm, HumanRate(tok_s),
                                           device == Device::kCuda ? absl::StrFormat("  MFU %.3f", mfu) : ""));
     if (val >= 0) {
       summary.last_val_loss = val;
-      r.metrics.Write({{"step", step}, {"val_loss", val}});
-      progress.Note(absl::StrFormat("step %lld  val_loss %.4f", static_cast<long long>(step), val));
+      nlohmann::json v = {{"step", step}, {"val_loss", val}};
+      std::string more;
+      if (figures) {
+        BATON_ASSIGN_OR_RETURN(const nlohmann::json f, r.extras->eval_figures(summary.checkpoint));
+        for (const auto& [key, value] : f.items()) {
+          v[key] = value;
+          more += absl::StrFormat("  %s %.4f", key, value.get<double>());
+        }
+      }
+      r.metrics.Write(v);
+      progress.Note(absl::StrFormat("step %lld  val_loss %.4f%s", static_cast<long long>(step), val, more));
     }
     if (save) progress.Note(absl::StrCat("step ", step, "  checkpoint ", summary.checkpoint));
   }
@@ -444,7 +475,53 @@ EngineConfig EngineConfigOf(const JobConfig& config, Device device) {
   return e;
 }
 
-absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms) {
+namespace {
+
+// This rank's slice of a whole tensor of `data` (a student init held in memory).
+absl::Status CopyShard(const CheckpointData& data, TensorShard& shard) {
+  if (shard.shard_dim < 0 || shard.local.shape() == shard.full_shape) return CopyInto(data, shard.name, shard.local);
+  const Tensor* full = nullptr;
+  for (const CheckpointTensor& t : data.tensors) {
+    if (t.name == shard.name) full = &t.tensor;
+  }
+  if (full == nullptr) return absl::NotFoundError(absl::StrCat("student init: no tensor ", shard.name));
+  if (full->shape() != shard.full_shape || full->dtype() != shard.local.dtype()) {
+    return absl::InvalidArgumentError(absl::StrCat("student init: ", shard.name, " has another shape or dtype"));
+  }
+  const int d = shard.shard_dim;
+  int64_t outer = 1, inner = DTypeSize(full->dtype());
+  for (int i = 0; i < d; ++i) outer *= shard.full_shape[i];
+  for (size_t i = d + 1; i < shard.full_shape.size(); ++i) inner *= shard.full_shape[i];
+  const int64_t n = shard.local.dim(d), f = shard.full_shape[d];
+  const char* src = static_cast<const char*>(full->raw());
+  char* dst = static_cast<char*>(shard.local.raw());
+  for (int64_t o = 0; o < outer; ++o) std::memcpy(dst + o * n * inner, src + (o * f + shard.offset) * inner, n * inner);
+  return absl::OkStatus();
+}
+
+// Distillation's start: the teacher's weights (always), and on a fresh
+// start the student's first params when the job gives them.
+absl::Status PrepareDistill(const DriverExtras& extras, bool resumed, MPI_Comm world, RankTrainer& trainer) {
+  if (extras.teacher.enabled && !extras.teacher.offline) {
+    BATON_RETURN_IF_ERROR(trainer.LoadTeacher(CheckpointReader(extras.teacher_checkpoint, world)));
+  }
+  if (resumed || !extras.student_init) return absl::OkStatus();
+  BATON_ASSIGN_OR_RETURN(const CheckpointData init, extras.student_init());
+  BATON_ASSIGN_OR_RETURN(LoadedCheckpoint loaded,
+                         trainer.Load([&init](std::vector<TensorShard>& shards, int64_t* step,
+                                              std::map<std::string, std::string>* attrs) -> absl::Status {
+                           for (TensorShard& sh : shards) BATON_RETURN_IF_ERROR(CopyShard(init, sh));
+                           *step = 0;
+                           attrs->clear();  // weights only: the optimizer starts fresh
+                           return absl::OkStatus();
+                         }));
+  if (!loaded.weights_only) return absl::InternalError("student init came with optimizer state");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms, const DriverExtras* extras) {
   const Clock::time_point start = Clock::now();
   // ---- set-up: the mesh, the same config everywhere, the device
   const int world = comms != nullptr ? comms->world->size() : 1;
@@ -468,13 +545,15 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
     BATON_ASSIGN_OR_RETURN(Mesh mesh, Mesh::Create({p.dp, p.pp, p.tp}, world, world_rank));
     trace = std::make_unique<TraceRecorder>(world_rank, TraceRowName(mesh));
   }
-  BATON_ASSIGN_OR_RETURN(std::unique_ptr<RankTrainer> trainer,
-                         RankTrainer::Create(EngineConfigOf(config, device), comms, trace.get()));
+  EngineConfig engine = EngineConfigOf(config, device);
+  if (extras != nullptr) engine.teacher = extras->teacher;
+  BATON_ASSIGN_OR_RETURN(std::unique_ptr<RankTrainer> trainer, RankTrainer::Create(engine, comms, trace.get()));
   BATON_ASSIGN_OR_RETURN(const int64_t num_parameters, trainer->NumParameters());
   if (root && !trainer->tp_collectives().empty()) std::printf("tp collectives: %s\n", trainer->tp_collectives().c_str());
   // ---- resume, manifest, banner
   BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
   BATON_ASSIGN_OR_RETURN(const int64_t step, Resume(config, resume, world_comm, root, *trainer, sampler));
+  if (extras != nullptr) BATON_RETURN_IF_ERROR(PrepareDistill(*extras, resume.has_value(), world_comm, *trainer));
   BATON_ASSIGN_OR_RETURN(MetricsWriter metrics, MetricsWriter::OpenAt(root ? config.output.metrics : "", step));
   BATON_ASSIGN_OR_RETURN(std::string data_hash, HashFile(config.data.path + ".bin"));
   metrics.Write({{"manifest",
@@ -485,7 +564,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   if (root) PrintBanner(config, comms, *trainer, num_parameters, sampler);
   // ---- the loop, then the summary
   Run run{config, comms, world_comm, root, *trainer, sampler, trace.get(), metrics, summary,
-          FlopsPerToken(config, num_parameters)};
+          FlopsPerToken(config, num_parameters), extras};
   BATON_RETURN_IF_ERROR(RunLoop(run, step));
   BATON_RETURN_IF_ERROR(Summarize(run));
   summary->seconds = Seconds(start, Clock::now());

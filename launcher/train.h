@@ -4,13 +4,18 @@
 // in runtime/, every file format in checkpoints/.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "checkpoints/checkpoint.h"
 #include "engine/engine_config.h"
 #include "launcher/config.h"
+#include "nlohmann/json.hpp"
 #include "parallel/mpi_communicator.h"
+#include "runtime/distill_offline.h"
 
 namespace baton {
 
@@ -34,7 +39,23 @@ struct TrainSummary {
 // prints, writes metrics and checkpoints (replicated weights: one writer).
 // InvalidArgument/NotFound/FailedPrecondition: bad input (exit 2); other
 // errors: runtime failure (exit 1).
-absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms = nullptr);
+// What `baton distill` (launcher/distill.cc) adds to this driver; training passes none.
+struct DriverExtras {
+  TeacherLayout teacher;           // enabled: online distillation (the engine's teacher)
+  std::string teacher_checkpoint;  // read into the teacher's chunks, every rank its slices
+  // A fresh start (nothing resumed): the student's first params ("params/*")
+  // instead of the seeded init. Null: the seeded init.
+  std::function<absl::StatusOr<CheckpointData>()> student_init;
+  // World rank 0, at each validation, given the checkpoint just written
+  // there (validation steps then always write one when checkpoint.dir is
+  // set): more figures for the metrics line and the log. Null: none.
+  std::function<absl::StatusOr<nlohmann::json>(const std::string& checkpoint)> eval_figures;
+  // Offline (teacher.offline): the teacher's top-k rows of training samples `ids`.
+  std::function<absl::StatusOr<TeacherTopK>(absl::Span<const int64_t> ids)> teacher_topk;
+};
+
+absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* comms = nullptr,
+                   const DriverExtras* extras = nullptr);
 
 // The engine's view of the job on `device` (train.precision picks the
 // compute dtype there).

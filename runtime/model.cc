@@ -42,6 +42,7 @@ struct Model::Slot {
   Tensor lnf, rstdf;                    // head: (N, C), (N_r)
   Tensor logits;                        // head: (N, V_local); dlogits after PartForward
   Tensor losses;                        // head: (N)
+  double head_loss = 0;                 // head: the HeadLoss's sum, when one is set
   Tensor tokens, targets;               // (B, T) i32 on the model's device
 };
 
@@ -471,6 +472,7 @@ double Model::PartForward(int slot, const Tensor& tokens, const Tensor& targets,
 double Model::SlotLoss(int slot) {
   BATON_CHECK_MSG(slice_.head && slot >= 0 && slot < static_cast<int>(slots_.size()) && slots_[slot] != nullptr,
                   "SlotLoss of a slot without a head PartForward");
+  if (head_loss_) return status_.ok() ? slots_[slot]->head_loss : 0;
   return KeptSum(slots_[slot]->losses);
 }
 
@@ -500,6 +502,13 @@ void Model::PartForwardKeepLoss(int slot, const Tensor& tokens, const Tensor& ta
   }
   HeadForward(s.resid[num_layers()], s.lnf, s.rstdf, s.logits);
   s.targets.CopyFrom(targets);
+  if (head_loss_) {
+    s.head_loss = 0;
+    if (!status_.ok()) return;
+    absl::StatusOr<double> sum = head_loss_(s.logits, s.targets.Reshape({N}), grad_scale);
+    if (Keep(sum.status())) s.head_loss = *sum;
+    return;
+  }
   // dlogits (N, V) = (softmax - onehot) · grad_scale, in place of the logits.
   HeadCrossEntropy(s.logits, s.targets.Reshape({N}), s.losses, /*grad=*/true, static_cast<float>(grad_scale));
 }
@@ -555,8 +564,17 @@ void Model::PartBackwardImpl(int slot, const Tensor* grad_output, Tensor* grad_i
 
 double Model::PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor* input, Tensor* output) {
   CheckBatch(tokens, &targets);
+  (void)PartLogits(tokens, input, output);
+  if (!slice_.head) return 0;
+  Buffers& b = *buffers_;
+  HeadCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses, /*grad=*/false, 1.0f);
+  return KeptSum(b.losses);
+}
+
+Tensor Model::PartLogits(const Tensor& tokens, const Tensor* input, Tensor* output) {
+  CheckBatch(tokens, nullptr);
   BATON_CHECK_MSG((input == nullptr) == slice_.embedding && (output == nullptr) == slice_.head,
-                  "PartLoss: input is given exactly when the slice has no embedding, output when it has no head");
+                  "PartLoss/PartLogits: input is given exactly when the slice has no embedding, output when it has no head");
   EnsureBuffers(tokens.dim(0), tokens.dim(1), /*forward_only=*/true);
   Buffers& b = *buffers_;
   if (slice_.embedding) {
@@ -569,11 +587,10 @@ double Model::PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor
   }
   if (!slice_.head) {
     output->CopyFrom(b.resid[num_layers()]);
-    return 0;
+    return Tensor();
   }
   ForwardHead();
-  HeadCrossEntropy(b.logits, OnDevice(targets, b.targets).Reshape({b.dims.rows()}), b.losses, /*grad=*/false, 1.0f);
-  return KeptSum(b.losses);
+  return b.logits;
 }
 
 double Model::KeptSum(const Tensor& losses) {

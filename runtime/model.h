@@ -120,6 +120,15 @@ class Model {
   // data parallelism start summing grads while the backward runs. Null: none.
   void SetGradReadyHook(std::function<void(int first, int end)> hook) { hook_ = std::move(hook); }
 
+  // A head loss in place of the cross-entropy of PartForward (distillation:
+  // the teacher's logits come from outside the model). Called on the head
+  // part with the slot's logits (N, V_local) and targets (N); it must
+  // overwrite the logits with grad_scale·dloss/dlogits and return the loss
+  // SUM (kept in the slot for SlotLoss). Null: the cross-entropy. PartLoss
+  // (validation) always uses the cross-entropy.
+  using HeadLoss = std::function<absl::StatusOr<double>(Tensor& logits, const Tensor& targets, double grad_scale)>;
+  void SetHeadLoss(HeadLoss loss) { head_loss_ = std::move(loss); }
+
   // ForwardBackward, Loss and Logits need the whole model.
   // tokens, targets (B, T) i32 on the host or the model's device; a target
   // < 0 is ignored. On CUDA one stream sync per call (the loss). Returns the SUM of
@@ -167,6 +176,10 @@ class Model {
   void PartBackwardWeight(int slot);
   // Forward only (validation), through shared buffers; same conventions.
   double PartLoss(const Tensor& tokens, const Tensor& targets, const Tensor* input, Tensor* output);
+  // Forward only, without a loss (a distillation teacher): on the head part
+  // the (N, V_local) logits, a view of a shared buffer valid until the next
+  // forward-only call; an empty tensor elsewhere (output written).
+  Tensor PartLogits(const Tensor& tokens, const Tensor* input, Tensor* output);
 
   // Frees every activation buffer (they come back on the next call), e.g.
   // to measure one recompute policy's memory without the previous one's.
@@ -239,6 +252,7 @@ class Model {
   ModelSlice slice_;
   std::unique_ptr<TpOps> tp_;  // heap: LayerDims in the buffers point at it
   std::function<void(int, int)> hook_;
+  HeadLoss head_loss_;
   bool hooks_held_ = false;  // during PartBackwardInput: the weight half reports
   bool embedding_copy_ = false;
   DType dtype_ = DType::kF32;        // compute

@@ -1,8 +1,8 @@
-// `baton distill` as far as it runs today (launcher/distill.h): the
+// `baton distill` from the command line (launcher/distill.h): the
 // [teacher] [distill] [student] config rules; --dump-teacher writes exactly
 // the top-k of the teacher's logits for each training sample; a teacher of
 // another vocabulary or width is refused naming both sizes (exit 2); the
-// training loop says it is not wired yet (exit 1); examples/distill.toml
+// offline loop refuses a missing dump (exit 2) and trains from one; examples/distill.toml
 // stays valid.
 #include "launcher/distill.h"
 
@@ -112,7 +112,7 @@ TEST_F(DistillTest, ExampleConfigIsValid) {
   absl::StatusOr<JobConfig> c = LoadJobConfig(std::string(BATON_SOURCE_DIR) + "/examples/distill.toml", {});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->student.layers_from, (std::vector<int>{0, 2}));
-  EXPECT_EQ(c->distill.mode, DistillMode::kOffline);
+  EXPECT_EQ(c->distill.mode, DistillMode::kOnline);
 }
 
 TEST_F(DistillTest, DumpTeacherWritesTheTopKOfEveryTrainingSample) {
@@ -156,13 +156,15 @@ TEST_F(DistillTest, MismatchedTeacherIsRefusedNamingBothSizes) {
   EXPECT_THAT(out, HasSubstr("model.dim=32 but the teacher's is 64"));
 }
 
-TEST_F(DistillTest, TrainingLoopSaysItIsNotWiredYet) {
+TEST_F(DistillTest, OfflineTrainingReadsTheDumpAndRefusesAMissingOne) {
   std::string out;
-  EXPECT_EQ(RunBaton("distill --config " + Job(Teacher(4, 32, 61), 2, 32, 61, "[student]\ninit = \"teacher-layers\"\n"),
-                     &out),
-            1);
-  EXPECT_THAT(out, HasSubstr("student: init from teacher layers [0, 2]"));
-  EXPECT_THAT(out, HasSubstr("not wired yet"));
+  const std::string job = Job(Teacher(4, 32, 61), 2, 32, 61, "[student]\ninit = \"teacher-layers\"\n");
+  EXPECT_EQ(RunBaton("distill --config " + job + " --set train.steps=2", &out), 2);
+  EXPECT_THAT(out, HasSubstr("no index.json"));
+  ASSERT_EQ(RunBaton("distill --config " + job + " --dump-teacher", &out), 0) << out;
+  ASSERT_EQ(RunBaton("distill --config " + job + " --set train.steps=2", &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("distill: offline"));
+  EXPECT_THAT(out, HasSubstr("step 2/2"));
   EXPECT_EQ(RunBaton("distill", &out), 2);
   EXPECT_THAT(out, HasSubstr("--config FILE is required"));
 }
