@@ -41,7 +41,9 @@ for n in "${names[@]}"; do
   mkdir -p "fuzz-artifacts/$n"
   [ "$n" = checkpoint_fuzz ] && export BATON_FUZZ_SEED="$PWD/fuzz-corpus/checkpoint_fuzz"
   log="fuzz-artifacts/$n/log.txt"
-  if build-fuzz/tests/fuzz/"$n" -max_total_time="$seconds" -max_len=8192 -timeout=20 -rss_limit_mb=4096 \
+  max_len=8192
+  [ "$n" = checkpoint_fuzz ] && max_len=32768  # the seed checkpoint is ~11 KB of HDF5
+  if build-fuzz/tests/fuzz/"$n" -max_total_time="$seconds" -max_len=$max_len -timeout=20 -rss_limit_mb=4096 \
        -artifact_prefix="fuzz-artifacts/$n/" "fuzz-corpus/$n" >"$log" 2>&1; then
     result=ok
   else
