@@ -110,6 +110,7 @@ absl::StatusOr<EvalResult> Evaluate(const EvalOptions& o) {
   int64_t b = o.batch_size > 0 ? o.batch_size : job.train.micro_batch_size;
   const double val_fraction = o.val_fraction >= 0 ? o.val_fraction : job.data.val_fraction;
   BATON_ASSIGN_OR_RETURN(IndexedDataset dataset, IndexedDataset::Open(o.data));
+  BATON_RETURN_IF_ERROR(dataset.CheckTokenIds(vocab));
   BATON_ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(dataset, static_cast<int>(t), static_cast<uint64_t>(job.train.seed),
                                                           val_fraction));
   const int64_t available = sampler.num_val_samples();

@@ -23,7 +23,10 @@ std::string ModelSummary(const ModelConfig& m) {
 namespace {
 
 // Memory columns in `unit` bytes (1e9: GB, 1e6: MB).
-std::string Gb(int64_t b, double unit) { return absl::StrFormat(unit == 1e9 ? "%.1f" : "%.2f", b / unit); }
+std::string Gb(int64_t b, double unit) {
+  // Two literal formats: clang checks absl::StrFormat's format at compile time.
+  return unit == 1e9 ? absl::StrFormat("%.1f", b / unit) : absl::StrFormat("%.2f", b / unit);
+}
 
 std::string Row(int rank, const PlanCandidate& c, double unit) {
   const PlanLayout& l = c.layout;

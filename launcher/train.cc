@@ -24,6 +24,7 @@
 #include "checkpoints/checkpoint_dir.h"
 #include "checkpoints/dist_checkpoint.h"
 #include "kernels/gpu.h"
+#include "launcher/memory_fit.h"
 #include "launcher/metrics.h"
 #include "engine/rank_trainer.h"
 #include "launcher/preflight.h"
@@ -199,6 +200,7 @@ absl::StatusOr<Sampler> PrepareData(const JobConfig& config, MeshComms* comms, b
     if (comms != nullptr) BATON_RETURN_IF_ERROR(comms->world->Barrier());
   }
   BATON_ASSIGN_OR_RETURN(IndexedDataset opened, IndexedDataset::Open(config.data.path));
+  BATON_RETURN_IF_ERROR(opened.CheckTokenIds(config.model.vocab_size));  // not an abort in the loss
   dataset->emplace(std::move(opened));  // the sampler reads it in place from here on
   BATON_ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(**dataset, tc.seq_len, static_cast<uint64_t>(tc.seed),
                                                           config.data.val_fraction));
@@ -539,6 +541,8 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   if (comms != nullptr) BATON_RETURN_IF_ERROR(comms->world->Barrier());
   // ---- this rank's share of the model, and its optimizer state
   BATON_ASSIGN_OR_RETURN(const Device device, ChooseDevice(config.train));
+  // Refused here, from the memory model, rather than by bad_alloc mid-step.
+  BATON_RETURN_IF_ERROR(CheckJobFitsMemory(config, device, comms != nullptr ? comms->world.get() : nullptr));
   std::unique_ptr<TraceRecorder> trace;
   if (config.parallel.pp > 1 && !config.output.trace.empty()) {
     const ParallelConfig& p = config.parallel;

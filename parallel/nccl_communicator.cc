@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "parallel/mpi_check.h"
+#include "parallel/peer_watch.h"
 
 #define BATON_CHECK_CUDA_IN_NCCL(x) \
   BATON_RETURN_IF_ERROR(::baton::FromCudaInNccl((x), #x, __FILE__, __LINE__))
@@ -43,11 +44,12 @@ namespace {
 // Done when the event recorded after the enqueued transfer has fired.
 class NcclRequest final : public CommRequest {
  public:
-  NcclRequest(std::shared_ptr<NcclEvent> event, Tensor buffer)
-      : event_(std::move(event)), buffer_(std::move(buffer)) {}
+  NcclRequest(std::shared_ptr<NcclEvent> event, Tensor buffer, std::shared_ptr<NcclWatch> watch)
+      : event_(std::move(event)), buffer_(std::move(buffer)), watch_(std::move(watch)) {}
   ~NcclRequest() override {
     // NCCL work cannot be cancelled: wait for it so the buffer may be freed.
-    // (A request of a group that was never ended has nothing to wait for.)
+    // (A request of a group that was never ended has nothing to wait for;
+    // after an abort the kernels have ended.)
     if (event_ != nullptr && event_->recorded) cudaEventSynchronize(event_->event);
   }
   absl::Status Wait() override {
@@ -56,9 +58,11 @@ class NcclRequest final : public CommRequest {
       return absl::FailedPreconditionError(
           "nccl: Wait on a send/receive whose group has not ended (call GroupEnd first)");
     }
-    cudaError_t e = cudaEventSynchronize(event_->event);
+    const cudaEvent_t ev = event_->event;
+    absl::Status st = NcclWatchedWait(*watch_, [ev] { return cudaEventQuery(ev); }, PeerTimeoutSeconds(),
+                                      "send/receive wait");
     event_ = nullptr;
-    return FromCudaInNccl(e, "cudaEventSynchronize", __FILE__, __LINE__);
+    return st;
   }
   bool Test() override {
     if (event_ == nullptr) return true;
@@ -68,6 +72,7 @@ class NcclRequest final : public CommRequest {
  private:
   std::shared_ptr<NcclEvent> event_;
   Tensor buffer_;  // keeps the device memory alive until the transfer is done
+  std::shared_ptr<NcclWatch> watch_;
 };
 
 }  // namespace
@@ -121,11 +126,17 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(MPI_C
 
 NcclCommunicator::NcclCommunicator(ncclComm_t comm, cudaStream_t stream, int rank, int size,
                                    std::string name)
-    : comm_(comm), stream_(stream), rank_(rank), size_(size), name_(std::move(name)) {}
+    : comm_(comm), stream_(stream), rank_(rank), size_(size), name_(std::move(name)),
+      watch_(std::make_shared<NcclWatch>(NcclWatch{comm, name_, false})) {}
 
 NcclCommunicator::~NcclCommunicator() {
-  if (comm_ != nullptr) ncclCommDestroy(comm_);
+  if (comm_ != nullptr && !watch_->aborted) ncclCommDestroy(comm_);  // ncclCommAbort freed it already
   if (barrier_dev_ != nullptr) cudaFree(barrier_dev_);
+}
+
+absl::Status NcclCommunicator::Usable(const char* op) const {
+  if (!watch_->aborted) return absl::OkStatus();  // an aborted comm's handle is freed: no call may reach NCCL
+  return absl::UnavailableError(absl::StrCat("nccl ", name_, " ", op, ": the communicator was aborted earlier"));
 }
 
 absl::Status NcclCommunicator::Context(absl::Status st, const char* op) const {
@@ -135,6 +146,7 @@ absl::Status NcclCommunicator::Context(absl::Status st, const char* op) const {
 
 absl::Status NcclCommunicator::AllReduceSum(Tensor& t) {
   constexpr const char* kOp = "all_reduce_sum";
+  BATON_RETURN_IF_ERROR(Usable(kOp));
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, t, Device::kCuda), kOp));
   BATON_ASSIGN_OR_RETURN(ncclDataType_t type, NcclTypeOf(t.dtype()));
   return Context(FromNccl(ncclAllReduce(t.raw(), t.raw(), static_cast<size_t>(t.numel()), type,
@@ -145,6 +157,7 @@ absl::Status NcclCommunicator::AllReduceSum(Tensor& t) {
 
 absl::Status NcclCommunicator::AllReduceMax(Tensor& t) {
   constexpr const char* kOp = "all_reduce_max";
+  BATON_RETURN_IF_ERROR(Usable(kOp));
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, t, Device::kCuda), kOp));
   BATON_ASSIGN_OR_RETURN(ncclDataType_t type, NcclTypeOf(t.dtype()));
   return Context(FromNccl(ncclAllReduce(t.raw(), t.raw(), static_cast<size_t>(t.numel()), type,
@@ -155,6 +168,7 @@ absl::Status NcclCommunicator::AllReduceMax(Tensor& t) {
 
 absl::Status NcclCommunicator::ReduceScatterSum(const Tensor& in, Tensor& out) {
   constexpr const char* kOp = "reduce_scatter_sum";
+  BATON_RETURN_IF_ERROR(Usable(kOp));
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, in, Device::kCuda), kOp));
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, out, Device::kCuda), kOp));
   BATON_RETURN_IF_ERROR(Context(CheckShardShapes(kOp, in, out, size_), kOp));
@@ -167,6 +181,7 @@ absl::Status NcclCommunicator::ReduceScatterSum(const Tensor& in, Tensor& out) {
 
 absl::Status NcclCommunicator::AllGather(const Tensor& in, Tensor& out) {
   constexpr const char* kOp = "all_gather";
+  BATON_RETURN_IF_ERROR(Usable(kOp));
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, in, Device::kCuda), kOp));
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, out, Device::kCuda), kOp));
   BATON_RETURN_IF_ERROR(Context(CheckShardShapes(kOp, out, in, size_), kOp));
@@ -180,6 +195,7 @@ absl::Status NcclCommunicator::AllGather(const Tensor& in, Tensor& out) {
 
 absl::Status NcclCommunicator::Broadcast(Tensor& t, int root) {
   constexpr const char* kOp = "broadcast";
+  BATON_RETURN_IF_ERROR(Usable(kOp));
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, t, Device::kCuda), kOp));
   if (root < 0 || root >= size_) {
     return absl::InvalidArgumentError(absl::StrCat("nccl ", name_, " ", kOp, ": root ", root,
@@ -191,6 +207,7 @@ absl::Status NcclCommunicator::Broadcast(Tensor& t, int root) {
 }
 
 absl::Status NcclCommunicator::Barrier() {
+  BATON_RETURN_IF_ERROR(Usable("barrier"));
   if (barrier_dev_ == nullptr) {
     BATON_CHECK_CUDA_IN_NCCL(cudaMalloc(&barrier_dev_, sizeof(int32_t)));
     BATON_CHECK_CUDA_IN_NCCL(cudaMemsetAsync(barrier_dev_, 0, sizeof(int32_t), stream_));
@@ -203,9 +220,8 @@ absl::Status NcclCommunicator::Barrier() {
 }
 
 absl::Status NcclCommunicator::Synchronize() {
-  return Context(FromCudaInNccl(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", __FILE__,
-                                __LINE__),
-                 "synchronize");
+  const cudaStream_t stream = stream_;
+  return NcclWatchedWait(*watch_, [stream] { return cudaStreamQuery(stream); }, PeerTimeoutSeconds(), "synchronize");
 }
 
 absl::Status NcclCommunicator::GroupStart() {
@@ -243,11 +259,12 @@ absl::StatusOr<CommRequestPtr> NcclCommunicator::MakeRequest(const Tensor& t) {
     BATON_CHECK_CUDA_IN_NCCL(cudaEventRecord(event->event, stream_));
     event->recorded = true;
   }
-  return CommRequestPtr(new NcclRequest(std::move(event), t));
+  return CommRequestPtr(new NcclRequest(std::move(event), t, watch_));
 }
 
 absl::StatusOr<CommRequestPtr> NcclCommunicator::ISend(const Tensor& t, int peer, int tag) {
   constexpr const char* kOp = "isend";
+  BATON_RETURN_IF_ERROR(Usable(kOp));
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, t, Device::kCuda), kOp));
   BATON_RETURN_IF_ERROR(Context(CheckPeer(kOp, *this, peer, tag), kOp));
   // NCCL has no tags: messages between two ranks match in posting order.
@@ -260,6 +277,7 @@ absl::StatusOr<CommRequestPtr> NcclCommunicator::ISend(const Tensor& t, int peer
 
 absl::StatusOr<CommRequestPtr> NcclCommunicator::IRecv(Tensor& t, int peer, int tag) {
   constexpr const char* kOp = "irecv";
+  BATON_RETURN_IF_ERROR(Usable(kOp));
   BATON_RETURN_IF_ERROR(Context(CheckCommTensor(kOp, t, Device::kCuda), kOp));
   BATON_RETURN_IF_ERROR(Context(CheckPeer(kOp, *this, peer, tag), kOp));
   BATON_RETURN_IF_ERROR(Context(

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "parallel/communicator.h"
 #include "parallel/mpi_communicator.h"  // <mpi.h> without the C++ bindings
+#include "parallel/nccl_watchdog.h"
 
 namespace baton {
 
@@ -71,11 +72,15 @@ class NcclCommunicator final : public Communicator {
   // Batches point-to-point calls between them into one NCCL group.
   absl::Status GroupStart();
   absl::Status GroupEnd();
-  absl::Status Synchronize();  // cudaStreamSynchronize(stream())
+  // The stream's work done; with a deadline (PeerTimeoutSeconds(), from
+  // parallel.timeout_s) the communicator is aborted when it is not done in
+  // time (parallel/nccl_watchdog.h). Requests' Wait() alike.
+  absl::Status Synchronize();
 
  private:
   NcclCommunicator(ncclComm_t comm, cudaStream_t stream, int rank, int size, std::string name);
   absl::Status Context(absl::Status st, const char* op) const;
+  absl::Status Usable(const char* op) const;  // Unavailable once the watchdog aborted the comm
   // The request of a send/receive just posted: its event is recorded now,
   // or at the outermost GroupEnd when inside a group.
   absl::StatusOr<CommRequestPtr> MakeRequest(const Tensor& t);
@@ -84,6 +89,7 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_;
   int rank_, size_;
   std::string name_;
+  std::shared_ptr<NcclWatch> watch_;  // comm_ and whether it was aborted, shared with the requests
   int32_t* barrier_dev_ = nullptr;  // i32[1] on the device, made on first Barrier()
   int group_depth_ = 0;              // GroupStart minus GroupEnd calls
   // Events of requests posted inside the open group (shared with the requests).

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
@@ -51,6 +52,14 @@ template <typename T> void Convert(absl::Span<const int32_t> in, char* out) {
   for (size_t i = 0; i < in.size(); ++i) {
     T v = static_cast<T>(in[i]);
     std::memcpy(out + i * sizeof(T), &v, sizeof(T));
+  }
+}
+
+template <typename T> void MinMax(const unsigned char* in, int64_t n, int64_t* lo, int64_t* hi) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t v = static_cast<int64_t>(Load<T>(in + i * sizeof(T)));
+    *lo = std::min(*lo, v);
+    *hi = std::max(*hi, v);
   }
 }
 
@@ -352,6 +361,7 @@ absl::StatusOr<IndexedDataset> IndexedDataset::Open(const std::string& prefix) {
   }
 
   BATON_ASSIGN_OR_RETURN(ds.bin_, MapFile(bin_path));
+  ds.bin_path_ = bin_path;
   const int64_t bin_size = static_cast<int64_t>(ds.bin_->size());
   const int64_t item = static_cast<int64_t>(IndexDTypeSize(ds.dtype_));
   for (int64_t i = 0; i < ds.num_sequences_; ++i) {
@@ -402,6 +412,40 @@ std::vector<int32_t> IndexedDataset::Get(int64_t seq) const {
   std::vector<int32_t> out(static_cast<size_t>(sequence_length(seq)));
   Get(seq, 0, static_cast<int64_t>(out.size()), out.data());
   return out;
+}
+
+IndexedDataset::IdRange IndexedDataset::TokenIdRange() const {
+  int64_t lo = std::numeric_limits<int64_t>::max(), hi = std::numeric_limits<int64_t>::min();
+  for (int64_t seq = 0; seq < num_sequences_; ++seq) {
+    const unsigned char* src = bin_->data() + sequence_pointer(seq);
+    const int64_t n = sequence_length(seq);
+    switch (dtype_) {
+      case IndexDType::kUInt8: MinMax<uint8_t>(src, n, &lo, &hi); break;
+      case IndexDType::kInt8: MinMax<int8_t>(src, n, &lo, &hi); break;
+      case IndexDType::kInt16: MinMax<int16_t>(src, n, &lo, &hi); break;
+      case IndexDType::kUInt16: MinMax<uint16_t>(src, n, &lo, &hi); break;
+      case IndexDType::kInt32: MinMax<int32_t>(src, n, &lo, &hi); break;
+      case IndexDType::kInt64: MinMax<int64_t>(src, n, &lo, &hi); break;
+      default: BATON_CHECK_MSG(false, "non-integer dtype in reader");
+    }
+  }
+  if (lo > hi) return {};
+  return {lo, hi};
+}
+
+absl::Status IndexedDataset::CheckTokenIds(int64_t vocab_size) const {
+  const IdRange r = TokenIdRange();
+  if (r.max < r.min) return absl::OkStatus();
+  if (r.min < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(bin_path_, ": holds token id ", r.min, "; token ids must be >= 0"));
+  }
+  if (r.max >= vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(bin_path_, ": holds token id ", r.max, " but model.vocab_size=",
+                                                   vocab_size, " (ids must be < vocab_size: raise model.vocab_size "
+                                                   "or retokenize with a smaller vocabulary)"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace baton

@@ -101,7 +101,21 @@ class IndexedDataset {
   void Get(int64_t seq, int64_t offset, int64_t len, int32_t* out) const;
   std::vector<int32_t> Get(int64_t seq) const;  // the whole sequence
 
+  // Smallest and largest token id over every sequence, read in the file's
+  // own dtype (an int64 id of 2^31 or more is reported as is, not wrapped).
+  // {0, -1} for a dataset without tokens.
+  struct IdRange {
+    int64_t min = 0, max = -1;
+  };
+  IdRange TokenIdRange() const;
+  // InvalidArgument naming PREFIX.bin and the offending id when an id lies
+  // outside [0, vocab_size): such ids would index past the embedding and
+  // the loss. The model reads every id as int32, so this also refuses ids
+  // an int64 dataset could not hand over unwrapped.
+  absl::Status CheckTokenIds(int64_t vocab_size) const;
+
  private:
+  std::string bin_path_;
   std::shared_ptr<const MappedFile> idx_, bin_;
   IndexDType dtype_ = IndexDType::kInt32;
   int64_t num_sequences_ = 0;

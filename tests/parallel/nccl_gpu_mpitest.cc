@@ -12,6 +12,7 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -27,6 +28,7 @@
 #include "kernels/cpu/convert.h"
 #include "kernels/gpu.h"
 #include "parallel/nccl_communicator.h"
+#include "parallel/peer_watch.h"
 #include "runtime/cuda_allocator.h"
 #include "runtime/tensor.h"
 
@@ -308,6 +310,34 @@ TEST(NcclGpuChecks, BadArgumentsAreInvalidArgumentNotAHang) {
   EXPECT_EQ(comm.GroupEnd().code(), absl::StatusCode::kFailedPrecondition);  // none open
   ASSERT_TRUE(comm.Barrier().ok());
   EXPECT_STREQ(comm.backend(), "nccl");
+}
+
+// The watchdog: rank 0 enqueues an all-reduce that rank 1 never joins; its
+// wait must end after parallel.timeout_s (3 s here) with DeadlineExceeded,
+// the communicator aborted (later calls refused, not sent to NCCL), where
+// it used to block in cudaStreamSynchronize forever.
+TEST(NcclGpuWatchdog, AStuckCollectiveIsAbortedAfterTheDeadline) {
+  NCCL_TEST_SETUP();
+  ASSERT_TRUE(EnablePeerWatch(MPI_COMM_WORLD, 3).ok());
+  absl::StatusOr<std::unique_ptr<NcclCommunicator>> c =
+      NcclCommunicator::Create(MPI_COMM_WORLD, env.stream, "watchdog");
+  ASSERT_TRUE(c.ok()) << c.status();
+  if (rank == 0) {
+    Tensor dev = Tensor::Zeros({1024}, DType::kF32, DefaultCudaAllocator());
+    ASSERT_TRUE((*c)->AllReduceSum(dev).ok());
+    const auto t0 = std::chrono::steady_clock::now();
+    const absl::Status st = (*c)->Synchronize();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+    EXPECT_NE(st.message().find("watchdog"), std::string_view::npos) << st;
+    EXPECT_GE(s, 3.0);
+    EXPECT_LT(s, 15.0);
+    std::printf("[ measured ] stuck all-reduce aborted after %.2f s: %s\n", s, std::string(st.message()).c_str());
+    EXPECT_EQ((*c)->AllReduceSum(dev).code(), absl::StatusCode::kUnavailable);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);  // rank 1 waits here while rank 0's collective times out
+  c->reset();
+  DisablePeerWatch();
 }
 
 }  // namespace
