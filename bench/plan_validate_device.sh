@@ -41,7 +41,7 @@ C=bench/configs/llama-1.3b.toml
 run 7b_full 200 $B train --config $C --set $S7 recompute.policy=full train.steps=12 output.progress=lines
 run 7b_none 200 $B train --config $C --set $S7 recompute.policy=none train.steps=12 output.progress=lines
 M="mpiexec -n 2 --allow-run-as-root --oversubscribe --mca pml ob1 --mca btl self,vader,tcp --mca osc ^ucx"
-run pp2_1f1b 150 $M $B train --config $C --set train.global_batch_size=8 train.steps=20 parallel.pp=2 output.progress=lines
-run pp2_zbh1 150 $M $B train --config $C --set train.global_batch_size=8 train.steps=20 parallel.pp=2 parallel.schedule=zb-h1 output.progress=lines
-run tp2_sp 150 $M $B train --config $C --set train.global_batch_size=8 train.steps=20 parallel.tp=2 parallel.sequence_parallel=true output.progress=lines
+run pp2_1f1b 150 $M $B train --config $C --set train.global_batch_size=8 train.steps=20 parallel.pp=2 train.share_gpus=true output.progress=lines
+run pp2_zbh1 150 $M $B train --config $C --set train.global_batch_size=8 train.steps=20 parallel.pp=2 parallel.schedule=zb-h1 train.share_gpus=true output.progress=lines
+run tp2_sp 150 $M $B train --config $C --set train.global_batch_size=8 train.steps=20 parallel.tp=2 parallel.sequence_parallel=true train.share_gpus=true output.progress=lines
 (cd "$RES" && tar -czf planval.tgz *.log *.jsonl mem.* 2>/dev/null && rm -f *.log *.jsonl mem.*)

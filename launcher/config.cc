@@ -249,6 +249,7 @@ std::vector<Field> Fields(JobConfig& c) {
       IntField("train", "eval_batches", &c.train.eval_batches),
       IntField("train", "log_every", &c.train.log_every),
       StringField("train", "device", &c.train.device),
+      BoolField("train", "share_gpus", &c.train.share_gpus),
       StringField("train", "precision", &c.train.precision),
       IntField("train", "exit_interval", &c.train.exit_interval),
       FloatField("train", "lr", &o.lr),

@@ -42,6 +42,7 @@ struct TrainConfig {
   int eval_batches = 4;           // micro-batches per validation pass; >= 1
   int64_t log_every = 1;          // steps between metric lines; >= 1
   std::string device = "auto";     // "auto" (cuda when a GPU is visible, else cpu), "cpu" or "cuda"
+  bool share_gpus = false;         // several ranks per GPU on purpose (local rank mod GPUs); else refused
   std::string precision = "bf16";  // compute dtype on cuda: "bf16" or "fp32" (fp32 master weights either way); cpu is fp32
   int64_t exit_interval = 0;      // stop this run after so many steps (then resume); 0 = off, run to `steps`
   OptimizerConfig optimizer;

@@ -95,9 +95,10 @@ absl::Status CheckGpusPerNode(const RankEnv& e, int gpus) {
       " ranks per node (srun --ntasks-per-node / --gpus-per-node, mpirun --map-by ppr:", gpus, ":node)"));
 }
 
-absl::StatusOr<int> GpuOfThisRank(const EnvLookup& env, int gpus) {
+absl::StatusOr<int> GpuOfThisRank(const EnvLookup& env, int gpus, bool share) {
   BATON_ASSIGN_OR_RETURN(std::optional<RankEnv> e, DetectRankEnv(env));
   if (!e || gpus <= 0) return 0;
+  if (share) return e->local_rank % gpus;
   if (e->source == "slurm" && env("SLURM_GPUS_PER_TASK") != nullptr && gpus == 1) return 0;
   BATON_RETURN_IF_ERROR(CheckGpusPerNode(*e, gpus));
   return e->local_rank;

@@ -49,7 +49,9 @@ absl::Status CheckGpusPerNode(const RankEnv& e, int gpus);
 // The GPU this process should use among the `gpus` it sees: its local rank,
 // after CheckGpusPerNode. When Slurm binds GPUs per task
 // (--gpus-per-task, SLURM_GPUS_PER_TASK set) each task sees only its own:
-// then it is GPU 0. One process (no launcher): GPU 0.
-absl::StatusOr<int> GpuOfThisRank(const EnvLookup& env, int gpus);
+// then it is GPU 0. One process (no launcher): GPU 0. share = true
+// (train.share_gpus) lets several ranks use one GPU on purpose (local rank
+// mod gpus: tp or pp tried on one device), without the check.
+absl::StatusOr<int> GpuOfThisRank(const EnvLookup& env, int gpus, bool share = false);
 
 }  // namespace baton

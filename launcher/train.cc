@@ -155,7 +155,7 @@ absl::StatusOr<Device> ChooseDevice(const TrainConfig& tc) {
     return absl::FailedPreconditionError(
         absl::StrCat("train.device=cuda but this rank sees no GPU (", CudaDeviceSummary(), ")"));
   }
-  BATON_ASSIGN_OR_RETURN(const int gpu, GpuOfThisRank(ProcessEnv(), gpus));  // local rank, checked
+  BATON_ASSIGN_OR_RETURN(const int gpu, GpuOfThisRank(ProcessEnv(), gpus, tc.share_gpus));  // local rank, checked
   BATON_RETURN_IF_ERROR(SelectCudaDevice(gpu));
   return Device::kCuda;
 }

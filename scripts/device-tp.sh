@@ -63,7 +63,7 @@ if [[ $rc == 0 ]]; then
       CUDA_VISIBLE_DEVICES=${GPU1:-0} timeout 120 "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" \
         >"$RES/$name.log" 2>&1
     else
-      timeout 120 "${MPI[@]}" -n "$ranks" "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" >"$RES/$name.log" 2>&1
+      timeout 120 "${MPI[@]}" -n "$ranks" "$BUILD/baton" train --config examples/tiny.toml --set "${sets[@]}" train.share_gpus=true >"$RES/$name.log" 2>&1
     fi
     local rc=$?
     echo "$name: exit $rc"; grep -E "tp collectives|error" "$RES/$name.log"; tail -n 2 "$RES/$name.log"

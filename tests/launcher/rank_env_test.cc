@@ -113,5 +113,16 @@ TEST(RankEnvTest, GpuIsTheLocalRankUnlessSlurmBindsOnePerTask) {
   EXPECT_EQ(*gpu, 0);
 }
 
+// train.share_gpus: several ranks on one GPU on purpose (tp or pp tried on a
+// single device) take local rank mod GPUs instead of the refusal.
+TEST(RankEnvTest, SharingGpusIsAllowedWhenAskedFor) {
+  Env env = {{"OMPI_COMM_WORLD_RANK", "3"}, {"OMPI_COMM_WORLD_SIZE", "4"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "3"},
+             {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"}};
+  EXPECT_FALSE(GpuOfThisRank(Fake(env), 2).ok());
+  auto gpu = GpuOfThisRank(Fake(env), 2, /*share=*/true);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  EXPECT_EQ(*gpu, 1);
+}
+
 }  // namespace
 }  // namespace baton
