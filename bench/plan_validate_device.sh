@@ -38,8 +38,8 @@ PY
   tail -n 2 "$RES/$name.log"
 }
 C=bench/configs/llama-1.3b.toml
-run 7b_full 200 $B train --config $C --set $S7 recompute.policy=full train.steps=12 output.progress=lines
-run 7b_none 200 $B train --config $C --set $S7 recompute.policy=none train.steps=12 output.progress=lines
+[[ -n ${SKIP_7B:-} ]] || run 7b_full 200 $B train --config $C --set $S7 recompute.policy=full train.steps=12 output.progress=lines
+[[ -n ${SKIP_7B:-} ]] || run 7b_none 200 $B train --config $C --set $S7 recompute.policy=none train.steps=12 output.progress=lines
 M="mpiexec -n 2 --allow-run-as-root --oversubscribe --mca pml ob1 --mca btl self,vader,tcp --mca osc ^ucx"
 run pp2_1f1b 150 $M $B train --config $C --set train.global_batch_size=8 train.steps=20 parallel.pp=2 train.share_gpus=true output.progress=lines
 run pp2_zbh1 150 $M $B train --config $C --set train.global_batch_size=8 train.steps=20 parallel.pp=2 parallel.schedule=zb-h1 train.share_gpus=true output.progress=lines
