@@ -91,7 +91,7 @@ absl::Status WriteFile(const std::string& path, const std::string& tmp, const Ch
   BATON_H5_ASSIGN(H5Id file, H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, tmp);
   absl::Status s = ReserveFile(path, tmp, room);
   if (s.ok()) s = WriteContents(file.get(), tmp, data);
-  if (!s.ok()) FreeRoomForClose(path, tmp);
+  if (!s.ok()) FreeRoomForClose(path, tmp, /*reserved=*/false);
   absl::Status closed = FromHdf5(file.Close(), "H5Fclose", tmp, __FILE__, __LINE__);
   return s.ok() ? closed : s;
 }

@@ -22,12 +22,16 @@ absl::Status NoRoom(const std::string& path, int err, const std::string& what) {
       absl::StrCat("checkpoint ", path, ": ", what, " (errno ", err, ": ", std::strerror(err), ")"));
 }
 
-// Reserves `bytes` of `file` from offset 0 without changing its size.
-absl::Status ReserveBytes(const std::string& file, int64_t bytes, const std::string& path, const std::string& what) {
+// Reserves `bytes` of `file` from offset 0 without changing its size;
+// `*reserved` says whether the blocks are now held.
+absl::Status ReserveBytes(const std::string& file, int64_t bytes, const std::string& path, const std::string& what,
+                          bool* reserved = nullptr) {
+  if (reserved != nullptr) *reserved = false;
   int fd = ::open(file.c_str(), O_WRONLY | O_CREAT, 0644);
   if (fd < 0) return absl::OkStatus();  // no such directory, no permission: the create says so, naming the file
   const int err = bytes > 0 && ::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, bytes) != 0 ? errno : 0;
   ::close(fd);
+  if (reserved != nullptr) *reserved = err == 0;
   if (err == 0 || err == EOPNOTSUPP || err == ENOSYS) return absl::OkStatus();
   return NoRoom(path, err, absl::StrFormat("no room for %s of %.1f MB", what, bytes / 1e6));
 }
@@ -62,9 +66,21 @@ absl::Status ReserveFile(const std::string& path, const std::string& tmp, const 
   return ReserveBytes(tmp, room.total, path, "the checkpoint");
 }
 
-void FreeRoomForClose(const std::string& path, const std::string& tmp) {
+absl::Status ReserveBeforeCreate(const std::string& path, const std::string& tmp, const SaveRoom& room,
+                                 bool* reserved) {
+  // Reserved under another name, then renamed: PATH.tmp never exists
+  // without its blocks, whoever else is writing to the disk meanwhile.
+  const std::string staging = tmp + ".new";
+  std::remove(staging.c_str());
+  absl::Status st = ReserveBytes(staging, room.total, path, "the checkpoint", reserved);
+  if (st.ok() && ::access(staging.c_str(), F_OK) == 0 && std::rename(staging.c_str(), tmp.c_str()) != 0) *reserved = false;
+  std::remove(staging.c_str());
+  return st;
+}
+
+void FreeRoomForClose(const std::string& path, const std::string& tmp, bool reserved) {
   std::remove(BallastPath(path).c_str());
-  (void)::truncate(tmp.c_str(), 0);
+  if (!reserved) (void)::truncate(tmp.c_str(), 0);
 }
 
 void FinishRoom(const std::string& path, const std::string& tmp, const SaveRoom& room, bool saved) {

@@ -7,8 +7,14 @@
 //                  "ballast" file as large as the metadata made;
 //   ReserveFile    right after the temporary is created: all its blocks
 //                  reserved (fallocate), so no later write meets ENOSPC;
-//   FreeRoomForClose on a failed save, before closing: ballast dropped and
-//                  the temporary emptied, so HDF5's closing flush has room;
+//                  the parallel writer uses ReserveBeforeCreate instead:
+//                  the temporary appears (by rename) already reserved, and
+//                  MPI-IO's open keeps the reservation (no truncation of an
+//                  empty file), so no collective write can meet ENOSPC,
+//                  not even while another writer fills the disk;
+//   FreeRoomForClose on a failed save, before closing: ballast dropped and,
+//                  where nothing was reserved, the temporary emptied, so
+//                  HDF5's closing flush has room;
 //   FinishRoom     at the end: ballast removed, the unused reservation
 //                  past the file's end given back.
 // A file system that cannot reserve (EOPNOTSUPP) is left to the writers'
@@ -36,7 +42,9 @@ SaveRoom CheckpointRoom(int64_t data_bytes, int64_t tensors, const std::map<std:
 // has Y MB free (errno 28: No space left on device)", or the ballast's error.
 absl::Status PrepareRoom(const std::string& path, const SaveRoom& room);
 absl::Status ReserveFile(const std::string& path, const std::string& tmp, const SaveRoom& room);
-void FreeRoomForClose(const std::string& path, const std::string& tmp);
+absl::Status ReserveBeforeCreate(const std::string& path, const std::string& tmp, const SaveRoom& room,
+                                 bool* reserved);
+void FreeRoomForClose(const std::string& path, const std::string& tmp, bool reserved);
 void FinishRoom(const std::string& path, const std::string& tmp, const SaveRoom& room, bool saved);
 
 // The ballast's name: PATH.tmp.room (checkpoint_dir.h removes stale ones).

@@ -1,8 +1,9 @@
 // The collective checkpoint writer (see dist_checkpoint.h). The ranks first
 // agree on a plan (shard_tiling.h over the allgathered shard lists), rank 0
-// makes room on the disk (disk_room.h), then all write through parallel
-// HDF5 in phases: create the file, lay out every dataset, reserve the whole
-// file, flush the metadata, write the blocks one tensor at a time, close.
+// makes room on the disk and reserves the whole temporary file before
+// HDF5 opens it (disk_room.h), then all write through parallel HDF5 in
+// phases: create the file, lay out every dataset, flush the metadata,
+// write the blocks one tensor at a time, close.
 // Each phase ends in an agreement (Agree), and a failed phase sends every
 // rank the same way out: rank 0 frees room first, so the closing calls
 // (collective in HDF5 and MPI-IO) can finish on a full disk, then all close
@@ -161,7 +162,7 @@ absl::Status WriteBlocks(MPI_Comm comm, const std::string& tmp, const TensorPlan
 
 // Every rank: create the file together, then the phases above; whatever
 // fails, every rank closes the same handles and returns the same status.
-absl::Status WriteParallel(MPI_Comm comm, const std::string& path, const std::string& tmp, const SaveRoom& room,
+absl::Status WriteParallel(MPI_Comm comm, const std::string& path, const std::string& tmp, bool reserved,
                            int64_t step, const std::map<std::string, std::string>& attrs, const TensorPlans& plans,
                            const std::vector<TensorShard>& shards) {
   H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
@@ -175,17 +176,13 @@ absl::Status WriteParallel(MPI_Comm comm, const std::string& path, const std::st
 
   std::vector<H5Id> dsets;
   absl::Status st = Agree(comm, LayOut(file.get(), tmp, step, attrs, plans, &dsets));
-  // Rank 0 reserves the whole file before anything is written: past this
-  // step no write meets a full disk, where MPI-IO may report the failure on
-  // one rank only, or not at all, and HDF5's flush may hang.
-  if (st.ok()) st = Agree(comm, CommRank(comm) == 0 ? ReserveFile(path, tmp, room) : st);
   // The metadata goes to disk first, so that closing after a failed data
   // write has no metadata left to flush.
   if (st.ok()) st = Agree(comm, FromHdf5(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp, __FILE__, __LINE__));
   if (st.ok()) st = WriteBlocks(comm, tmp, plans, dsets, shards);
   if (!st.ok()) {
     // Give the disk back before the collective closes, which may still write.
-    if (CommRank(comm) == 0) FreeRoomForClose(path, tmp);
+    if (CommRank(comm) == 0) FreeRoomForClose(path, tmp, reserved);
     (void)Agree(comm, absl::OkStatus());  // a barrier: the space is free before anyone closes
   }
   absl::Status closed;
@@ -260,13 +257,20 @@ absl::Status WriteShardedCheckpoint(MPI_Comm comm, const std::string& path, int6
     data_bytes += numel * static_cast<int64_t>(DTypeSize(plan.dtype));
   }
   const SaveRoom room = CheckpointRoom(data_bytes, static_cast<int64_t>(plans.size()), the_attrs);
+  // Rank 0 reserves the whole file before anything is written, before
+  // HDF5 even opens it: no write can meet a full disk, where MPI-IO may
+  // report the failure on one rank only, or not at all, and HDF5's flush
+  // may hang (issue 15; a disk filled by another writer mid-save hung here).
   absl::Status prepared;
+  bool reserved = false;
   if (CommRank(comm) == 0) {
     std::remove(tmp.c_str());  // a stale one from a crashed save
     prepared = PrepareRoom(path, room);
+    if (prepared.ok()) prepared = ReserveBeforeCreate(path, tmp, room, &reserved);
+    if (!prepared.ok()) std::remove(BallastPath(path).c_str());
   }
   BATON_RETURN_IF_ERROR(Agree(comm, prepared));
-  absl::Status written = WriteParallel(comm, path, tmp, room, the_step, the_attrs, plans, shards);
+  absl::Status written = WriteParallel(comm, path, tmp, reserved, the_step, the_attrs, plans, shards);
   if (CommRank(comm) == 0) FinishRoom(path, tmp, room, written.ok());
   return Commit(comm, path, written);
 #else

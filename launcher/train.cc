@@ -390,31 +390,35 @@ absl::Status RunLoop(Run& r, int64_t step) {
     if (eval) {
       BATON_ASSIGN_OR_RETURN(val, r.trainer.ValidationLoss(r.sampler));
     }
+    // The step's row goes out before its checkpoint: a run killed between
+    // the two resumes after this step, and its row must be there already.
+    if (r.root) {
+      const double tok_s = tokens_per_step / dt;
+      const double mfu = tok_s * flops_per_gpu_token / (r.config.output.peak_tflops * 1e12);
+      nlohmann::json row = {{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                            {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}};
+      if (r.distill()) {
+        row["kl"] = s.kl;
+        row["ce"] = s.ce;
+      }
+      if (device == Device::kCuda) {  // MFU against a GPU's peak; memory from the caching allocator
+        const CudaMemoryStats mem = GpuMemory(device);
+        row["mfu"] = mfu;
+        row["peak_allocated_gib"] = GiB(mem.peak_in_use);
+        row["peak_reserved_gib"] = GiB(mem.peak_reserved);
+      }
+      r.metrics.Write(row);
+      progress.Update(step, absl::StrFormat("loss %.4f%s  lr %.2e  gnorm %.3f  %s tok/s%s", s.loss,
+                                            r.distill() ? absl::StrFormat(" (kl %.4f ce %.4f)", s.kl, s.ce) : "",
+                                            s.lr, s.grad_norm, HumanRate(tok_s),
+                                            device == Device::kCuda ? absl::StrFormat("  MFU %.3f", mfu) : ""));
+    }
     if (save) {  // collective: every rank writes its slices
       BATON_RETURN_IF_ERROR(SaveCheckpoint(r.config, step, r.trainer.CheckpointShards(),
                                            CheckpointAttrs(r.config, r.sampler, r.trainer.optimizer_step()),
                                            r.world_comm, r.root, &summary.checkpoint));
     }
     if (!r.root) continue;  // the rest is reporting
-    const double tok_s = tokens_per_step / dt;
-    const double mfu = tok_s * flops_per_gpu_token / (r.config.output.peak_tflops * 1e12);
-    nlohmann::json row = {{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                          {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}};
-    if (r.distill()) {
-      row["kl"] = s.kl;
-      row["ce"] = s.ce;
-    }
-    if (device == Device::kCuda) {  // MFU against a GPU's peak; memory from the caching allocator
-      const CudaMemoryStats mem = GpuMemory(device);
-      row["mfu"] = mfu;
-      row["peak_allocated_gib"] = GiB(mem.peak_in_use);
-      row["peak_reserved_gib"] = GiB(mem.peak_reserved);
-    }
-    r.metrics.Write(row);
-    progress.Update(step, absl::StrFormat("loss %.4f%s  lr %.2e  gnorm %.3f  %s tok/s%s", s.loss,
-                                          r.distill() ? absl::StrFormat(" (kl %.4f ce %.4f)", s.kl, s.ce) : "",
-                                          s.lr, s.grad_norm, HumanRate(tok_s),
-                                          device == Device::kCuda ? absl::StrFormat("  MFU %.3f", mfu) : ""));
     if (val >= 0) {
       summary.last_val_loss = val;
       nlohmann::json v = {{"step", step}, {"val_loss", val}};

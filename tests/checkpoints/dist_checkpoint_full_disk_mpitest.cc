@@ -2,11 +2,12 @@
 // two ranks deadlock in H5Fclose on a 20 MB tmpfs, and MPI-IO can drop a
 // failed write without an error (seen here at np 4). Real faults, no mocks:
 // a small tmpfs mounted for the test (root only; skipped where mount is
-// refused), once too small from the start, once filled by another writer
-// after the free-space check passed. Every rank returns (the CTest timeout
-// catches a hang) with the same one-line error naming the file and errno,
-// nothing is left under PATH or PATH.tmp, and the previous checkpoint in
-// the same directory still reads back bitwise. (RLIMIT_FSIZE was tried
+// refused), once too small from the start: every rank returns (the CTest
+// timeout catches a hang) with the same one-line error naming the file and
+// errno, nothing is left under PATH or PATH.tmp, and the previous
+// checkpoint in the same directory still reads back bitwise; once filled
+// by another writer during the save: the save keeps the room it reserved
+// and succeeds. (RLIMIT_FSIZE was tried
 // too: HDF5's flush then fails to extend the file, H5Fclose fails, and
 // HDF5 segfaults at exit on the half-closed file: an HDF5 1.10 bug.)
 #include <mpi.h>
@@ -158,12 +159,14 @@ void FillAllBut(const fs::path& dir, int64_t leave) {
   std::fclose(f);
 }
 
-// The disk fills after the free-space check passed: the save either fails
-// on every rank with one error, leaving nothing, or (if it reserved its
-// room first) succeeds and reads back whole. Never a hang, never a file
-// under PATH with holes where MPI-IO dropped a write (seen at np 4 before
-// the file was reserved).
-TEST(FullDisk, ADiskFillingMidwayFailsEveryRankTogetherOrSaves) {
+// The disk fills while the save runs, as when another job fills it (or a
+// quota bites): the filler starts the moment PATH.tmp appears. The parallel
+// writer reserves the whole file before HDF5 opens it (PATH.tmp appears by
+// rename, already reserved), so the save succeeds and reads back whole.
+// Before that, the filler could win the race against the reservation, and
+// the closing metadata flush then met ENOSPC on one rank and hung both
+// (1 run in 25 at np 2, and in CI).
+TEST(FullDisk, ADiskFillingDuringTheSaveCannotTakeItsReservedRoom) {
   const fs::path dir = SharedDir("midway");
   Tmpfs disk(dir, 16 << 20);
   if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs here (" << disk.why() << ")";
@@ -181,19 +184,8 @@ TEST(FullDisk, ADiskFillingMidwayFailsEveryRankTogetherOrSaves) {
   }
   MPI_Bcast(&filled, 1, MPI_INT, 0, MPI_COMM_WORLD);
   EXPECT_EQ(filled, 1);
-  if (st.ok()) {
-    ExpectReadsBack(next, 2048, 2);  // whole: no holes where MPI-IO dropped a write
-  } else {
-    EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
-    EXPECT_THAT(std::string(st.message()), HasSubstr("checkpoint " + next.string()));
-    EXPECT_THAT(std::string(st.message()), HasSubstr("errno 28"));
-    EXPECT_EQ(std::string(st.message()).find('\n'), std::string::npos);
-    ExpectNothingAt(next);
-  }
-  int failed = st.ok() ? 0 : 1, all_failed = 0;
-  MPI_Allreduce(&failed, &all_failed, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-  EXPECT_TRUE(all_failed == 0 || all_failed == WorldSize()) << "ranks disagree on the outcome";
-  if (WorldRank() == 0) std::printf("midway fill: the save %s\n", st.ok() ? "reserved its room first and succeeded" : "failed cleanly");
+  ASSERT_TRUE(st.ok()) << st;
+  ExpectReadsBack(next, 2048, 2);  // whole: no holes where MPI-IO dropped a write
   if (WorldRank() == 0) fs::remove(dir / "prefill");
   if (WorldRank() == 0) fs::remove(dir / "filler");
   MPI_Barrier(MPI_COMM_WORLD);
