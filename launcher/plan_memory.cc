@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "engine/stage_split.h"
 #include "runtime/tensor_parallel.h"
 #include "runtime/transformer_layer.h"
 
@@ -31,36 +32,11 @@ std::string ToString(const PlanLayout& l) {
   return s;
 }
 
-// Same cost estimate and min-max partition as SplitLayers (pipeline_stage.cc).
+// The engine's own split, so the plan prices the layout `baton train` runs.
 std::vector<PartLayers> SplitParts(const ModelConfig& m, int parts, int64_t seq) {
-  const int layers = m.layers;
-  const double c = m.dim, d = m.head_dim(), h = m.heads, kv = m.kv_heads, f = m.ffn_dim;
-  const double layer = 2 * (c * h * d + 2 * c * kv * d + h * d * c + 3 * c * f) + 2 * h * d * double(seq);
-  const double head = 2.0 * m.dim * m.vocab_size + 5.0 * m.vocab_size;
-  const double inf = 1e300;
-  std::vector<std::vector<double>> best(parts + 1, std::vector<double>(layers + 1, inf));
-  std::vector<std::vector<int>> cut(parts + 1, std::vector<int>(layers + 1, 0));
-  best[0][0] = 0;
-  for (int i = 1; i <= parts; ++i) {
-    for (int j = i; j <= layers - (parts - i); ++j) {
-      for (int k = i - 1; k < j; ++k) {
-        if (best[i - 1][k] >= inf) continue;
-        const double worst = std::max(best[i - 1][k], (j - k) * layer + (i == parts ? head : 0));
-        if (worst < best[i][j] - 1e-9 * worst) {
-          best[i][j] = worst;
-          cut[i][j] = k;
-        }
-      }
-    }
-  }
-  std::vector<int> count(parts, 0);
-  for (int i = parts, j = layers; i > 0; --i) {
-    count[i - 1] = j - cut[i][j];
-    j = cut[i][j];
-  }
   std::vector<PartLayers> out;
-  for (int i = 0, first = 0; i < parts; first += count[i], ++i) {
-    out.push_back({first, first + count[i], i == 0, i == parts - 1});
+  for (const ModelSlice& s : SplitLayers(m, parts, seq)) {
+    out.push_back({s.first_layer, s.last_layer, s.embedding, s.head});
   }
   return out;
 }

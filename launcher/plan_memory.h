@@ -55,9 +55,9 @@ struct MemoryTarget {
 };
 
 // Model parts 0..parts-1 (layers [first, last), embedding on part 0, head
-// on the last): baton's split (launcher/pipeline_stage's SplitLayers, the
-// same min-max partition by training flops, head included, ties towards
-// earlier parts).
+// on the last): the engine's balanced split, engine/stage_split.h
+// SplitLayers, called rather than copied so the two cannot drift
+// (plan_memory_test checks them against each other).
 struct PartLayers {
   int first = 0, last = 0;
   bool embedding = false, head = false;

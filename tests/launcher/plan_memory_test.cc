@@ -3,8 +3,9 @@
 // small and mmap'd blocks) after building a Model and its AdamW state and
 // running micro-batches through it, for every recompute policy, a whole
 // model and pipeline slices with several micro-batches in flight; and the
-// exact parameter counts of tensor-parallel slices. Within 10 % is the
-// issue's bar; the param counts must match exactly.
+// exact parameter counts of tensor-parallel slices; and that its stages are
+// the engine's split (engine/stage_split.h). Within 10 % is the issue's
+// bar; the param counts and the split must match exactly.
 #include <malloc.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/stage_split.h"
 #include "gtest/gtest.h"
 #include "launcher/plan_memory.h"
 #include "runtime/model.h"
@@ -234,6 +236,73 @@ TEST(PlanMemory, ZeroOneShardsOptimizerStateAndRecomputeShrinksActivations) {
   absl::StatusOr<MemoryBreakdown> full = PredictMemory(cfg, l, 512, gpu, {1});
   ASSERT_TRUE(full.ok());
   EXPECT_LT(full->activations, on->activations);
+}
+
+// The planner prices the stages the engine builds: per stage, the layers,
+// the embedding and head placement (interleaved chunks, ZB-V's V that puts
+// both on stage 0, tied copies) and the parameters held are those of
+// engine/stage_split.h's cut, built as real Models. A planner with a split
+// of its own would price another layout than `baton train` runs.
+TEST(PlanMemory, StagesAreTheEnginesSplit) {
+  ModelConfig head_heavy = Tiny(false);  // lm head ≈ 4.5 layers: the last stage gets fewer
+  head_heavy.layers = 12;
+  head_heavy.dim = 64;
+  head_heavy.ffn_dim = 176;
+  head_heavy.vocab_size = 4000;
+  ModelConfig odd = Tiny(false);
+  odd.layers = 7;
+  ModelConfig eight = Tiny(true);
+  eight.layers = 8;
+  ModelConfig six = Tiny(true);
+  six.layers = 6;
+  struct Case {
+    const char* name;
+    ModelConfig model;
+    int pp, v;
+    ScheduleKind schedule;
+  } cases[] = {
+      {"whole model", Tiny(true), 1, 1, ScheduleKind::k1F1B},
+      {"4 layers pp=2 tied", Tiny(true), 2, 1, ScheduleKind::k1F1B},
+      {"7 layers pp=3", odd, 3, 1, ScheduleKind::k1F1B},
+      {"8 layers pp=2 v=2 interleaved tied", eight, 2, 2, ScheduleKind::kInterleaved1F1B},
+      {"6 layers pp=2 zb-v tied", six, 2, 2, ScheduleKind::kZeroBubbleV},
+      {"head-heavy 12 layers pp=4", head_heavy, 4, 1, ScheduleKind::k1F1B},
+  };
+  const int64_t T = 128;
+  for (const Case& c : cases) {
+    PlanLayout layout;
+    layout.pp = c.pp;
+    layout.virtual_stages = c.v;
+    layout.schedule = c.schedule;
+    const std::vector<ModelSlice> engine = SplitLayers(c.model, layout.parts(), T);
+    const std::vector<PartLayers> planner = SplitParts(c.model, layout.parts(), T);
+    ASSERT_EQ(planner.size(), engine.size()) << c.name;
+    for (size_t i = 0; i < engine.size(); ++i) {
+      EXPECT_EQ(planner[i].first, engine[i].first_layer) << c.name << " part " << i;
+      EXPECT_EQ(planner[i].last, engine[i].last_layer) << c.name << " part " << i;
+      EXPECT_EQ(planner[i].embedding, engine[i].embedding) << c.name << " part " << i;
+      EXPECT_EQ(planner[i].head, engine[i].head) << c.name << " part " << i;
+    }
+    absl::StatusOr<std::vector<MemoryBreakdown>> pred =
+        PredictStageMemory(c.model, layout, T, Cpu(), std::vector<int>(c.pp, 1));
+    ASSERT_TRUE(pred.ok()) << c.name << ": " << pred.status();
+    std::vector<int> layers(c.pp, 0);
+    for (int stage = 0; stage < c.pp; ++stage) {
+      int64_t held = 0;  // the engine's stage: a Model per chunk
+      for (int chunk = 0; chunk < c.v; ++chunk) {
+        const ModelSlice& slice = engine[ModelPart(layout.spec(), stage, chunk)];
+        layers[stage] += slice.last_layer - slice.first_layer;
+        absl::StatusOr<Model> m = Model::Create(c.model, DType::kF32, Device::kCpu, slice);
+        ASSERT_TRUE(m.ok()) << c.name << ": " << m.status();
+        held += m->NumParameters();
+      }
+      EXPECT_EQ((*pred)[stage].params, held) << c.name << " stage " << stage;
+    }
+    std::printf("%-36s layers per stage:", c.name);
+    for (int n : layers) std::printf(" %d", n);
+    std::printf("\n");
+    if (c.model.vocab_size == 4000) EXPECT_LT(layers.back(), layers.front()) << "the lm head counts as work";
+  }
 }
 
 TEST(PlanMemory, RejectsMorePartsThanLayers) {
