@@ -5,12 +5,7 @@
 // rank at fault, and nothing half-written (no file in the checkpoint
 // folder, no metrics file). The table is the issue's list of faults; each case prints
 // its measured time to exit.
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -22,13 +17,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/indexed_dataset.h"
+#include "tests/launcher/baton_process.h"
 
 namespace baton {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-using Clock = std::chrono::steady_clock;
+using baton::testing::Outcome;
+using baton::testing::ReadFile;
 
 constexpr char kConfig[] = R"(
 [model]
@@ -55,67 +52,15 @@ resume = "none"
 progress = "lines"
 )";
 
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// A dataset of 200 documents of ids in [first, first + 26) in `dtype`.
+absl::Status WriteDataset(const fs::path& prefix, IndexDType dtype, int32_t first = 'a') {
+  return baton::testing::WriteLetterCorpus(
+      prefix, {.dtype = dtype, .documents = 200, .seed = 7, .first = first, .min_length = 30, .length_period = 7});
 }
 
-// A dataset of `docs` documents of ids in [base, base + 26) in `dtype`.
-void WriteDataset(const fs::path& prefix, IndexDType dtype, int32_t base = 'a', int docs = 200) {
-  auto writer = IndexedDatasetWriter::Create(prefix.string(), dtype);
-  ASSERT_TRUE(writer.ok()) << writer.status();
-  uint64_t x = 7;
-  for (int d = 0; d < docs; ++d) {
-    std::vector<int32_t> ids;
-    for (int i = 0; i < 30 + d % 7; ++i) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      ids.push_back(base + static_cast<int32_t>((x >> 33) % 26));
-    }
-    ASSERT_TRUE(writer->AddSequence(ids).ok());
-    writer->EndDocument();
-  }
-  ASSERT_TRUE(writer->Finish().ok());
-}
-
-struct Outcome {
-  int rc = -1;  // exit status, 128 + signal when killed, -1 after the time limit
-  double seconds = 0;
-  std::string out, err;
-};
-
-// Runs argv with stdout and stderr to separate files; 120 s at most.
+// Runs argv with stdout and stderr to separate files in `dir`; 120 s at most.
 Outcome RunBaton(const std::vector<std::string>& argv, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const Clock::time_point t0 = Clock::now();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    std::FILE* o = std::fopen(out.c_str(), "w");
-    std::FILE* e = std::fopen(err.c_str(), "w");
-    ::dup2(::fileno(o), 1);
-    ::dup2(::fileno(e), 2);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    std::_Exit(127);
-  }
-  Outcome r;
-  while (std::chrono::duration<double>(Clock::now() - t0).count() < 120) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      break;
-    }
-    ::usleep(5000);
-  }
-  if (r.rc == -1) ::kill(-pid, SIGKILL);
-  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  r.out = ReadFile(out);
-  r.err = ReadFile(err);
-  return r;
+  return baton::testing::RunToCompletion(argv, dir / "stdout.txt", dir / "stderr.txt", 120);
 }
 
 // The lines baton wrote to stderr (mpiexec's own report is not counted).
@@ -132,16 +77,11 @@ std::vector<std::string> BatonLines(const std::string& err) {
 class BadInputTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("baton_bad_input_test_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    WriteDataset(dir_ / "corpus", IndexDType::kUInt16);
+    dir_ = baton::testing::FreshRunDir("baton_bad_input_test", /*per_test=*/false);
+    const absl::Status corpus = WriteDataset(dir_ / "corpus", IndexDType::kUInt16);
+    ASSERT_TRUE(corpus.ok()) << corpus;
     std::ofstream(dir_ / "job.toml") << kConfig;
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
-    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
-    setenv("OMP_NUM_THREADS", "1", 1);
+    baton::testing::AllowMpiexecHere();
     // A good checkpoint to spoil (and to resume with another model shape).
     const fs::path good = dir_ / "good";
     fs::create_directories(good);
@@ -288,14 +228,16 @@ TEST_F(BadInputTest, JobLargerThanMemory) {
 
 TEST_F(BadInputTest, TokenIdsPastVocab) {
   const fs::path p = dir_ / "wide";
-  WriteDataset(p, IndexDType::kUInt16, /*base=*/250);  // ids up to 275 > vocab 258
+  const absl::Status w = WriteDataset(p, IndexDType::kUInt16, /*first=*/250);  // ids up to 275 > vocab 258
+  ASSERT_TRUE(w.ok()) << w;
   ExpectRefused("token ids past vocab_size", Train("past_vocab", {"data.path=" + p.string()}),
                 {p.string() + ".bin", "275", "model.vocab_size=258"});
 }
 
 TEST_F(BadInputTest, Int64IdsBeyondInt32) {
   const fs::path p = dir_ / "wide64";
-  WriteDataset(p, IndexDType::kInt64);
+  const absl::Status w = WriteDataset(p, IndexDType::kInt64);
+  ASSERT_TRUE(w.ok()) << w;
   // One id of 2^31 + 5: read as int32 it would wrap to a negative id.
   std::string bin = ReadFile(p.string() + ".bin");
   const int64_t big = (int64_t{1} << 31) + 5;

@@ -5,10 +5,7 @@
 // sizes; the CLI prints the figures, writes JSON and exits 2 on bad input.
 #include "launcher/eval.h"
 
-#include <sys/wait.h>
-
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -22,6 +19,7 @@
 #include "runtime/indexed_dataset.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
+#include "tests/launcher/baton_process.h"
 
 namespace baton {
 namespace {
@@ -48,23 +46,11 @@ global_batch_size = 3
 class EvalTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("baton_eval_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    auto writer = IndexedDatasetWriter::Create((dir_ / "data").string(), IndexDType::kUInt16);
-    ASSERT_TRUE(writer.ok()) << writer.status();
-    uint64_t x = 99;
-    for (int d = 0; d < 120; ++d) {
-      std::vector<int32_t> ids;
-      for (int i = 0; i < 20 + d % 13; ++i) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids.push_back(static_cast<int32_t>(97 + (x >> 33) % 26));
-      }
-      ASSERT_TRUE(writer->AddSequence(ids).ok());
-      writer->EndDocument();
-    }
-    ASSERT_TRUE(writer->Finish().ok());
+    dir_ = baton::testing::FreshRunDir("baton_eval_test");
+    const absl::Status corpus = baton::testing::WriteLetterCorpus(
+        dir_ / "data", {.dtype = IndexDType::kUInt16, .documents = 120, .seed = 99, .first = 97, .min_length = 20,
+                        .length_period = 13});
+    ASSERT_TRUE(corpus.ok()) << corpus;
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -168,14 +154,7 @@ TEST_F(EvalTest, TeacherOfAnotherVocabularyIsRefusedNamingBothSizes) {
 
 // Runs the baton binary; returns its exit status, stdout+stderr in *out.
 int RunBaton(const std::string& args, std::string* out) {
-  const std::string cmd = std::string(BATON_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  out->clear();
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
-  const int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return baton::testing::RunShell(std::string(BATON_BINARY) + " " + args + " 2>&1", out);
 }
 
 TEST_F(EvalTest, CommandPrintsFiguresWritesJsonAndRefusesBadFlags) {

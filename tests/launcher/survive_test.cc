@@ -8,16 +8,12 @@
 // a finished run says so; unwritable output folders are refused before the
 // first step. Each fault test measures and prints the time to exit.
 #include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,13 +23,17 @@
 #include "nlohmann/json.hpp"
 #include "runtime/indexed_dataset.h"
 #include "runtime/tokenizer.h"
+#include "tests/launcher/baton_process.h"
 
 namespace baton {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-using Clock = std::chrono::steady_clock;
+using baton::testing::Clock;
+using baton::testing::ReadFile;
+using baton::testing::SecondsSince;
+using baton::testing::WaitExit;
 
 constexpr char kConfig[] = R"(
 [model]
@@ -60,44 +60,17 @@ resume = "auto"
 progress = "lines"
 )";
 
-double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 class SurviveTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("baton_survive_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = baton::testing::FreshRunDir("baton_survive_test");
     ByteTokenizer tok;
-    auto writer = IndexedDatasetWriter::Create((dir_ / "corpus").string(), IndexDType::kUInt16);
-    ASSERT_TRUE(writer.ok()) << writer.status();
-    uint64_t x = 99;
-    for (int d = 0; d < 400; ++d) {
-      std::vector<int32_t> ids = {tok.bos_id()};
-      for (int i = 0; i < 20 + d % 13; ++i) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids.push_back(static_cast<int32_t>('a' + (x >> 33) % 26));
-      }
-      ids.push_back(tok.eos_id());
-      ASSERT_TRUE(writer->AddSequence(ids).ok());
-      writer->EndDocument();
-    }
-    ASSERT_TRUE(writer->Finish().ok());
+    const absl::Status corpus = baton::testing::WriteLetterCorpus(
+        dir_ / "corpus", {.dtype = IndexDType::kUInt16, .documents = 400, .seed = 99, .first = 'a', .min_length = 20,
+                          .length_period = 13, .bos = tok.bos_id(), .eos = tok.eos_id()});
+    ASSERT_TRUE(corpus.ok()) << corpus;
     std::ofstream(dir_ / "job.toml") << kConfig;
-    // mpiexec as root on a small machine (CI): allowed, oversubscribed, idle ranks yield.
-    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
-    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
-    setenv("OMPI_MCA_mpi_yield_when_idle", "1", 1);
-    setenv("OMP_NUM_THREADS", "1", 1);
+    baton::testing::AllowMpiexecHere();
   }
   void TearDown() override {
     for (pid_t g : groups_) ::kill(-g, SIGKILL);  // whatever a failed test left running (our own groups)
@@ -117,40 +90,18 @@ class SurviveTest : public ::testing::Test {
     return argv;
   }
 
-  // Starts `argv` in its own process group, stdout and stderr to `log`.
+  // Starts `argv` in its own process group, stdout and stderr to `log`;
+  // TearDown kills the group if the test leaves it running.
   pid_t Spawn(const std::vector<std::string>& argv, const fs::path& log) {
-    fs::create_directories(log.parent_path());
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      ::setpgid(0, 0);
-      std::FILE* f = std::fopen(log.c_str(), "w");
-      ::dup2(::fileno(f), 1);
-      ::dup2(::fileno(f), 2);
-      std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      std::_Exit(127);
-    }
-    ::setpgid(pid, pid);
+    const pid_t pid = baton::testing::Spawn(argv, log);
     groups_.push_back(pid);
     return pid;
   }
 
-  // Exit status (128+signal if killed), or -1 after `limit_s`.
-  static int Wait(pid_t pid, double limit_s) {
-    const Clock::time_point t0 = Clock::now();
-    while (Since(t0) < limit_s) {
-      int status = 0;
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return -1;
+  // Exit status (128+signal if killed), or -1 after 120 s.
+  static int Run(const std::vector<std::string>& argv, const fs::path& log) {
+    return baton::testing::RunToCompletion(argv, log).rc;
   }
-
-  int Run(const std::vector<std::string>& argv, const fs::path& log) { return Wait(Spawn(argv, log), 120); }
 
   // The process of world rank `rank` among mpiexec's children.
   static pid_t RankPid(pid_t mpiexec, int rank) {
@@ -188,7 +139,7 @@ class SurviveTest : public ::testing::Test {
   // Waits until the run's metrics show step >= `step` (the job is training).
   void WaitForStep(const std::string& run, int64_t step) {
     const Clock::time_point t0 = Clock::now();
-    while (Since(t0) < 60) {
+    while (SecondsSince(t0) < 60) {
       auto l = Losses(dir_ / run / "metrics.jsonl");
       if (!l.empty() && l.rbegin()->first >= step) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -206,8 +157,8 @@ class SurviveTest : public ::testing::Test {
     ASSERT_GT(target, 0);
     const Clock::time_point t0 = Clock::now();
     ::kill(target, sig);
-    const int rc = Wait(job, 60);
-    const double exit_s = Since(t0);
+    const int rc = WaitExit(job, 60);
+    const double exit_s = SecondsSince(t0);
     const std::string log = ReadFile(dir_ / "cut.log");
     ASSERT_EQ(rc, 75) << log;
     std::printf("[ measured ] signal %d to %s: exit 75 after %.2f s\n", sig, ranks > 1 ? "rank 3 of 4" : "one process",
@@ -255,8 +206,8 @@ TEST_F(SurviveTest, StoppedRankIsNamed) {
   ASSERT_GT(target, 0);
   const Clock::time_point t0 = Clock::now();
   ::kill(target, SIGSTOP);
-  const int rc = Wait(job, 30);
-  const double exit_s = Since(t0);
+  const int rc = WaitExit(job, 30);
+  const double exit_s = SecondsSince(t0);
   ::kill(target, SIGCONT);
   const std::string log = ReadFile(dir_ / "stop.log");
   ASSERT_GT(rc, 0) << log;
@@ -285,8 +236,8 @@ TEST_F(SurviveTest, KilledRankEndsTheJob) {
     ASSERT_GT(target, 0);
     const Clock::time_point t0 = Clock::now();
     ::kill(target, SIGKILL);
-    const int rc = Wait(job, 30);
-    const double exit_s = Since(t0);
+    const int rc = WaitExit(job, 30);
+    const double exit_s = SecondsSince(t0);
     const std::string log = ReadFile(dir_ / (run + ".log"));
     ASSERT_GT(rc, 0) << log;
     std::printf("[ measured ] kill -9 rank 1 of 4 at %s: exit %d after %.2f s\n", startup ? "start-up" : "mid-step",
@@ -301,7 +252,7 @@ TEST_F(SurviveTest, KilledRunResumesAsOneCurve) {
   const pid_t job = Spawn(Command("crash", 1, {"checkpoint.every=4", "train.exit_interval=20000"}), dir_ / "a.log");
   WaitForStep("crash", 6);
   ::kill(job, SIGKILL);
-  ASSERT_EQ(Wait(job, 30), 128 + SIGKILL);
+  ASSERT_EQ(WaitExit(job, 30), 128 + SIGKILL);
   const int64_t reached = Losses(dir_ / "crash" / "metrics.jsonl").rbegin()->first;
   const int64_t target = reached + 4;
   ASSERT_EQ(Run(Command("crash", 1, {"checkpoint.every=4", "train.steps=" + std::to_string(target)}),
@@ -332,7 +283,7 @@ TEST_F(SurviveTest, KillsDuringCheckpointWritesResumeBitExact) {
     WaitForStep("cut", reached + 2);
     std::this_thread::sleep_for(std::chrono::microseconds(1700 * kill));  // a different phase each time
     ::kill(job, SIGKILL);
-    ASSERT_EQ(Wait(job, 30), 128 + SIGKILL);
+    ASSERT_EQ(WaitExit(job, 30), 128 + SIGKILL);
     reached = Losses(dir_ / "cut" / "metrics.jsonl").rbegin()->first;
   }
   const int64_t end = reached + 2;

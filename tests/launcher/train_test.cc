@@ -4,9 +4,7 @@
 // metrics file's contract, and the CLI's one-line errors with exit status 2.
 #include "launcher/train.h"
 
-#include <sys/wait.h>
-
-#include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/indexed_dataset.h"
 #include "runtime/tokenizer.h"
+#include "tests/launcher/baton_process.h"
 
 namespace baton {
 namespace {
@@ -29,17 +28,12 @@ using ::testing::HasSubstr;
 class TrainTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("baton_train_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = baton::testing::FreshRunDir("baton_train_test");
     // 300 short English-like documents, byte-tokenized.
     ByteTokenizer tok;
-    auto writer = IndexedDatasetWriter::Create((dir_ / "corpus").string(), IndexDType::kUInt16);
-    ASSERT_TRUE(writer.ok()) << writer.status();
     const char* words[] = {"the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog",
                            "a", "baton", "passes", "between", "runners", "in", "relay"};
+    std::vector<std::vector<int32_t>> docs;
     uint64_t x = 12345;
     for (int d = 0; d < 300; ++d) {
       std::string text;
@@ -52,10 +46,10 @@ class TrainTest : public ::testing::Test {
       std::vector<int32_t> ids = {tok.bos_id()};
       for (int32_t id : tok.Encode(text)) ids.push_back(id);
       ids.push_back(tok.eos_id());
-      ASSERT_TRUE(writer->AddSequence(ids).ok());
-      writer->EndDocument();
+      docs.push_back(std::move(ids));
     }
-    ASSERT_TRUE(writer->Finish().ok());
+    const absl::Status corpus = baton::testing::WriteCorpus(dir_ / "corpus", IndexDType::kUInt16, docs);
+    ASSERT_TRUE(corpus.ok()) << corpus;
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -248,22 +242,6 @@ TEST_F(TrainTest, MissingDatasetIsAClearError) {
 }
 
 // The CLI: bad input -> exit status 2 and exactly one line on stderr naming the key.
-struct CliResult {
-  int status;
-  std::string err;
-};
-
-CliResult RunBaton(const std::string& args) {
-  std::string cmd = std::string(BATON_BINARY) + " " + args + " 2>&1 >/dev/null";
-  CliResult r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p) != nullptr) r.err += buf;
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
 TEST(CliTest, BadInputIsOneLineAndExitTwo) {
   const std::string cfg = std::string(BATON_SOURCE_DIR) + "/examples/tiny.toml";
   struct Case {
@@ -281,12 +259,13 @@ TEST(CliTest, BadInputIsOneLineAndExitTwo) {
       {"frobnicate", "frobnicate"},
   };
   for (const Case& c : cases) {
-    CliResult r = RunBaton(c.args);
-    EXPECT_EQ(r.status, 2) << c.args << "\n" << r.err;
-    EXPECT_THAT(r.err, HasSubstr(c.needle)) << c.args;
-    EXPECT_THAT(r.err, ::testing::StartsWith("baton: error: ")) << c.args;
+    std::string err;  // stderr only
+    const int status = baton::testing::RunShell(std::string(BATON_BINARY) + " " + c.args + " 2>&1 >/dev/null", &err);
+    EXPECT_EQ(status, 2) << c.args << "\n" << err;
+    EXPECT_THAT(err, HasSubstr(c.needle)) << c.args;
+    EXPECT_THAT(err, ::testing::StartsWith("baton: error: ")) << c.args;
     if (c.args != "train" && c.args != "frobnicate") {  // usage errors add the usage text
-      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << "\n" << r.err;
+      EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << c.args << "\n" << err;
     }
   }
 }
