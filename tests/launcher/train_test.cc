@@ -1,7 +1,8 @@
 // End-to-end tests of `baton train` on a tiny dataset: resume exactness
 // (20 steps == 10 + resume + 10, bit for bit: losses and weights), recompute
 // policies giving the same losses as none through the whole driver, the
-// metrics file's contract, and the CLI's one-line errors with exit status 2.
+// metrics file's contract (a step's row written before its checkpoint), and
+// the CLI's one-line errors with exit status 2.
 #include "launcher/train.h"
 
 #include <algorithm>
@@ -170,6 +171,22 @@ TEST_F(TrainTest, CheckpointingDoesNotChangeTheRun) {
   ASSERT_TRUE(Train(Config("with", {"train.steps=9", "checkpoint.every=3"}), &s).ok());
   ASSERT_TRUE(Train(Config("without", {"train.steps=9", "checkpoint.dir=\"\""}), &s).ok());
   EXPECT_EQ(Losses(dir_ / "with" / "metrics.jsonl", "loss"), Losses(dir_ / "without" / "metrics.jsonl", "loss"));
+}
+
+// A step's metrics row goes out before its checkpoint, so a run stopped
+// between the two (killed, or here a save that fails: a folder stands where
+// step 3's file goes) keeps the row of the step it resumes after.
+// survive_test's kill loop lands in that window only by chance.
+TEST_F(TrainTest, StepRowIsWrittenBeforeItsCheckpoint) {
+  fs::create_directories(dir_ / "r" / "ckpt" / "step_00000003.h5" / "in_the_way");
+  TrainSummary s;
+  const absl::Status st =
+      Train(Config("r", {"train.steps=5", "checkpoint.every=1", "checkpoint.resume=\"none\""}), &s);
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(std::string(st.message()), HasSubstr("step_00000003.h5"));
+  const std::map<int64_t, double> rows = Losses(dir_ / "r" / "metrics.jsonl", "loss");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows.rbegin()->first, 3) << "step 3's row must be written before its checkpoint";
 }
 
 TEST_F(TrainTest, RecomputePoliciesGiveTheSameLosses) {
