@@ -3,9 +3,10 @@
 // forward + backward with grads scaled by 1/tokens of the global batch, so
 // the loss is the mean over every token of the step, then the dp/tp/pp
 // gradient collectives), clip, schedule the learning rate, AdamW; then
-// metrics, validation, checkpoint. Checkpoints are written by every rank
-// at once, each its own slices (parallel HDF5 under MPI): one logical file
-// that any layout loads.
+// validation, the step's metrics row, checkpoint. Checkpoints are written by
+// every rank at once, each its own slices (parallel HDF5 under MPI): one
+// logical file that any layout loads. What is reported (rows, progress,
+// MFU, memory, summary) lives in train_report.cc; when, stays here.
 #include "launcher/train.h"
 
 #include <chrono>
@@ -18,8 +19,6 @@
 #include <mpi.h>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "checkpoints/checkpoint.h"
 #include "checkpoints/checkpoint_dir.h"
 #include "checkpoints/dist_checkpoint.h"
@@ -28,13 +27,12 @@
 #include "launcher/metrics.h"
 #include "engine/rank_trainer.h"
 #include "launcher/preflight.h"
-#include "launcher/progress.h"
 #include "launcher/rank_env.h"
 #include "launcher/signals.h"
+#include "launcher/train_report.h"
 #include "nlohmann/json.hpp"
 #include "runtime/bpe_tokenizer.h"
 #include "runtime/corpus.h"
-#include "runtime/cuda_allocator.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
@@ -49,33 +47,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-std::string HumanBytes(int64_t b) {
-  if (b >= (int64_t{1} << 20)) return absl::StrFormat("%.1f MiB", b / 1048576.0);
-  return absl::StrFormat("%.1f KiB", b / 1024.0);
-}
-
-std::string HumanRate(double r) {
-  return r >= 1000 ? absl::StrFormat("%.1fk", r / 1000) : absl::StrFormat("%.0f", r);
-}
-
-// "activations kept per layer (B=16, T=128): none 1.2 MiB, full 64.0 KiB, ..."
-std::string ActivationReport(const Model& model, const RecomputeConfig& chosen, int64_t b, int64_t t) {
-  std::vector<std::string> parts;
-  for (RecomputePolicy p : {RecomputePolicy::kNone, RecomputePolicy::kSelective,
-                            RecomputePolicy::kEveryK, RecomputePolicy::kFull}) {
-    RecomputeConfig rc = chosen;
-    rc.policy = p;
-    std::vector<int64_t> per_layer = model.ActivationBytesPerLayer(rc, b, t);
-    int64_t total = 0;
-    for (int64_t x : per_layer) total += x;
-    std::string mark = p == chosen.policy ? "*" : "";
-    parts.push_back(absl::StrCat(mark, RecomputePolicyName(p), " ",
-                                 HumanBytes(total / static_cast<int64_t>(per_layer.size()))));
-  }
-  return absl::StrCat("activations kept per layer (B=", b, ", T=", t, "): ", absl::StrJoin(parts, ", "),
-                      "  (* = recompute.policy)");
 }
 
 // Checkpoint attributes besides the step.
@@ -235,31 +206,6 @@ absl::StatusOr<int64_t> Resume(const JobConfig& config, const std::optional<std:
   return loaded.step;
 }
 
-// What rank 0 prints before the first step: mesh, pipeline, model, data, activations.
-void PrintBanner(const JobConfig& config, MeshComms* comms, RankTrainer& trainer, int64_t num_parameters,
-                 const Sampler& sampler) {
-  const ParallelConfig& p = config.parallel;
-  const int world = comms != nullptr ? comms->world->size() : 1;
-  if (world > 1) {
-    std::printf("mesh: dp=%d pp=%d tp=%d%s over %d ranks (MPI, p2p %s%s)\n", p.dp, p.pp, p.tp,
-                p.sequence_parallel && p.tp > 1 ? " +sp" : "", world, comms->pp->backend(),
-                p.zero == 1 && p.dp > 1 ? ", ZeRO-1" : "");
-  }
-  if (p.pp > 1) {
-    std::printf("pipeline: %s; %s\n", ToString(trainer.stage().spec()).c_str(), trainer.stage().Describe().c_str());
-  }
-  const ModelConfig& m = config.model;
-  std::printf("model: %lld parameters (%d layers, dim %d, %d heads, %d kv heads, ffn %d, vocab %d)\n",
-              static_cast<long long>(num_parameters), m.layers, m.dim, m.heads, m.kv_heads, m.ffn_dim, m.vocab_size);
-  const int64_t b = config.train.micro_batch_size, t = config.train.seq_len;
-  std::printf("data: %s, %lld train / %lld val samples of %lld tokens; %lld micro-batches of %lld per step\n",
-              config.data.path.c_str(), static_cast<long long>(sampler.num_train_samples()),
-              static_cast<long long>(sampler.num_val_samples()), static_cast<long long>(t),
-              static_cast<long long>(config.microbatches()), static_cast<long long>(b));
-  std::printf("%s\n", ActivationReport(*trainer.models()[0], config.recompute, b, t).c_str());
-  std::fflush(stdout);
-}
-
 // Everything one run of the loop needs besides the trainer.
 struct Run {
   const JobConfig& config;
@@ -274,27 +220,6 @@ struct Run {
   double flops_per_token;  // 6N + 12·L·d·T (docs/performance.md)
   const DriverExtras* extras;  // null: training
   bool distill() const { return extras != nullptr && extras->teacher.enabled; }
-};
-
-// flops per token as docs/performance.md counts them: 6 per parameter
-// besides the input embedding, 12·L·d·T for attention's two T-long products.
-double FlopsPerToken(const JobConfig& config, int64_t num_parameters) {
-  const ModelConfig& m = config.model;
-  const double n = static_cast<double>(num_parameters) - static_cast<double>(m.vocab_size) * m.dim;
-  return 6.0 * n + 12.0 * m.layers * static_cast<double>(m.dim) * config.train.seq_len;
-}
-
-// This rank's GPU memory high-water marks (zeros on the CPU).
-CudaMemoryStats GpuMemory(Device device) {
-  return device == Device::kCuda ? DefaultCudaAllocator()->stats() : CudaMemoryStats{};
-}
-
-double GiB(size_t bytes) { return static_cast<double>(bytes) / (1 << 30); }
-
-struct StepResult {
-  double loss = 0, grad_norm = 0;
-  double kl = 0, ce = 0;  // distillation: the loss's parts, per token
-  float lr = 0;
 };
 
 // One optimizer step: this replica's share of the global batch, forward +
@@ -346,44 +271,27 @@ absl::StatusOr<StepResult> TrainStep(Run& r, int64_t step, int64_t stop, StepBat
 }
 
 // The step loop: from `step` to the stop step, with validation, checkpoints,
-// metrics and progress on the way.
+// metrics and progress on the way. Every rank runs the collectives in the
+// same order (step, stop vote, validation, checkpoint); reporting is rank 0's.
 absl::Status RunLoop(Run& r, int64_t step) {
   const TrainConfig& tc = r.config.train;
   const int world = r.comms != nullptr ? r.comms->world->size() : 1;
-  const int64_t b = tc.micro_batch_size, t = tc.seq_len;
-  const int64_t tokens_per_step = static_cast<int64_t>(tc.global_batch_size) * t;
   const Device device = r.trainer.config().device;
   BATON_ASSIGN_OR_RETURN(std::unique_ptr<StepBatches> batches,
-                         StepBatches::Create(device, static_cast<int>(r.config.microbatches()), b, t));
-  const double flops_per_gpu_token = r.flops_per_token / world;  // tokens/s counts every replica's tokens
-  // Under mpirun rank 0's stdout may be a pty, but it ends up in a job log: lines.
-  const ProgressMode pm = r.config.output.progress;
-  Progress progress(tc.steps, tc.log_every,
-                    pm == ProgressMode::kBar ? Progress::Mode::kBar
-                    : pm == ProgressMode::kLines || world > 1 ? Progress::Mode::kLines
-                                                               : Progress::Mode::kAuto);
+                         StepBatches::Create(device, static_cast<int>(r.config.microbatches()), tc.micro_batch_size,
+                                             tc.seq_len));
   const int64_t stop = tc.exit_interval > 0 ? std::min(tc.steps, step + tc.exit_interval) : tc.steps;
-  TrainSummary& summary = *r.summary;
-  summary.first_step = step + 1;
-  double timed_seconds = 0;
-  int64_t timed_tokens = 0;
+  StepReport report(r.config, world, r.root, device, r.flops_per_token, r.distill(), r.metrics, *r.summary, step + 1);
+  const CheckpointConfig& cc = r.config.checkpoint;
   while (step < stop && !StopAgreed()) {
     const Clock::time_point t0 = Clock::now();
     BATON_ASSIGN_OR_RETURN(const StepResult s, TrainStep(r, step, stop, *batches));
     ++step;
     const double dt = Seconds(t0, Clock::now());
-    if (step > summary.first_step) {  // the first step pays for allocation
-      timed_seconds += dt;
-      timed_tokens += tokens_per_step;
-    }
-    if (step == summary.first_step) summary.first_loss = s.loss;
-    summary.last_loss = s.loss;
-
     // A stop signal on any rank: every rank ends after this step, with a checkpoint.
     BATON_ASSIGN_OR_RETURN(const bool stopping, AgreeToStop(r.comms != nullptr ? r.comms->world.get() : nullptr));
     const bool last = step == stop;
     const bool eval = tc.eval_every > 0 && (step % tc.eval_every == 0 || last);
-    const CheckpointConfig& cc = r.config.checkpoint;
     const bool figures = eval && r.extras != nullptr && r.extras->eval_figures && !cc.dir.empty();
     const bool save = !cc.dir.empty() && ((cc.every > 0 && step % cc.every == 0) || last || stopping || figures);
     double val = -1;
@@ -392,71 +300,17 @@ absl::Status RunLoop(Run& r, int64_t step) {
     }
     // The step's row goes out before its checkpoint: a run killed between
     // the two resumes after this step, and its row must be there already.
-    if (r.root) {
-      const double tok_s = tokens_per_step / dt;
-      const double mfu = tok_s * flops_per_gpu_token / (r.config.output.peak_tflops * 1e12);
-      nlohmann::json row = {{"step", step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
-                            {"tokens_per_s", tok_s}, {"tokens", step * tokens_per_step}};
-      if (r.distill()) {
-        row["kl"] = s.kl;
-        row["ce"] = s.ce;
-      }
-      if (device == Device::kCuda) {  // MFU against a GPU's peak; memory from the caching allocator
-        const CudaMemoryStats mem = GpuMemory(device);
-        row["mfu"] = mfu;
-        row["peak_allocated_gib"] = GiB(mem.peak_in_use);
-        row["peak_reserved_gib"] = GiB(mem.peak_reserved);
-      }
-      r.metrics.Write(row);
-      progress.Update(step, absl::StrFormat("loss %.4f%s  lr %.2e  gnorm %.3f  %s tok/s%s", s.loss,
-                                            r.distill() ? absl::StrFormat(" (kl %.4f ce %.4f)", s.kl, s.ce) : "",
-                                            s.lr, s.grad_norm, HumanRate(tok_s),
-                                            device == Device::kCuda ? absl::StrFormat("  MFU %.3f", mfu) : ""));
-    }
+    report.Step(step, s, dt);
     if (save) {  // collective: every rank writes its slices
       BATON_RETURN_IF_ERROR(SaveCheckpoint(r.config, step, r.trainer.CheckpointShards(),
                                            CheckpointAttrs(r.config, r.sampler, r.trainer.optimizer_step()),
-                                           r.world_comm, r.root, &summary.checkpoint));
+                                           r.world_comm, r.root, &r.summary->checkpoint));
     }
     if (!r.root) continue;  // the rest is reporting
-    if (val >= 0) {
-      summary.last_val_loss = val;
-      nlohmann::json v = {{"step", step}, {"val_loss", val}};
-      std::string more;
-      if (figures) {
-        BATON_ASSIGN_OR_RETURN(const nlohmann::json f, r.extras->eval_figures(summary.checkpoint));
-        for (const auto& [key, value] : f.items()) {
-          v[key] = value;
-          more += absl::StrFormat("  %s %.4f", key, value.get<double>());
-        }
-      }
-      r.metrics.Write(v);
-      progress.Note(absl::StrFormat("step %lld  val_loss %.4f%s", static_cast<long long>(step), val, more));
-    }
-    if (save) progress.Note(absl::StrCat("step ", step, "  checkpoint ", summary.checkpoint));
+    if (val >= 0) BATON_RETURN_IF_ERROR(report.Validation(step, val, figures ? &r.extras->eval_figures : nullptr));
+    if (save) report.Checkpoint(step);
   }
-  if (r.root) progress.Finish();
-  summary.last_step = step;
-  summary.tokens_per_s = timed_seconds > 0 ? timed_tokens / timed_seconds : 0;
-  summary.mfu = summary.tokens_per_s * flops_per_gpu_token / (r.config.output.peak_tflops * 1e12);
-  const CudaMemoryStats mem = GpuMemory(device);
-  summary.peak_allocated = static_cast<int64_t>(mem.peak_in_use);
-  summary.peak_reserved = static_cast<int64_t>(mem.peak_reserved);
-  return absl::OkStatus();
-}
-
-// After the loop: the trace file and the dp bucket report.
-absl::Status Summarize(Run& r) {
-  if (r.trace != nullptr) {
-    BATON_RETURN_IF_ERROR(GatherChromeTrace(*r.comms->world, *r.trace, r.config.output.trace));
-    if (r.root) std::printf("trace: %s (the last step, one row per rank)\n", r.config.output.trace.c_str());
-  }
-  r.summary->dp_buckets = r.trainer.num_buckets();
-  r.summary->dp_buckets_early = r.trainer.buckets_started_early();
-  if (r.root && r.summary->dp_buckets > 0) {
-    std::printf("dp gradient sums: %d buckets of parallel.bucket_mb=%g, %d started during the backward\n",
-                r.summary->dp_buckets, r.config.parallel.bucket_mb, r.summary->dp_buckets_early);
-  }
+  report.Finish(step);
   return absl::OkStatus();
 }
 
@@ -574,7 +428,7 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   Run run{config, comms, world_comm, root, *trainer, sampler, trace.get(), metrics, summary,
           FlopsPerToken(config, num_parameters), extras};
   BATON_RETURN_IF_ERROR(RunLoop(run, step));
-  BATON_RETURN_IF_ERROR(Summarize(run));
+  BATON_RETURN_IF_ERROR(ReportAfterLoop(config, comms, trace.get(), *trainer, root, *summary));
   summary->seconds = Seconds(start, Clock::now());
   return absl::OkStatus();
 }
