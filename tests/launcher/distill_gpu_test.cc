@@ -5,8 +5,9 @@
 // starts from the teacher's layers, so both runs start from the same
 // weights, and every step's loss agrees to bf16 tolerance (relative 3e-2:
 // the GPU computes in bf16, the CPU in f32). Online mode on the GPU the
-// same way, for the teacher held in bf16 without gradients. Skips where no
-// GPU is visible.
+// same way, for the teacher held in bf16 without gradients, and that
+// teacher's bytes: a fifth of a training model's. Skips where no GPU is
+// visible.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -128,9 +129,23 @@ TEST_F(DistillGpuTest, OnlineOnTheGpuFollowsTheCpuRunWithABf16Teacher) {
   std::string out;
   ASSERT_EQ(RunBaton("distill --config " + Job("cpu", "cpu", "online"), &out), 0) << out;
   ASSERT_EQ(RunBaton("distill --config " + Job("gpu", "cuda", "online"), &out), 0) << out;
-  EXPECT_THAT(out, HasSubstr("teacher memory"));
-  EXPECT_THAT(out, HasSubstr("bf16"));
+  EXPECT_THAT(out, HasSubstr("MiB of bf16 weights on pipeline stage 0 (forward only"));
   ExpectSameCurve("cpu", "gpu");
+}
+
+// A forward-only bf16 model on the GPU holds its bf16 weights only: a fifth
+// of a training model's f32 masters + f32 grads + bf16 compute copy.
+TEST_F(DistillGpuTest, ForwardOnlyTeacherHoldsAFifthOfATrainingModel) {
+  absl::StatusOr<JobConfig> job = ParseJobConfig(ModelToml(4), "teacher", {});
+  ASSERT_TRUE(job.ok()) << job.status();
+  absl::StatusOr<Model> fwd = Model::CreateForwardOnly(job->model, DType::kBF16, Device::kCuda);
+  absl::StatusOr<Model> train = Model::Create(job->model, DType::kBF16, Device::kCuda);
+  ASSERT_TRUE(fwd.ok()) << fwd.status();
+  ASSERT_TRUE(train.ok()) << train.status();
+  EXPECT_EQ(fwd->param_dtype(), DType::kBF16);
+  for (const Param& p : fwd->params()) EXPECT_FALSE(p.grad.defined()) << p.name;
+  EXPECT_EQ(5 * fwd->ParamBytes(), train->ParamBytes());
+  EXPECT_GE(fwd->ParamBytes(), 2 * fwd->NumParameters());
 }
 
 }  // namespace
