@@ -340,7 +340,8 @@ absl::Status RankTrainer::LoadTeacher(const ShardReader& read) {
   for (Model* m : teacher->models()) {
     for (Param& p : m->params()) {
       // Read as f32 (what checkpoints hold), rounded to a bf16 weight on the host.
-      Tensor staging = p.value.dtype() == DType::kBF16 ? Tensor::Empty(p.value.shape(), DType::kF32) : HostStaging(p.value);
+      Tensor staging =
+          p.value.dtype() == DType::kBF16 ? Tensor::Empty(p.value.shape(), DType::kF32) : HostStaging(p.value);
       shards.push_back(ShardOf("params/" + p.name, p, staging));
       targets.push_back(&p.value);
     }

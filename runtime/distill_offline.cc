@@ -94,8 +94,9 @@ absl::Status CudaPasses(const Tensor& s, const TeacherTopK& t, const Tensor& y, 
   auto f32 = [](const Tensor& x) { return static_cast<float*>(x.raw()); };
   auto i32 = [](const Tensor& x) { return static_cast<const int32_t*>(x.raw()); };
   Allocator* alloc = DefaultCudaAllocator();
-  Tensor max = Tensor::Empty({n}, DType::kF32, alloc), sums = Tensor::Empty({cpu::kOfflineSums + k, n}, DType::kF32, alloc),
-         norm = Tensor::Empty({2, n}, DType::kF32, alloc);
+  Tensor max = Tensor::Empty({n}, DType::kF32, alloc);
+  Tensor sums = Tensor::Empty({cpu::kOfflineSums + k, n}, DType::kF32, alloc);
+  Tensor norm = Tensor::Empty({2, n}, DType::kF32, alloc);  // the teacher's L and p_rest per row
   const float temp = static_cast<float>(o.temperature), alpha = static_cast<float>(o.alpha);
   cudaStream_t stream = cuda::CurrentStream();
   BATON_RETURN_IF_ERROR(cuda::OfflineRowMax(tag, s.raw(), n, v, f32(max), stream));

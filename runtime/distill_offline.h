@@ -1,16 +1,17 @@
-// Offline distillation as the trainer calls it: the teacher's top-k logits
-// per token (stored once by `baton distill --dump-teacher`, see
+// Offline distillation as the trainer calls it: the teacher's top-k logits per
+// token (stored once by `baton distill --dump-teacher`, see
 // checkpoints/teacher_logits.h) stand in for its full logits. TeacherTopKOf
 // makes them from full logits; OfflineDistillLoss is DistillLoss
-// (runtime/distill_loss.h: same options, sums, scaling and in-place
-// gradient) against them, with the KL taken over the k kept ids plus one
-// "rest" outcome (kernels/cpu/distill_topk.h has the formulas and the bound:
-// never above the online KL, equal at k = V). CPU: f32/f64, statistics in
-// the logits' dtype; CUDA: f32/bf16 logits, the teacher's rows f32 on the
-// device (TeacherTopKUpload in distill_offline_upload.h puts them there),
-// f32 statistics, on the current stream. Under tensor parallelism the student's logits are a vocabulary shard and the top-k is
-// whole on every rank; only per-row numbers cross the tp group (one max,
-// then 4 + k sums: the student's logits at the kept ids among them).
+// (runtime/distill_loss.h: same options, sums, scaling and in-place gradient)
+// against them, with the KL taken over the k kept ids plus one "rest" outcome
+// (kernels/cpu/distill_topk.h has the formulas and the bound: never above the
+// online KL, equal at k = V). CPU: f32/f64, statistics in the logits' dtype;
+// CUDA: f32/bf16 logits, the teacher's rows f32 on the device
+// (TeacherTopKUpload in distill_offline_upload.h puts them there), f32
+// statistics, on the current stream. Under tensor parallelism the student's
+// logits are a vocabulary shard and the top-k is whole on every rank; only
+// per-row numbers cross the tp group (one max, then 4 + k sums: the student's
+// logits at the kept ids among them).
 #pragma once
 
 #include <cstdint>

@@ -132,8 +132,8 @@ absl::StatusOr<std::vector<TeacherTopK>> TeacherTopKUpload::Upload(const std::ve
     PutF32(t.values, reinterpret_cast<float*>(p));
     std::memcpy(p + vb, t.indices.raw(), vb);
     PutF32(t.rest_lse, reinterpret_cast<float*>(p + 2 * vb));
-    for (auto [dst, off, len] : {std::tuple{&device_[m].values, size_t{0}, vb},
-                                 std::tuple{&device_[m].indices, vb, vb}, std::tuple{&device_[m].rest_lse, 2 * vb, rb}}) {
+    for (auto [dst, off, len] : {std::tuple{&device_[m].values, size_t{0}, vb}, std::tuple{&device_[m].indices, vb, vb},
+                                 std::tuple{&device_[m].rest_lse, 2 * vb, rb}}) {
       BATON_RETURN_IF_ERROR(
           FromCuda(cudaMemcpyAsync(dst->raw(), p + off, len, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync"));
     }

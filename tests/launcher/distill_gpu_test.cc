@@ -90,7 +90,8 @@ class DistillGpuTest : public ::testing::Test {
         "\"\nval_fraction = 0.1\n[train]\nseq_len = 16\nmicro_batch_size = 4\nglobal_batch_size = 8\nsteps = 4\n"
         "lr = 1e-3\ndevice = \"" + device + "\"\n[teacher]\ncheckpoint = \"" + teacher_ + "\"\n[distill]\nmode = \"" +
         mode + "\"\ntopk = 8\ntemperature = 2.0\nlogits_path = \"" + (dir_ / "logits").string() +
-        "\"\n[student]\ninit = \"teacher-layers\"\n[output]\nmetrics = \"" + (dir_ / (run + ".jsonl")).string() + "\"\n";
+        "\"\n[student]\ninit = \"teacher-layers\"\n[output]\nmetrics = \"" + (dir_ / (run + ".jsonl")).string() +
+        "\"\n";
     const std::string path = (dir_ / (run + ".toml")).string();
     std::ofstream(path) << text;
     return path;
