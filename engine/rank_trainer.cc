@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
+#include "kernels/cpu/convert.h"
 #include "parallel/tp_collectives.h"
 #include "runtime/ops.h"
 
@@ -338,7 +339,10 @@ absl::Status RankTrainer::LoadTeacher(const ShardReader& read) {
   std::vector<Tensor*> targets;
   for (Model* m : teacher->models()) {
     for (Param& p : m->params()) {
-      shards.push_back(ShardOf("params/" + p.name, p, HostStaging(p.value)));
+      // Read as f32 (what checkpoints hold), rounded to a bf16 weight on the host.
+      Tensor staging =
+          p.value.dtype() == DType::kBF16 ? Tensor::Empty(p.value.shape(), DType::kF32) : HostStaging(p.value);
+      shards.push_back(ShardOf("params/" + p.name, p, staging));
       targets.push_back(&p.value);
     }
   }
@@ -346,7 +350,12 @@ absl::Status RankTrainer::LoadTeacher(const ShardReader& read) {
   std::map<std::string, std::string> attrs;
   BATON_RETURN_IF_ERROR(read(shards, &step, &attrs));
   for (size_t s = 0; s < shards.size(); ++s) {
-    if (targets[s]->raw() != shards[s].local.raw()) targets[s]->CopyFrom(shards[s].local);
+    Tensor host = shards[s].local;
+    if (targets[s]->dtype() == DType::kBF16 && host.dtype() == DType::kF32) {
+      host = Tensor::Empty(host.shape(), DType::kBF16);
+      cpu::F32ToBf16(shards[s].local.data<float>(), host.numel(), static_cast<uint16_t*>(host.raw()));
+    }
+    if (targets[s]->raw() != host.raw()) targets[s]->CopyFrom(host);
   }
   for (Model* m : teacher->models()) m->RefreshComputeWeights();
   return absl::OkStatus();

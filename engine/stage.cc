@@ -151,6 +151,7 @@ absl::StatusOr<double> Stage::RunStep(const std::vector<Tensor>& tokens, const s
   mb_loss_.assign(tokens.size(), 0.0);
   mb_kl_.assign(tokens.size(), 0.0);
   mb_ce_.assign(tokens.size(), 0.0);
+  BATON_RETURN_IF_ERROR(UploadTeacherTopK());
   BATON_RETURN_IF_ERROR(executor_->RunStep(*this));
   double sum = 0;
   for (double l : mb_loss_) sum += l;  // nonzero on the head's stage only
@@ -224,6 +225,21 @@ void Stage::InstallDistillLoss(Model& head) {
     mb_ce_[mb] = sums.ce;
     return sums.loss;
   });
+}
+
+absl::Status Stage::UploadTeacherTopK() {
+  if (config_.device != Device::kCuda || !config_.teacher.enabled || !config_.teacher.offline) return absl::OkStatus();
+  if (std::none_of(chunks_.begin(), chunks_.end(), [](const Model& m) { return m.slice().head; })) {
+    topk_.clear();  // only the head's stage reads them
+    return absl::OkStatus();
+  }
+  if (topk_upload_ == nullptr) {
+    BATON_ASSIGN_OR_RETURN(topk_upload_, TeacherTopKUpload::Create());
+  }
+  absl::StatusOr<std::vector<TeacherTopK>> up = topk_upload_->Upload(topk_, config_.model.vocab_size);
+  if (!up.ok()) return absl::Status(up.status().code(), absl::StrCat("offline distillation: ", up.status().message()));
+  topk_ = *std::move(up);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<double> Stage::FinishDistillStep(double loss_sum) {

@@ -41,6 +41,7 @@
 #include "parallel/schedule.h"
 #include "parallel/trace.h"
 #include "runtime/distill_offline.h"
+#include "runtime/distill_offline_upload.h"
 #include "runtime/model.h"
 #include "runtime/sampler.h"
 #include "runtime/tensor_parallel.h"
@@ -83,7 +84,8 @@ class Stage final : public StageWork {
   StageTeacher* teacher() { return teacher_.get(); }
   DistillLossSums last_distill_sums() const { return distill_sums_; }
   // Offline distillation: the teacher's top-k rows of each micro-batch of
-  // the next step ([mb]; read on the head's stage only).
+  // the next step ([mb], on the host; read on the head's stage only, which
+  // on CUDA uploads them at the start of RunStep).
   void SetTeacherTopK(std::vector<TeacherTopK> topk) { topk_ = std::move(topk); }
 
   // ---- StageWork
@@ -122,6 +124,8 @@ class Stage final : public StageWork {
   void InstallDistillLoss(Model& head);
   // The step's end under distillation: the teacher's sends, the pp sums of loss, KL and CE.
   absl::StatusOr<double> FinishDistillStep(double loss_sum);
+  // Offline on CUDA: the step's top-k rows to the device (the head's stage only).
+  absl::Status UploadTeacherTopK();
 
   EngineConfig config_;
   Communicator& pp_;
@@ -145,7 +149,8 @@ class Stage final : public StageWork {
 
   // Distillation (null: training).
   std::unique_ptr<StageTeacher> teacher_;
-  std::vector<TeacherTopK> topk_;                       // offline: [mb] of the step
+  std::vector<TeacherTopK> topk_;                       // offline: [mb] of the step (on the device on CUDA)
+  std::unique_ptr<TeacherTopKUpload> topk_upload_;      // offline on CUDA, head's stage: made on first use
   int forward_mb_ = -1;                                 // the micro-batch of the running Forward
   std::vector<double> mb_kl_, mb_ce_;                   // [mb] on the head's stage
   DistillLossSums distill_sums_;

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "engine/stage_split.h"
 #include "kernels/check.h"
 #include "runtime/cuda_allocator.h"
@@ -26,8 +27,8 @@ absl::StatusOr<std::unique_ptr<StageTeacher>> StageTeacher::Create(const EngineC
   }
   const std::vector<ModelSlice> slices = SplitLayers(tm, parts, config.seq_len, config.teacher.layers_per_part);
   for (int c = 0; c < spec.virtual_stages; ++c) {
-    BATON_ASSIGN_OR_RETURN(Model m, Model::Create(tm, config.compute, config.device,
-                                                  slices[ModelPart(spec, stage, c)], tp));
+    BATON_ASSIGN_OR_RETURN(Model m, Model::CreateForwardOnly(tm, config.compute, config.device,
+                                                             slices[ModelPart(spec, stage, c)], tp));
     t->chunks_.push_back(std::move(m));
   }
   t->rows_divisor_ = tp.sequence_parallel && tp.size > 1 ? tp.size : 1;
@@ -38,6 +39,19 @@ std::vector<Model*> StageTeacher::models() {
   std::vector<Model*> out;
   for (Model& m : chunks_) out.push_back(&m);
   return out;
+}
+
+int64_t StageTeacher::ParamBytes() const {
+  int64_t bytes = 0;
+  for (const Model& m : chunks_) bytes += m.ParamBytes();
+  return bytes;
+}
+
+std::string StageTeacher::MemoryReport() const {
+  const DType weights = chunks_.empty() ? config_.compute : chunks_[0].param_dtype();
+  return absl::StrFormat("teacher memory: %.1f MiB of %s weights on pipeline stage %d (forward only: no grads, no "
+                         "optimizer state)",
+                         static_cast<double>(ParamBytes()) / (1 << 20), DTypeName(weights), stage_);
 }
 
 absl::StatusOr<int> StageTeacher::Tag(int mb, int part) const {

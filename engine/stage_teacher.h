@@ -9,12 +9,15 @@
 // which has already received the student's activation sent after it, asks
 // for it: no new ordering constraint on any schedule. On the last part the
 // teacher's logits of each micro-batch wait for the student's head loss.
-// The teacher is loaded like a checkpoint (RankTrainer::LoadTeacher); on
-// CUDA it computes in the compute dtype (bf16), its f32 masters kept by
-// Model, its grads never touched.
+// The teacher is loaded like a checkpoint (RankTrainer::LoadTeacher) into
+// forward-only Models (Model::CreateForwardOnly): no gradient buffers, no
+// optimizer state, and on CUDA with bf16 compute only the bf16 weights (no
+// f32 masters): a third of a training model's parameter memory there.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -35,6 +38,10 @@ class StageTeacher {
                                                               int stage, Communicator& pp, TensorParallel tp);
 
   std::vector<Model*> models();  // [chunk]
+  // Bytes of parameter state the teacher's chunks hold on this rank.
+  int64_t ParamBytes() const;
+  // "teacher memory: 12.0 MiB of bf16 weights on pipeline stage 0 (forward only: no grads, ...)"
+  std::string MemoryReport() const;
 
   // Teacher chunk `chunk` on micro-batch mb (tokens (B, T)): receives the
   // previous part's teacher activation, runs the part, sends its output to

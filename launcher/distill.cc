@@ -104,12 +104,12 @@ absl::Status Run(const Flags& flags, const MpiSession& mpi) {
   BATON_ASSIGN_OR_RETURN(CheckpointModel teacher, LoadCheckpointModel(config.teacher.checkpoint, device));
   const ModelConfig& tm = teacher.job.model;
   BATON_RETURN_IF_ERROR(CheckTeacherFitsStudent(config, tm, config.teacher.checkpoint));
-  // Forward only: weights in the compute dtype (bf16 on GPUs, plus the f32 masters a Model keeps), no grads used.
+  // The dump's teacher is loaded like a checkpoint for eval (a training Model: its grads are held, never used).
   const int64_t params = teacher.model.NumParameters();
-  std::printf("teacher: %s (step %lld): %lld parameters (%d layers, dim %d, vocab %d), weights %s on %s\n",
+  std::printf("teacher: %s (step %lld): %lld parameters (%d layers, dim %d, vocab %d), %s of parameter state on %s\n",
               config.teacher.checkpoint.c_str(), static_cast<long long>(teacher.step), static_cast<long long>(params),
-              tm.layers, tm.dim, tm.vocab_size,
-              Mib(params * (device == Device::kCuda ? 2 : 4)).c_str(), device == Device::kCuda ? "cuda (bf16)" : "cpu (f32)");
+              tm.layers, tm.dim, tm.vocab_size, Mib(teacher.model.ParamBytes()).c_str(),
+              device == Device::kCuda ? "cuda (bf16 compute)" : "cpu (f32)");
   if (config.student.init == StudentInit::kTeacherLayers) {
     BATON_ASSIGN_OR_RETURN(std::vector<int> from,
                            ResolveLayersFrom(config.student.layers_from, tm.layers, config.model.layers));

@@ -416,6 +416,9 @@ absl::Status Train(const JobConfig& config, TrainSummary* summary, MeshComms* co
   BATON_ASSIGN_OR_RETURN(std::optional<std::string> resume, ResumePath(config.checkpoint));
   BATON_ASSIGN_OR_RETURN(const int64_t step, Resume(config, resume, world_comm, root, *trainer, sampler));
   if (extras != nullptr) BATON_RETURN_IF_ERROR(PrepareDistill(*extras, resume.has_value(), world_comm, *trainer));
+  if (root && trainer->stage().teacher() != nullptr) {
+    std::printf("%s\n", trainer->stage().teacher()->MemoryReport().c_str());  // distill: its own start-up line
+  }
   BATON_ASSIGN_OR_RETURN(MetricsWriter metrics, MetricsWriter::OpenAt(root ? config.output.metrics : "", step));
   BATON_ASSIGN_OR_RETURN(std::string data_hash, HashFile(config.data.path + ".bin"));
   metrics.Write({{"manifest",

@@ -1,6 +1,7 @@
 // TeacherTopKOf and OfflineDistillLoss (see distill_offline.h): argument
-// checks, then the row passes of kernels/cpu/distill_topk.h with the tp
-// reductions between them; losses summed in row order.
+// checks, then the row passes of kernels/cpu/distill_topk.h (or their CUDA
+// twins, kernels/cuda/distill_topk.h) with the tp reductions between them;
+// losses summed in double on the host in row order.
 #include "runtime/distill_offline.h"
 
 #include <algorithm>
@@ -9,6 +10,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/distill_topk.h"
+
+#ifdef BATON_HAVE_CUDA
+#include "kernels/cuda/distill_topk.h"
+#include "kernels/cuda/stream.h"
+#include "runtime/cuda_allocator.h"
+#endif
 
 namespace baton {
 namespace {
@@ -21,7 +28,12 @@ bool CpuFloat(const Tensor& t) {
 }
 
 template <typename T>
-DistillLossSums Sums(const Tensor& losses) {
+DistillLossSums Sums(const Tensor& device_losses) {
+  Tensor losses = device_losses;
+  if (losses.device() != Device::kCpu) {
+    losses = Tensor::Empty(device_losses.shape(), device_losses.dtype());
+    losses.CopyFrom(device_losses);
+  }
   const int64_t n = losses.dim(1);
   const T* l = losses.data<T>();
   DistillLossSums out;
@@ -68,6 +80,70 @@ int64_t FirstBadRow(const Tensor& indices, int64_t vocab) {
   return -1;
 }
 
+bool On(const Tensor& t, Device d, DType dtype) {
+  return t.defined() && t.device() == d && t.dtype() == dtype && t.is_contiguous();
+}
+
+#ifdef BATON_HAVE_CUDA
+// The passes on the GPU: f32 statistics whatever the logits' dtype.
+absl::Status CudaPasses(const Tensor& s, const TeacherTopK& t, const Tensor& y, const DistillLossOptions& o,
+                        double grad_scale, Tensor* d, TpCollectives* tp, int64_t vocab_start, Tensor& losses) {
+  const int64_t n = s.dim(0), v = s.dim(1), k = t.values.dim(1);
+  const bool reduce = tp != nullptr && tp->size() > 1;
+  const cuda::Float tag = s.dtype() == DType::kF32 ? cuda::Float::kF32 : cuda::Float::kBF16;
+  auto f32 = [](const Tensor& x) { return static_cast<float*>(x.raw()); };
+  auto i32 = [](const Tensor& x) { return static_cast<const int32_t*>(x.raw()); };
+  Allocator* alloc = DefaultCudaAllocator();
+  Tensor max = Tensor::Empty({n}, DType::kF32, alloc);
+  Tensor sums = Tensor::Empty({cpu::kOfflineSums + k, n}, DType::kF32, alloc);
+  Tensor norm = Tensor::Empty({2, n}, DType::kF32, alloc);  // the teacher's L and p_rest per row
+  const float temp = static_cast<float>(o.temperature), alpha = static_cast<float>(o.alpha);
+  cudaStream_t stream = cuda::CurrentStream();
+  BATON_RETURN_IF_ERROR(cuda::OfflineRowMax(tag, s.raw(), n, v, f32(max), stream));
+  if (reduce) BATON_RETURN_IF_ERROR(tp->AllReduceMax(max));
+  BATON_RETURN_IF_ERROR(cuda::OfflineRowSums(tag, s.raw(), i32(t.indices), i32(y), vocab_start, n, v, k, temp,
+                                             f32(max), f32(sums), stream));
+  if (reduce) BATON_RETURN_IF_ERROR(tp->AllReduceSum(sums));
+  BATON_RETURN_IF_ERROR(cuda::OfflineRowLoss(f32(t.values), f32(t.rest_lse), i32(y), n, k, f32(max), f32(sums), alpha,
+                                             temp, f32(losses), f32(norm), stream));
+  if (d == nullptr) return absl::OkStatus();
+  return cuda::OfflineBackward(tag, s.raw(), f32(t.values), i32(t.indices), i32(y), vocab_start, n, v, k, f32(max),
+                               f32(sums), f32(norm), alpha, temp, static_cast<float>(grad_scale), d->raw(), stream);
+}
+#endif
+
+// OfflineDistillLoss on CUDA tensors: the shapes and dtypes checked here, the ids where they were uploaded.
+absl::StatusOr<DistillLossSums> OfflineDistillLossCuda(const Tensor& student, const TeacherTopK& teacher,
+                                                       const Tensor& targets, const DistillLossOptions& o,
+                                                       double grad_scale, Tensor* dstudent, TpCollectives* tp,
+                                                       int64_t vocab_start) {
+  if (student.rank() != 2 || !student.is_contiguous() ||
+      (student.dtype() != DType::kF32 && student.dtype() != DType::kBF16))
+    return Bad("OfflineDistillLoss: CUDA student logits must be contiguous f32/bf16 (N, V), got ",
+               student.DebugString());
+  const int64_t n = student.dim(0);
+  const int64_t k = teacher.values.defined() && teacher.values.rank() == 2 ? teacher.values.dim(1) : 0;
+  if (k < 1 || teacher.values.shape() != Shape{n, k} || !On(teacher.values, Device::kCuda, DType::kF32) ||
+      teacher.indices.shape() != Shape{n, k} || !On(teacher.indices, Device::kCuda, DType::kI32) ||
+      teacher.rest_lse.shape() != Shape{n} || !On(teacher.rest_lse, Device::kCuda, DType::kF32))
+    return Bad("OfflineDistillLoss: on the GPU the teacher's top-k must be CUDA f32 values (N, k), i32 indices (N, k)"
+               " and f32 rest_lse (N) (TeacherTopKUpload), got values ", teacher.values.DebugString(), ", indices ",
+               teacher.indices.DebugString(), ", rest_lse ", teacher.rest_lse.DebugString(), " for student ",
+               student.DebugString());
+  if (!On(targets, Device::kCuda, DType::kI32) || targets.numel() != n)
+    return Bad("OfflineDistillLoss: targets must be CUDA i32 (", n, "), got ", targets.DebugString());
+  if (dstudent != nullptr && (dstudent->shape() != student.shape() || !On(*dstudent, Device::kCuda, student.dtype())))
+    return Bad("OfflineDistillLoss: dstudent ", dstudent->DebugString(), " must be like ", student.DebugString());
+#ifdef BATON_HAVE_CUDA
+  Tensor losses = Tensor::Empty({3, n}, DType::kF32, DefaultCudaAllocator());
+  BATON_RETURN_IF_ERROR(CudaPasses(student, teacher, targets.Reshape({n}), o, grad_scale, dstudent, tp, vocab_start,
+                                   losses));
+  return Sums<float>(losses);
+#else
+  return absl::FailedPreconditionError("OfflineDistillLoss: CUDA tensors in a build without CUDA");
+#endif
+}
+
 template <typename T>
 absl::Status OfflinePasses(const Tensor& s, const TeacherTopK& t, const Tensor& y, const cpu::DistillCoeffs c,
                            double grad_scale, Tensor* d, TpCollectives* tp, int64_t vocab_start, Tensor& losses) {
@@ -99,6 +175,8 @@ absl::StatusOr<DistillLossSums> OfflineDistillLoss(const Tensor& student, const 
   if (o.temperature != teacher.temperature)
     return Bad("distill.temperature=", o.temperature, " but the teacher's top-k logits were stored at temperature ",
                teacher.temperature, " (their rest log-sum-exp depends on it: dump them again)");
+  if (student.defined() && student.device() == Device::kCuda)
+    return OfflineDistillLossCuda(student, teacher, targets, o, grad_scale, dstudent, tp, vocab_start);
   if (!CpuFloat(student) || student.rank() != 2)
     return Bad("OfflineDistillLoss: student logits must be contiguous CPU f32/f64 (N, V), got ", student.DebugString());
   const int64_t n = student.dim(0), v = student.dim(1), vocab = v * (tp != nullptr ? tp->size() : 1);
@@ -116,8 +194,7 @@ absl::StatusOr<DistillLossSums> OfflineDistillLoss(const Tensor& student, const 
     if (targets.data<int32_t>()[r] >= vocab)
       return Bad("OfflineDistillLoss: target ", targets.data<int32_t>()[r], " of row ", r, " is >= vocab size ", vocab);
   }
-  if (const int64_t bad = FirstBadRow(teacher.indices, vocab); bad >= 0)
-    return Bad("OfflineDistillLoss: row ", bad, " of the teacher's top-k has an id outside [0, ", vocab, ") or twice");
+  BATON_RETURN_IF_ERROR(CheckTeacherTopKIds(teacher, vocab));
   if (dstudent != nullptr && (dstudent->shape() != student.shape() || dstudent->dtype() != student.dtype() ||
                               !CpuFloat(*dstudent)))
     return Bad("OfflineDistillLoss: dstudent ", dstudent->DebugString(), " must be like ", student.DebugString());
@@ -130,6 +207,14 @@ absl::StatusOr<DistillLossSums> OfflineDistillLoss(const Tensor& student, const 
   }
   BATON_RETURN_IF_ERROR(OfflinePasses<double>(student, teacher, y, c, grad_scale, dstudent, tp, vocab_start, losses));
   return Sums<double>(losses);
+}
+
+absl::Status CheckTeacherTopKIds(const TeacherTopK& teacher, int64_t vocab) {
+  if (!On(teacher.indices, Device::kCpu, DType::kI32) || teacher.indices.rank() != 2)
+    return Bad("teacher top-k indices must be CPU i32 (N, k), got ", teacher.indices.DebugString());
+  if (const int64_t bad = FirstBadRow(teacher.indices, vocab); bad >= 0)
+    return Bad("OfflineDistillLoss: row ", bad, " of the teacher's top-k has an id outside [0, ", vocab, ") or twice");
+  return absl::OkStatus();
 }
 
 }  // namespace baton

@@ -71,6 +71,16 @@ bool Model::is_whole() const {
 
 absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Device device,
                                     ModelSlice slice, TensorParallel tp) {
+  return CreateImpl(config, dtype, device, slice, tp, /*forward_only=*/false);
+}
+
+absl::StatusOr<Model> Model::CreateForwardOnly(const ModelConfig& config, DType dtype, Device device,
+                                               ModelSlice slice, TensorParallel tp) {
+  return CreateImpl(config, dtype, device, slice, tp, /*forward_only=*/true);
+}
+
+absl::StatusOr<Model> Model::CreateImpl(const ModelConfig& config, DType dtype, Device device, ModelSlice slice,
+                                        TensorParallel tp, bool forward_only) {
   BATON_RETURN_IF_ERROR(config.Validate());
   if (tp.size < 1 || tp.rank < 0 || tp.rank >= tp.size || (tp.size > 1 && tp.comm == nullptr)) {
     return absl::InvalidArgumentError(absl::StrCat("tensor parallelism: rank ", tp.rank, " of ", tp.size,
@@ -114,7 +124,8 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, DType dtype, Devi
   m.embedding_copy_ = slice.head && config.tie_embeddings && !slice.embedding;
   m.dtype_ = dtype;
   m.device_ = device;
-  m.param_dtype_ = device == Device::kCpu ? dtype : DType::kF32;
+  m.forward_only_ = forward_only;
+  m.param_dtype_ = device == Device::kCpu || forward_only ? dtype : DType::kF32;
   m.format_ = ActivationFormat::Cpu(dtype);
   const int64_t C = config.dim, V = config.vocab_size, F = config.ffn_dim;
   const int64_t HD = int64_t{config.heads} * config.head_dim();
@@ -167,7 +178,7 @@ int Model::AddParam(std::string name, const Shape& full, int shard_dim, InitKind
   p.tp_sum_grad = tp_->sp() && shard_dim < 0;
   if (device_ == Device::kCpu) {  // CUDA: views of flat buffers, AllocateDeviceParams
     p.value = Tensor::Zeros(shape, dtype_);
-    p.grad = Tensor::Zeros(shape, dtype_);
+    if (!forward_only_) p.grad = Tensor::Zeros(shape, dtype_);
   }
   p.decay = decay;
   params_.push_back(std::move(p));
@@ -178,6 +189,7 @@ int Model::AddParam(std::string name, const Shape& full, int shard_dim, InitKind
 }
 
 void Model::Init(uint64_t seed) {
+  BATON_CHECK_MSG(!forward_only_ || device_ == Device::kCpu, "Init of a forward-only CUDA model: load its weights");
   if (device_ == Device::kCuda) return InitOnDevice(seed);
   for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = params_[i];
@@ -209,7 +221,18 @@ int64_t Model::NumParameters() const {
   return n;
 }
 
+int64_t Model::ParamBytes() const {
+  int64_t bytes = 0;
+  if (device_ == Device::kCuda) {
+    for (const Tensor* t : {&flat_values_, &flat_grads_, &flat_compute_}) bytes += t->defined() ? t->nbytes() : 0;
+    return bytes;
+  }
+  for (const Param& p : params_) bytes += p.value.nbytes() + (p.grad.defined() ? p.grad.nbytes() : 0);
+  return bytes;
+}
+
 void Model::ZeroGrad() {
+  if (forward_only_) return;  // no grads to zero
   if (flat_grads_.defined()) return flat_grads_.Zero();  // one memset, padding included
   for (Param& p : params_) p.grad.Zero();
 }
@@ -533,6 +556,7 @@ void Model::PartBackwardWeight(int slot) {
 }
 
 void Model::PartBackwardImpl(int slot, const Tensor* grad_output, Tensor* grad_input, DeferredWeightGrads* defer) {
+  BATON_CHECK_MSG(!forward_only_, "PartBackward of a forward-only model");
   BATON_CHECK_MSG(slot >= 0 && slot < static_cast<int>(slots_.size()) && slots_[slot] != nullptr,
                   "PartBackward of a slot without PartForward");
   BATON_CHECK_MSG((grad_output == nullptr) == slice_.head && (grad_input == nullptr) == slice_.embedding,

@@ -70,6 +70,14 @@ class Model {
   static absl::StatusOr<Model> Create(const ModelConfig& config, DType dtype,
                                       Device device = Device::kCpu, ModelSlice slice = {},
                                       TensorParallel tp = {});
+  // A model that only runs forwards (a distillation teacher): no gradient
+  // buffers, and on CUDA with bf16 compute no f32 master weights either
+  // (Param.value is the weight in the compute dtype, Param.compute
+  // undefined). Its weights are written into Param.value in that dtype
+  // (a checkpoint load); Init on CUDA, backward and the optimizer are bugs.
+  static absl::StatusOr<Model> CreateForwardOnly(const ModelConfig& config, DType dtype,
+                                                 Device device = Device::kCpu, ModelSlice slice = {},
+                                                 TensorParallel tp = {});
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;
   ~Model();
@@ -96,6 +104,9 @@ class Model {
   DType dtype() const { return dtype_; }              // compute dtype
   DType param_dtype() const { return param_dtype_; }  // Param.value and .grad
   Device device() const { return device_; }
+  bool forward_only() const { return forward_only_; }
+  // Bytes of parameter state held: values, grads and compute copies.
+  int64_t ParamBytes() const;
   // CUDA: every grad as one f32 vector (zero between params), for a
   // one-pass ClipGradNorm; undefined on the CPU.
   const Tensor& flat_grads() const { return flat_grads_; }
@@ -239,6 +250,8 @@ class Model {
   // model_device.cc: flat value/grad/compute buffers for the params
   // declared so far (CUDA), Init through the host, and the token upload.
   void AllocateDeviceParams();
+  static absl::StatusOr<Model> CreateImpl(const ModelConfig& config, DType dtype, Device device, ModelSlice slice,
+                                          TensorParallel tp, bool forward_only);
   void InitOnDevice(uint64_t seed);
   Tensor OnDevice(const Tensor& t, Tensor& staging) const;
   // Keeps the first error (comm_status()); true while there is none.
@@ -255,6 +268,7 @@ class Model {
   HeadLoss head_loss_;
   bool hooks_held_ = false;  // during PartBackwardInput: the weight half reports
   bool embedding_copy_ = false;
+  bool forward_only_ = false;  // CreateForwardOnly
   DType dtype_ = DType::kF32;        // compute
   DType param_dtype_ = DType::kF32;  // master weights and grads
   Device device_ = Device::kCpu;

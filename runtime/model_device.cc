@@ -51,13 +51,14 @@ void Model::AllocateDeviceParams() {
     total += RoundUp(Numel(s), kAlignElems);
   }
   // Zeros, padding included: the flat norm and conversions read the padding.
-  flat_values_ = Tensor::Zeros({total}, DType::kF32, alloc);
-  flat_grads_ = Tensor::Zeros({total}, DType::kF32, alloc);
-  if (dtype_ != DType::kF32) flat_compute_ = Tensor::Zeros({total}, dtype_, alloc);
+  // Forward-only: the weights in the compute dtype, nothing else.
+  flat_values_ = Tensor::Zeros({total}, forward_only_ ? dtype_ : DType::kF32, alloc);
+  if (!forward_only_) flat_grads_ = Tensor::Zeros({total}, DType::kF32, alloc);
+  if (dtype_ != DType::kF32 && !forward_only_) flat_compute_ = Tensor::Zeros({total}, dtype_, alloc);
   for (size_t i = 0; i < params_.size(); ++i) {
     const int64_t n = Numel(shapes_[i]);
     params_[i].value = flat_values_.Slice(offsets[i], n).Reshape(shapes_[i]);
-    params_[i].grad = flat_grads_.Slice(offsets[i], n).Reshape(shapes_[i]);
+    if (flat_grads_.defined()) params_[i].grad = flat_grads_.Slice(offsets[i], n).Reshape(shapes_[i]);
     if (flat_compute_.defined()) {
       params_[i].compute = flat_compute_.Slice(offsets[i], n).Reshape(shapes_[i]);
     }

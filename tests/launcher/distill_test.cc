@@ -2,8 +2,8 @@
 // [teacher] [distill] [student] config rules; --dump-teacher writes exactly
 // the top-k of the teacher's logits for each training sample; a teacher of
 // another vocabulary or width is refused naming both sizes (exit 2); the
-// offline loop refuses a missing dump (exit 2) and trains from one; examples/distill.toml
-// stays valid.
+// offline loop refuses a missing dump (exit 2) and trains from one; an
+// online run reports the teacher's memory; examples/distill.toml stays valid.
 #include "launcher/distill.h"
 
 #include <sys/wait.h>
@@ -167,6 +167,16 @@ TEST_F(DistillTest, OfflineTrainingReadsTheDumpAndRefusesAMissingOne) {
   EXPECT_THAT(out, HasSubstr("step 2/2"));
   EXPECT_EQ(RunBaton("distill", &out), 2);
   EXPECT_THAT(out, HasSubstr("--config FILE is required"));
+}
+
+// Online, the start-up reports the teacher's memory on its own line: its
+// weights only (4 bytes per parameter on the CPU: 34912 parameters here).
+TEST_F(DistillTest, OnlineRunReportsTheTeachersMemory) {
+  std::string out;
+  const std::string job = Job(Teacher(4, 32, 61), 2, 32, 61);
+  ASSERT_EQ(RunBaton("distill --config " + job + " --set distill.mode='\"online\"' train.steps=1", &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("teacher memory: 0.1 MiB of f32 weights on pipeline stage 0 (forward only: no grads, "
+                             "no optimizer state)"));
 }
 
 }  // namespace
