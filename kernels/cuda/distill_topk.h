@@ -20,8 +20,9 @@
 
 namespace baton::cuda {
 
-// The largest vocabulary shard the bitmap (48 KiB of shared memory) marks.
-inline constexpr int64_t kOfflineMaxShard = int64_t{48} * 1024 * 8;
+// The largest vocabulary shard the bitmap marks: a launch may take 48 KiB of
+// shared memory unasked, static included (the kernels' 32-float scratch).
+inline constexpr int64_t kOfflineMaxShard = (int64_t{48} * 1024 - 32 * 4) * 8;
 
 // max (n): max s.
 absl::Status OfflineRowMax(Float t, const void* student, int64_t n, int64_t v, float* max, cudaStream_t stream);
