@@ -119,23 +119,23 @@ ScheduleKind AsScheduleKind(Kind kind) {
   }
 }
 
-// The config's own [parallel] layout, as the planner prices it.
-PlanLayout ConfigLayout(const JobConfig& c) {
+// The engine refuses a job whose explicit split does not fit the job's own
+// layout (ValidateMesh), so the plan does, with the engine's line. Other
+// mesh problems are not refused here: the config-layout line reports them.
+absl::Status SplitRefusal(const JobConfig& c) {
   const ParallelConfig& p = c.parallel;
-  PlanLayout l;
-  l.dp = p.dp, l.pp = p.pp, l.tp = p.tp, l.virtual_stages = p.virtual_stages;
-  l.schedule = AsScheduleKind(p.schedule);
-  l.micro_batch = c.train.micro_batch_size;
-  l.microbatches = c.microbatches();
-  l.recompute = c.recompute;
-  l.zero = p.zero;
-  l.sequence_parallel = p.sequence_parallel;
-  return l;
+  if (p.layers_per_stage.empty()) return absl::OkStatus();
+  const int world = p.dp * p.pp * p.tp;
+  absl::Status st = ValidateMesh(c, world);
+  if (st.ok()) return st;
+  JobConfig balanced = c;
+  balanced.parallel.layers_per_stage.clear();
+  return ValidateMesh(balanced, world).ok() ? st : absl::OkStatus();
 }
 
 // One line on the config's layout, when it uses exactly --gpus devices.
 std::string ConfigLayoutLine(const JobConfig& c, const PlanRequest& r, const PlanResult& res) {
-  const PlanLayout l = ConfigLayout(c);
+  const PlanLayout l = PlanLayoutOf(c);
   if (l.gpus() != r.gpus) return "";
   std::string why;
   absl::StatusOr<PlanCandidate> cand = EvaluateLayout(r, l, &why);
@@ -153,7 +153,7 @@ std::string ConfigLayoutLine(const JobConfig& c, const PlanRequest& r, const Pla
 
 // The config's layout for --json: its prediction, or why it cannot run.
 nlohmann::json ConfigLayoutJson(const JobConfig& c, const PlanRequest& r) {
-  const PlanLayout l = ConfigLayout(c);
+  const PlanLayout l = PlanLayoutOf(c);
   nlohmann::json j = {{"layout", ToString(l)}, {"gpus", l.gpus()}};
   std::string why;
   absl::StatusOr<PlanCandidate> cand = EvaluateLayout(r, l, &why);
@@ -172,6 +172,20 @@ nlohmann::json ConfigLayoutJson(const JobConfig& c, const PlanRequest& r) {
 
 }  // namespace
 
+PlanLayout PlanLayoutOf(const JobConfig& c) {
+  const ParallelConfig& p = c.parallel;
+  PlanLayout l;
+  l.dp = p.dp, l.pp = p.pp, l.tp = p.tp, l.virtual_stages = p.virtual_stages;
+  l.schedule = AsScheduleKind(p.schedule);
+  l.micro_batch = c.train.micro_batch_size;
+  l.microbatches = c.microbatches();
+  l.recompute = c.recompute;
+  l.zero = p.zero;
+  l.sequence_parallel = p.sequence_parallel;
+  l.layers_per_part = p.layers_per_stage;
+  return l;
+}
+
 int RunPlanCommand(const std::vector<std::string>& args) {
   PlanFlags f;
   if (const std::string why = ParseFlags(args, &f); !why.empty()) return Bad(why);
@@ -189,6 +203,7 @@ int RunPlanCommand(const std::vector<std::string>& args) {
   if (f.top < 1) return Bad("plan: --top must be >= 1");
   absl::StatusOr<JobConfig> config = LoadJobConfig(f.config, f.overrides);
   if (!config.ok()) return Fail(config.status());
+  if (absl::Status split = SplitRefusal(*config); !split.ok()) return Fail(split);
   if (f.gpu.empty()) f.gpu = config->train.device == "cpu" ? "cpu-dev" : "h100-80g";
   absl::StatusOr<HardwareProfile> hw = LoadProfile(f.gpu);
   if (!hw.ok()) return Fail(hw.status());
@@ -200,6 +215,7 @@ int RunPlanCommand(const std::vector<std::string>& args) {
   r.gpus = f.gpus;
   r.gpus_per_node = std::min(f.gpus_per_node, f.gpus);
   r.hw = *hw;
+  r.layers_per_part = config->parallel.layers_per_stage;
   absl::StatusOr<PlanResult> res = SearchLayouts(r);
   if (!res.ok()) return Fail(res.status());
   PlanHeader h{f.config, ModelSummary(r.model), f.gpus, r.gpus_per_node, r.seq, r.global_batch};

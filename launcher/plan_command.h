@@ -7,7 +7,15 @@
 #include <string>
 #include <vector>
 
+#include "launcher/config.h"
+#include "launcher/plan_memory.h"
+
 namespace baton {
+
+// The job config's own [parallel] layout, as the planner prices it: its
+// parallel.layers_per_stage goes into the layout as the engine gets it
+// (EngineConfigOf), so SplitParts cuts the model as `baton train` would.
+PlanLayout PlanLayoutOf(const JobConfig& config);
 
 // args: everything after "plan". Returns the exit status (0 done, 2 bad input).
 int RunPlanCommand(const std::vector<std::string>& args);

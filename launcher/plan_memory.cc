@@ -7,7 +7,9 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/stage_split.h"
+#include "kernels/check.h"
 #include "runtime/tensor_parallel.h"
 #include "runtime/transformer_layer.h"
 
@@ -29,16 +31,40 @@ std::string ToString(const PlanLayout& l) {
   absl::StrAppend(&s, " ", ScheduleKindName(l.schedule), " mb=", l.micro_batch, "x", l.microbatches,
                   " recompute=", RecomputeName(l.recompute), " zero=", l.zero);
   if (l.sequence_parallel) absl::StrAppend(&s, " sp");
+  if (!l.layers_per_part.empty()) absl::StrAppend(&s, " split=", absl::StrJoin(l.layers_per_part, "+"));
   return s;
 }
 
 // The engine's own split, so the plan prices the layout `baton train` runs.
-std::vector<PartLayers> SplitParts(const ModelConfig& m, int parts, int64_t seq) {
+std::vector<PartLayers> SplitParts(const ModelConfig& m, const PlanLayout& layout, int64_t seq) {
   std::vector<PartLayers> out;
-  for (const ModelSlice& s : SplitLayers(m, parts, seq)) {
+  for (const ModelSlice& s : SplitLayers(m, layout.parts(), seq, layout.layers_per_part)) {
     out.push_back({s.first_layer, s.last_layer, s.embedding, s.head});
   }
   return out;
+}
+
+absl::Status CheckSplit(const ModelConfig& m, const PlanLayout& l) {
+  const std::vector<int>& split = l.layers_per_part;
+  if (split.empty()) return absl::OkStatus();
+  if (static_cast<int>(split.size()) != l.parts()) {
+    return absl::InvalidArgumentError(absl::StrCat("parallel.layers_per_stage has ", split.size(),
+                                                   " entries, but pp=", l.pp, " × virtual_stages=", l.virtual_stages,
+                                                   " = ", l.parts(), " model parts"));
+  }
+  int64_t sum = 0;
+  for (size_t i = 0; i < split.size(); ++i) {
+    if (split[i] < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("parallel.layers_per_stage[", i, "]=", split[i], " must be >= 1"));
+    }
+    sum += split[i];
+  }
+  if (sum != m.layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parallel.layers_per_stage sums to ", sum, " layers, but model.layers=", m.layers));
+  }
+  return absl::OkStatus();
 }
 
 std::vector<int64_t> PartParamElements(const ModelConfig& m, const PartLayers& part, bool tied_copy, int tp) {
@@ -129,10 +155,11 @@ absl::StatusOr<std::vector<MemoryBreakdown>> PredictStageMemory(const ModelConfi
     return absl::InvalidArgumentError(
         absl::StrCat("model.layers=", m.layers, " < pp·virtual_stages=", layout.parts()));
   }
+  BATON_RETURN_IF_ERROR(CheckSplit(m, layout));
   const Sizes s = SizesOf(target);
   const bool cpu = target.device == Device::kCpu;
   const int64_t weight_bytes = 4 + (!cpu && target.compute != DType::kF32 ? DTypeSize(target.compute) : 0);
-  const std::vector<PartLayers> parts = SplitParts(m, layout.parts(), seq);
+  const std::vector<PartLayers> parts = SplitParts(m, layout, seq);
   const ScheduleSpec spec = layout.spec();
   const bool whole = layout.pp == 1 && layout.virtual_stages == 1;
   std::vector<MemoryBreakdown> out;

@@ -33,6 +33,9 @@ struct PlanLayout {
   RecomputeConfig recompute;
   int zero = 0;            // 0 = off, 1 = optimizer state sharded over dp
   bool sequence_parallel = false;
+  // Layers of each model part, as the job's parallel.layers_per_stage
+  // (pp·virtual_stages entries); empty = the engine's balanced split.
+  std::vector<int> layers_per_part;
 
   int gpus() const { return dp * pp * tp; }
   int parts() const { return pp * virtual_stages; }
@@ -40,6 +43,7 @@ struct PlanLayout {
 };
 
 // "dp=2 pp=4 tp=8 v=2 interleaved mb=1x16 recompute=selective zero=1"
+// (then " split=1+3" when the layout has an explicit split)
 std::string ToString(const PlanLayout& layout);
 const char* RecomputeName(const RecomputeConfig& rc);  // "none", "full", "selective", "every_2"
 
@@ -54,15 +58,23 @@ struct MemoryTarget {
   int64_t runtime_reserve = 0;
 };
 
-// Model parts 0..parts-1 (layers [first, last), embedding on part 0, head
-// on the last): the engine's balanced split, engine/stage_split.h
-// SplitLayers, called rather than copied so the two cannot drift
-// (plan_memory_test checks them against each other).
+// Model parts 0..parts()-1 of `layout` (layers [first, last), embedding on
+// part 0, head on the last): the engine's split, engine/stage_split.h
+// SplitLayers with the layout's layers_per_part exactly as the engine gets
+// parallel.layers_per_stage (launcher/train.cc EngineConfigOf), called
+// rather than copied so the two cannot drift (plan_memory_test checks them
+// against each other). Every pricing function takes its parts from here;
+// the layout must pass CheckSplit.
 struct PartLayers {
   int first = 0, last = 0;
   bool embedding = false, head = false;
 };
-std::vector<PartLayers> SplitParts(const ModelConfig& model, int parts, int64_t seq);
+std::vector<PartLayers> SplitParts(const ModelConfig& model, const PlanLayout& layout, int64_t seq);
+
+// Why the engine would refuse `layout`'s explicit split for this model (an
+// entry per model part, each >= 1, summing to model.layers: the rule of
+// launcher/config_validate.cc ValidateMesh), or OK (also when it has none).
+absl::Status CheckSplit(const ModelConfig& model, const PlanLayout& layout);
 
 // The tensors of one part as its Model allocates them (tp slices, in the
 // order of Model::params): element counts.

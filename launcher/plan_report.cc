@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 
 namespace baton {
@@ -40,6 +41,25 @@ std::string Row(int rank, const PlanCandidate& c, double unit) {
 
 std::string MeshName(const PlanLayout& l) { return absl::StrCat("dp=", l.dp, " pp=", l.pp, " tp=", l.tp); }
 
+std::string SplitName(const std::vector<int>& split) {
+  return absl::StrCat("parallel.layers_per_stage=[", absl::StrJoin(split, ", "), "]");
+}
+
+// The job's explicit split: what it applies to, and how many searched
+// layouts it ruled out ("" without one).
+std::string SplitNote(const PlanRequest& r, const PlanResult& res) {
+  if (r.layers_per_part.empty()) return "";
+  int skipped = 0;
+  for (const PlanRejection& rj : res.rejected) skipped += rj.split ? 1 : 0;
+  std::string note = absl::StrCat("split: ", SplitName(r.layers_per_part), " prices every layout of pp·virtual_stages=",
+                                  r.layers_per_part.size(), " model parts");
+  if (skipped > 0) {
+    absl::StrAppend(&note, "; ", skipped, " searched layouts with other pp·virtual_stages cannot use it and are "
+                    "skipped (the engine refuses them; drop the key to plan them with the balanced split)");
+  }
+  return note + "\n";
+}
+
 }  // namespace
 
 std::string FormatPlanTable(const PlanHeader& h, const PlanRequest& r, const PlanResult& res, int top) {
@@ -48,6 +68,7 @@ std::string FormatPlanTable(const PlanHeader& h, const PlanRequest& r, const Pla
       "model: %s\nprofile: %s\n\n",
       h.config, h.gpus, r.hw.name, h.gpus_per_node, h.seq, h.global_batch, h.seq * h.global_batch, h.model,
       r.hw.source);
+  if (const std::string note = SplitNote(r, res); !note.empty()) absl::StrAppend(&out, note, "\n");
   if (res.fits.empty()) {
     absl::StrAppend(&out, "no layout fits.\n");
   } else {
@@ -67,7 +88,7 @@ std::string FormatPlanTable(const PlanHeader& h, const PlanRequest& r, const Pla
   std::vector<std::string> order;
   for (const PlanRejection& rj : res.rejected) {
     const std::string mesh = MeshName(rj.layout);
-    if (mesh_reason.count(mesh)) continue;
+    if (rj.split || mesh_reason.count(mesh)) continue;  // split skips: the note above
     if (rj.why.rfind("does not fit", 0) == 0) {
       ++too_big[mesh];
       continue;
@@ -102,7 +123,7 @@ std::string FormatPlanTable(const PlanHeader& h, const PlanRequest& r, const Pla
   int unrunnable = 0;
   std::string example;
   for (const PlanRejection& rj : res.rejected) {
-    if (rj.why.rfind("does not fit", 0) == 0 || mesh_reason.count(MeshName(rj.layout))) continue;
+    if (rj.split || rj.why.rfind("does not fit", 0) == 0 || mesh_reason.count(MeshName(rj.layout))) continue;
     ++unrunnable;
     if (example.empty()) example = absl::StrCat(ToString(rj.layout), ": ", rj.why);
   }
@@ -117,7 +138,8 @@ std::string PlanJson(const PlanHeader& h, const PlanRequest& r, const PlanResult
     return nlohmann::json{{"dp", l.dp}, {"pp", l.pp}, {"tp", l.tp}, {"virtual_stages", l.virtual_stages},
                           {"schedule", ScheduleKindName(l.schedule)}, {"micro_batch", l.micro_batch},
                           {"microbatches", l.microbatches}, {"recompute", RecomputeName(l.recompute)},
-                          {"zero", l.zero}, {"sequence_parallel", l.sequence_parallel}};
+                          {"zero", l.zero}, {"sequence_parallel", l.sequence_parallel},
+                          {"layers_per_part", l.layers_per_part}};
   };
   nlohmann::json fits = nlohmann::json::array(), rejected = nlohmann::json::array();
   for (int i = 0; i < std::min<int>(top, res.fits.size()); ++i) {
@@ -137,12 +159,14 @@ std::string PlanJson(const PlanHeader& h, const PlanRequest& r, const PlanResult
   for (const PlanRejection& rj : res.rejected) {
     nlohmann::json j = layout_json(rj.layout);
     j["why"] = rj.why;
+    if (rj.split) j["split_skipped"] = true;
     rejected.push_back(j);
   }
   nlohmann::json out = {{"config", h.config},     {"model", h.model},       {"gpus", h.gpus},
                         {"gpus_per_node", h.gpus_per_node}, {"seq", h.seq}, {"global_batch", h.global_batch},
                         {"profile", r.hw.name},   {"capacity_bytes", res.capacity},
                         {"fits", fits},           {"rejected", rejected}};
+  if (!r.layers_per_part.empty()) out["layers_per_stage"] = r.layers_per_part;
   return out.dump(2) + "\n";
 }
 

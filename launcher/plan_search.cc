@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/check.h"
 
 namespace baton {
 
@@ -28,6 +29,10 @@ absl::StatusOr<PlanCandidate> EvaluateLayout(const PlanRequest& r, const PlanLay
   if (r.model.layers < l.parts()) {
     *why = absl::StrCat("layers ", r.model.layers, " < pp·v ", l.parts());
     return absl::InvalidArgumentError(*why);
+  }
+  if (absl::Status split = CheckSplit(r.model, l); !split.ok()) {
+    *why = std::string(split.message());
+    return split;
   }
   PlanCandidate c;
   c.layout = l;
@@ -81,6 +86,12 @@ absl::StatusOr<PlanResult> SearchLayouts(const PlanRequest& r) {
                                                    " must be >= 1"));
   }
   if (r.global_batch < 1) return absl::InvalidArgumentError("train.global_batch_size must be >= 1");
+  if (!r.layers_per_part.empty()) {  // what no layout can mend: checked on the layout it was written for
+    PlanLayout own;
+    own.pp = static_cast<int>(r.layers_per_part.size());
+    own.layers_per_part = r.layers_per_part;
+    BATON_RETURN_IF_ERROR(CheckSplit(r.model, own));
+  }
   PlanResult out;
   out.capacity = r.hw.memory_bytes;
   for (int tp = 1; tp <= r.gpus; tp *= 2) {
@@ -108,6 +119,11 @@ absl::StatusOr<PlanResult> SearchLayouts(const PlanRequest& r) {
               l.virtual_stages = v;
               l.recompute = rc;
               l.zero = zero;
+              l.layers_per_part = r.layers_per_part;
+              if (!l.layers_per_part.empty() && static_cast<int>(l.layers_per_part.size()) != l.parts()) {
+                out.rejected.push_back({l, std::string(CheckSplit(r.model, l).message()), 0, true});
+                continue;
+              }
               std::string why;
               absl::StatusOr<PlanCandidate> c = EvaluateLayout(r, l, &why);
               if (why.empty() && c.ok()) {

@@ -5,7 +5,11 @@
 // reason a person can act on ("tp=16 crosses nodes (gpus-per-node 8)",
 // "does not fit: 97.0 GB > 85.5 GB", "heads 12 not divisible by tp 8") or
 // priced by the memory and time models; the ones that fit are ranked by
-// predicted step time. Pure: tests run it on any model without a device.
+// predicted step time. A job with an explicit split (parallel.layers_per_stage)
+// is priced with it on every layout of as many model parts (pp·virtual_stages)
+// as it has entries; the engine refuses the others with that split, so the
+// search skips them and says so. Pure: tests run it on any model without a
+// device.
 #pragma once
 
 #include <string>
@@ -27,6 +31,7 @@ struct PlanRequest {
   int gpus_per_node = 8;
   HardwareProfile hw;
   int max_micro_batch = 16;
+  std::vector<int> layers_per_part;  // the job's parallel.layers_per_stage; empty = balanced
 };
 
 struct PlanCandidate {
@@ -39,6 +44,7 @@ struct PlanRejection {
   PlanLayout layout;
   std::string why;
   int64_t bytes = 0;  // predicted peak when the reason is "does not fit"
+  bool split = false; // the job's explicit split has not this layout's pp·v parts: skipped
 };
 
 struct PlanResult {
@@ -50,10 +56,12 @@ struct PlanResult {
 // Why a mesh cannot run this model at all, or "" when it can.
 std::string MeshProblem(const PlanRequest& request, int dp, int pp, int tp);
 
-// Prices one layout (rejection reason in `why` when it does not fit or
+// Prices one layout with its own layers_per_part (rejection reason in `why` when it does not fit or
 // cannot run; the candidate is filled either way when it could be priced).
 absl::StatusOr<PlanCandidate> EvaluateLayout(const PlanRequest& request, const PlanLayout& layout, std::string* why);
 
+// Refuses (one line, as the engine would) a request whose explicit split
+// fits no layout: an entry < 1, or a sum other than model.layers.
 absl::StatusOr<PlanResult> SearchLayouts(const PlanRequest& request);
 
 }  // namespace baton

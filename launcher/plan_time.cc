@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/check.h"
 #include "runtime/transformer_layer.h"
 
 namespace baton {
@@ -107,8 +108,9 @@ absl::StatusOr<StepPrediction> PredictStep(const ModelConfig& m, const PlanLayou
   // Ranks beyond the cores share them (CPU hosts); GPUs each run alone.
   const double share = hw.concurrent_ranks > 0 ? std::max(1.0, double(l.gpus()) / hw.concurrent_ranks) : 1.0;
 
+  BATON_RETURN_IF_ERROR(CheckSplit(m, l));
   StepPrediction p;
-  const std::vector<PartLayers> parts = SplitParts(m, l.parts(), seq);
+  const std::vector<PartLayers> parts = SplitParts(m, l, seq);
   Work worst;
   double worst_total = -1;
   for (const PartLayers& part : parts) {

@@ -24,19 +24,20 @@
 #include "checkpoints/checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/launcher/mpi_train_fixture.h"
 #include "launcher/train.h"
-#include "nlohmann/json.hpp"
-#include "parallel/mesh.h"
 #include "parallel/ucx_p2p.h"
-#include "runtime/indexed_dataset.h"
-#include "runtime/tokenizer.h"
+#include "tests/launcher/mpi_train_fixture.h"
 
 namespace baton {
 namespace {
 
 namespace fs = std::filesystem;
 
+using ::baton::testing::Distance;
+using ::baton::testing::MeshCommsFor;
+using ::baton::testing::ReadMetric;
+using ::baton::testing::TensorDistance;
+using ::baton::testing::TinyJobConfig;
 using ::baton::testing::WorldRank;
 using ::baton::testing::WorldSize;
 
@@ -45,46 +46,8 @@ fs::path SharedDir() { return ::baton::testing::SharedCorpusDir("layout_test", 7
 // 4 layers (interleaved v=2 over pp=2 and pp=4 both fit), 4 micro-batches
 // of 2 per step at dp=1. Validation runs at the last step.
 absl::StatusOr<JobConfig> Config(const std::string& run, std::vector<std::string> extra) {
-  const fs::path dir = SharedDir();
-  std::string toml = R"(
-[model]
-layers = 4
-dim = 32
-heads = 4
-kv_heads = 2
-ffn_dim = 48
-vocab_size = 258
-[train]
-steps = 6
-seq_len = 16
-micro_batch_size = 2
-global_batch_size = 8
-lr = 1e-2
-warmup_steps = 2
-eval_every = 6
-eval_batches = 2
-[checkpoint]
-resume = "none"
-[output]
-progress = "lines"
-)";
-  std::vector<std::string> sets = {"data.path=\"" + (dir / "corpus").string() + "\"",
-                                   "checkpoint.dir=\"" + (dir / run / "ckpt").string() + "\"",
-                                   "output.metrics=\"" + (dir / run / "metrics.jsonl").string() + "\""};
-  sets.insert(sets.end(), extra.begin(), extra.end());
-  return ParseJobConfig(toml, "layout_test.toml", sets);
-}
-
-// Losses and validation losses, in file order.
-std::vector<double> Read(const fs::path& metrics, const char* key) {
-  std::vector<double> out;
-  std::ifstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains(key)) out.push_back(j[key].get<double>());
-  }
-  return out;
+  extra.insert(extra.begin(), {"train.eval_every=6", "train.eval_batches=2"});
+  return TinyJobConfig(SharedDir(), run, "layout_test.toml", 4, extra);
 }
 
 // "" when every got[i] is within rtol·|want[i]|, else the first mismatch.
@@ -110,20 +73,13 @@ std::string CompareWeights(const fs::path& a_path, const fs::path& b_path, doubl
   if (an != bn) return absl::StrCat("tensors differ: ", absl::StrJoin(an, ","), " vs ", absl::StrJoin(bn, ","));
   for (size_t i = 0; i < a->tensors.size(); ++i) {
     if (a->tensors[i].name.rfind("params/", 0) != 0) continue;
-    const float* x = a->tensors[i].tensor.data<float>();
-    const float* y = b->tensors[i].tensor.data<float>();
-    double num = 0, den = 0;
-    for (int64_t k = 0; k < a->tensors[i].tensor.numel(); ++k) {
-      num += (x[k] - y[k]) * double(x[k] - y[k]);
-      den += double(x[k]) * x[k];
-    }
+    const TensorDistance d = Distance(a->tensors[i].tensor, b->tensors[i].tensor);
     // Relative L2, with an absolute floor of 5e-6 RMS: a tensor whose grads
     // are rounding noise (a k bias: softmax is nearly blind to it) gets
     // Adam steps of size lr from that noise, so its relative error is not
     // a measure of the layout's correctness (dp2 alone shows 6e-5 relative, 1.1e-6 RMS on a k bias).
-    const double n = static_cast<double>(a->tensors[i].tensor.numel());
-    if (!(std::sqrt(num / den) <= rtol || std::sqrt(num / n) <= 5e-6)) {
-      return absl::StrCat(a->tensors[i].name, ": relative L2 ", std::sqrt(num / den), ", RMS error ", std::sqrt(num / n));
+    if (!(d.relative <= rtol || d.rms <= 5e-6)) {
+      return absl::StrCat(a->tensors[i].name, ": relative L2 ", d.relative, ", RMS error ", d.rms);
     }
   }
   return "";
@@ -145,19 +101,6 @@ std::string Reference(const std::vector<std::string>& model_sets) {
   done[model_sets] = run;
   return run;
 }
-
-// The mesh communicators over `world` (default: every rank).
-MeshComms Comms(int dp, int pp, int tp, bool ucx, MPI_Comm world = MPI_COMM_WORLD) {
-  int size = 0, rank = 0;
-  MPI_Comm_size(world, &size);
-  MPI_Comm_rank(world, &rank);
-  auto mesh = Mesh::Create({dp, pp, tp}, size, rank);
-  EXPECT_TRUE(mesh.ok()) << mesh.status();
-  auto comms = ucx ? CreateMeshCommsWithUcxPipeline(*mesh, world) : CreateMpiMeshComms(*mesh, world);
-  EXPECT_TRUE(comms.ok()) << comms.status();
-  return std::move(*comms);
-}
-MeshComms Comms(int dp, int pp, bool ucx) { return Comms(dp, pp, 1, ucx); }
 
 struct Layout {
   const char* name;
@@ -183,7 +126,7 @@ TEST_P(LayoutInvariance, MatchesSingleProcess) {
   sets.insert(sets.end(), layout.model_sets.begin(), layout.model_sets.end());
   auto config = Config(run, sets);
   ASSERT_TRUE(config.ok()) << config.status();
-  MeshComms comms = Comms(layout.dp, layout.pp, layout.tp, layout.ucx);
+  MeshComms comms = MeshCommsFor(layout.dp, layout.pp, layout.tp, layout.ucx);
   TrainSummary s;
   absl::Status st = Train(*config, &s, &comms);
   ASSERT_TRUE(st.ok()) << st;
@@ -195,11 +138,11 @@ TEST_P(LayoutInvariance, MatchesSingleProcess) {
   if (WorldRank() != 0) return;
 
   const fs::path dir = SharedDir();
-  const std::vector<double> ref = Read(dir / ref_run / "metrics.jsonl", "loss");
+  const std::vector<double> ref = ReadMetric(dir / ref_run / "metrics.jsonl", "loss");
   ASSERT_EQ(ref.size(), 6u);
-  EXPECT_EQ(CompareCurves(ref, Read(dir / run / "metrics.jsonl", "loss"), 1e-5), "");
-  EXPECT_EQ(CompareCurves(Read(dir / ref_run / "metrics.jsonl", "val_loss"),
-                          Read(dir / run / "metrics.jsonl", "val_loss"), 1e-5), "");
+  EXPECT_EQ(CompareCurves(ref, ReadMetric(dir / run / "metrics.jsonl", "loss"), 1e-5), "");
+  EXPECT_EQ(CompareCurves(ReadMetric(dir / ref_run / "metrics.jsonl", "val_loss"),
+                          ReadMetric(dir / run / "metrics.jsonl", "val_loss"), 1e-5), "");
   EXPECT_EQ(CompareWeights(dir / ref_run / "ckpt" / "step_00000006.h5", dir / run / "ckpt" / "step_00000006.h5", 1e-5), "");
   if (layout.dp > 1) {  // the gradient sums start while the backward runs
     EXPECT_GT(s.dp_buckets, 0);
@@ -263,7 +206,7 @@ TEST(PipelineCheckpoint, ResumesInOneProcess) {
   const std::string ref_run = Reference({});
   auto config = Config("pp_for_resume", {"parallel.pp=2", "checkpoint.every=3"});
   ASSERT_TRUE(config.ok()) << config.status();
-  MeshComms comms = Comms(1, 2, false);
+  MeshComms comms = MeshCommsFor(1, 2, 1);
   TrainSummary s;
   absl::Status st = Train(*config, &s, &comms);
   ASSERT_TRUE(st.ok()) << st;
@@ -274,15 +217,15 @@ TEST(PipelineCheckpoint, ResumesInOneProcess) {
   st = Train(*resumed, &s, nullptr);
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_EQ(s.first_step, 4);
-  std::vector<double> ref = Read(dir / ref_run / "metrics.jsonl", "loss");
+  std::vector<double> ref = ReadMetric(dir / ref_run / "metrics.jsonl", "loss");
   ASSERT_EQ(ref.size(), 6u);
-  EXPECT_EQ(CompareCurves({ref.begin() + 3, ref.end()}, Read(dir / "resumed" / "metrics.jsonl", "loss"), 1e-5), "");
+  EXPECT_EQ(CompareCurves({ref.begin() + 3, ref.end()}, ReadMetric(dir / "resumed" / "metrics.jsonl", "loss"), 1e-5), "");
   EXPECT_EQ(CompareWeights(dir / ref_run / "ckpt" / "step_00000006.h5", dir / "resumed" / "ckpt" / "step_00000006.h5", 1e-5), "");
 }
 
 TEST(PipelineConfig, MeshesThatDoNotFitAreRefused) {
   if (WorldSize() != 2) GTEST_SKIP() << "needs 2 ranks";
-  MeshComms comms = Comms(1, 2, false);
+  MeshComms comms = MeshCommsFor(1, 2, 1);
   TrainSummary s;
   auto too_few_layers = Config("bad1", {"parallel.pp=2", "model.layers=1"});
   ASSERT_TRUE(too_few_layers.ok());
@@ -318,7 +261,7 @@ TEST(Resharding, DpPpCheckpointResumesInOtherLayouts) {
   {
     auto config = Config("reshard_src", {"parallel.dp=2", "parallel.pp=2", "checkpoint.every=3"});
     ASSERT_TRUE(config.ok()) << config.status();
-    MeshComms comms = Comms(2, 2, 1, false);
+    MeshComms comms = MeshCommsFor(2, 2, 1);
     TrainSummary s;
     absl::Status st = Train(*config, &s, &comms);
     ASSERT_TRUE(st.ok()) << st;
@@ -328,7 +271,7 @@ TEST(Resharding, DpPpCheckpointResumesInOtherLayouts) {
     const char* run;
     int dp, pp, tp;
   };
-  const std::vector<double> ref = Read(dir / ref_run / "metrics.jsonl", "loss");
+  const std::vector<double> ref = ReadMetric(dir / ref_run / "metrics.jsonl", "loss");
   for (const Target& target : {Target{"reshard_141", 1, 4, 1}, Target{"reshard_112", 1, 1, 2},
                                Target{"reshard_111", 1, 1, 1}}) {
     const int ranks = target.dp * target.pp * target.tp;
@@ -344,7 +287,7 @@ TEST(Resharding, DpPpCheckpointResumesInOtherLayouts) {
       if (ranks == 1) {
         st = Train(*config, &s, nullptr);
       } else {
-        MeshComms comms = Comms(target.dp, target.pp, target.tp, false, sub);
+        MeshComms comms = MeshCommsFor(target.dp, target.pp, target.tp, false, sub);
         st = Train(*config, &s, &comms);
       }
       ASSERT_TRUE(st.ok()) << target.run << ": " << st;
@@ -354,7 +297,7 @@ TEST(Resharding, DpPpCheckpointResumesInOtherLayouts) {
     MPI_Barrier(MPI_COMM_WORLD);
     if (WorldRank() == 0) {
       ASSERT_EQ(ref.size(), 6u);
-      EXPECT_EQ(CompareCurves({ref.begin() + 3, ref.end()}, Read(dir / target.run / "metrics.jsonl", "loss"), 1e-5),
+      EXPECT_EQ(CompareCurves({ref.begin() + 3, ref.end()}, ReadMetric(dir / target.run / "metrics.jsonl", "loss"), 1e-5),
                 "") << target.run;
       EXPECT_EQ(CompareWeights(dir / ref_run / "ckpt" / "step_00000006.h5",
                                dir / target.run / "ckpt" / "step_00000006.h5", 1e-5), "") << target.run;

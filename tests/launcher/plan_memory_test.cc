@@ -4,7 +4,8 @@
 // running micro-batches through it, for every recompute policy, a whole
 // model and pipeline slices with several micro-batches in flight; and the
 // exact parameter counts of tensor-parallel slices; and that its stages are
-// the engine's split (engine/stage_split.h). Within 10 % is the issue's
+// the engine's split (engine/stage_split.h), the job's explicit
+// parallel.layers_per_stage included. Within 10 % is the issue's
 // bar; the param counts and the split must match exactly.
 #include <malloc.h>
 
@@ -15,7 +16,11 @@
 #include "absl/strings/str_cat.h"
 #include "engine/stage_split.h"
 #include "gtest/gtest.h"
+#include "launcher/plan_command.h"
 #include "launcher/plan_memory.h"
+#include "launcher/plan_profile.h"
+#include "launcher/plan_time.h"
+#include "launcher/train.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
 
@@ -110,6 +115,30 @@ TEST(PlanMemory, WholeModelMatchesAllocatedBytesForEveryPolicy) {
   }
 }
 
+// Heap bytes a pipeline part's Model, its AdamW state and `in_flight`
+// micro-batches (each in its own slot) hold, the engine's stage on the CPU
+// without the executor's message buffers.
+int64_t MeasuredPartBytes(const ModelConfig& cfg, const PartLayers& part, int64_t B, int64_t T, int in_flight) {
+  const int64_t before = HeapInUse();
+  absl::StatusOr<Model> m =
+      Model::Create(cfg, DType::kF32, Device::kCpu, ModelSlice{part.first, part.last, part.embedding, part.head});
+  if (!m.ok()) {
+    ADD_FAILURE() << m.status();
+    return 0;
+  }
+  m->Init(1);
+  AdamWOptimizer opt(OptimizerConfig{});
+  opt.InitState(m->params());
+  const Tensor tok = Tokens(B, T, cfg.vocab_size);
+  Tensor in = Tensor::Zeros({B * T, cfg.dim}, DType::kF32);
+  Tensor out = Tensor::Zeros({B * T, cfg.dim}, DType::kF32);
+  const int64_t io = static_cast<int64_t>(tok.nbytes() + in.nbytes() + out.nbytes());
+  for (int s = 0; s < in_flight; ++s) {
+    m->PartForward(s, tok, tok, part.embedding ? nullptr : &in, part.head ? nullptr : &out, 1.0, {});
+  }
+  return HeapInUse() - before - io;
+}
+
 // A pipeline slice with k micro-batches in flight (each in its own slot).
 TEST(PlanMemory, PipelineSliceMatchesAllocatedBytesPerInFlightMicrobatch) {
   const ModelConfig cfg = Tiny(false);
@@ -118,28 +147,10 @@ TEST(PlanMemory, PipelineSliceMatchesAllocatedBytesPerInFlightMicrobatch) {
   layout.pp = 2;
   layout.micro_batch = B;
   layout.microbatches = 4;
-  const std::vector<PartLayers> parts = SplitParts(cfg, 2, T);
+  const std::vector<PartLayers> parts = SplitParts(cfg, layout, T);
   for (int stage : {0, 1}) {
     for (int in_flight : {1, 3}) {
-      const PartLayers& part = parts[stage];
-      const int64_t before = HeapInUse();
-      int64_t measured = 0;
-      {
-        ModelSlice slice{part.first, part.last, part.embedding, part.head};
-        absl::StatusOr<Model> m = Model::Create(cfg, DType::kF32, Device::kCpu, slice);
-        ASSERT_TRUE(m.ok()) << m.status();
-        m->Init(1);
-        AdamWOptimizer opt(OptimizerConfig{});
-        opt.InitState(m->params());
-        const Tensor tok = Tokens(B, T, cfg.vocab_size);
-        Tensor in = Tensor::Zeros({B * T, cfg.dim}, DType::kF32);
-        Tensor out = Tensor::Zeros({B * T, cfg.dim}, DType::kF32);
-        const int64_t io = static_cast<int64_t>(tok.nbytes() + in.nbytes() + out.nbytes());
-        for (int s = 0; s < in_flight; ++s) {
-          m->PartForward(s, tok, tok, part.embedding ? nullptr : &in, part.head ? nullptr : &out, 1.0, {});
-        }
-        measured = HeapInUse() - before - io;
-      }
+      const int64_t measured = MeasuredPartBytes(cfg, parts[stage], B, T, in_flight);
       std::vector<int> peaks(2, 1);
       peaks[stage] = in_flight;
       absl::StatusOr<std::vector<MemoryBreakdown>> pred = PredictStageMemory(cfg, layout, T, Cpu(), peaks);
@@ -165,7 +176,7 @@ TEST(PlanMemory, DeferredWeightGradientsOfZeroBubbleAreCounted) {
   layout.pp = 2;
   layout.micro_batch = B;
   layout.schedule = ScheduleKind::kZeroBubbleH1;
-  const PartLayers part = SplitParts(cfg, 2, T)[0];
+  const PartLayers part = SplitParts(cfg, layout, T)[0];
   const int64_t before = HeapInUse();
   int64_t measured = 0;
   {
@@ -201,7 +212,9 @@ TEST(PlanMemory, ParamCountsOfTensorParallelSlicesAreExact) {
     cfg.vocab_size = 260;  // divisible by tp = 2 and 4
     cfg.kv_heads = 4;
     for (int tp : {1, 2, 4}) {
-      const std::vector<PartLayers> parts = SplitParts(cfg, 2, 64);
+      PlanLayout two;
+      two.pp = 2;
+      const std::vector<PartLayers> parts = SplitParts(cfg, two, 64);
       for (const PartLayers& part : parts) {
         ModelSlice slice{part.first, part.last, part.embedding, part.head};
         NoCollectives comm(tp);
@@ -275,7 +288,7 @@ TEST(PlanMemory, StagesAreTheEnginesSplit) {
     layout.virtual_stages = c.v;
     layout.schedule = c.schedule;
     const std::vector<ModelSlice> engine = SplitLayers(c.model, layout.parts(), T);
-    const std::vector<PartLayers> planner = SplitParts(c.model, layout.parts(), T);
+    const std::vector<PartLayers> planner = SplitParts(c.model, layout, T);
     ASSERT_EQ(planner.size(), engine.size()) << c.name;
     for (size_t i = 0; i < engine.size(); ++i) {
       EXPECT_EQ(planner[i].first, engine[i].first_layer) << c.name << " part " << i;
@@ -303,6 +316,86 @@ TEST(PlanMemory, StagesAreTheEnginesSplit) {
     std::printf("\n");
     if (c.model.vocab_size == 4000) EXPECT_LT(layers.back(), layers.front()) << "the lm head counts as work";
   }
+}
+
+// A job with an explicit split (parallel.layers_per_stage, the knob of
+// head-heavy models) is planned with that split: per stage the layers, the
+// params and the bytes of the stages the engine builds for the same config
+// (EngineConfigOf, then SplitLayers as engine/stage.cc calls it), which
+// differ from the balanced plan's. A planner that ignored the key would
+// price stages `baton train` never builds.
+TEST(PlanMemory, ExplicitSplitIsTheEnginesForTheConfig) {
+  absl::StatusOr<JobConfig> job =
+      LoadJobConfig(std::string(BATON_SOURCE_DIR) + "/examples/tiny.toml",
+                    {"parallel.pp=2", "parallel.layers_per_stage=[1, 3]", "model.tie_embeddings=false",
+                     "train.micro_batch_size=2"});
+  ASSERT_TRUE(job.ok()) << job.status();
+  const ModelConfig& cfg = job->model;
+  const int64_t B = job->train.micro_batch_size, T = job->train.seq_len;
+  const EngineConfig e = EngineConfigOf(*job, Device::kCpu);
+  const std::vector<ModelSlice> engine =
+      SplitLayers(e.model, e.mesh.pp * e.pipeline.virtual_stages, e.seq_len, e.pipeline.layers_per_part);
+  const PlanLayout layout = PlanLayoutOf(*job);
+  EXPECT_NE(ToString(layout).find(" split=1+3"), std::string::npos) << ToString(layout);
+  const std::vector<PartLayers> planner = SplitParts(cfg, layout, T);
+  ASSERT_EQ(planner.size(), 2u);
+  ASSERT_EQ(engine.size(), 2u);
+  for (size_t i = 0; i < engine.size(); ++i) {
+    EXPECT_EQ(planner[i].first, engine[i].first_layer) << "part " << i;
+    EXPECT_EQ(planner[i].last, engine[i].last_layer) << "part " << i;
+    EXPECT_EQ(planner[i].embedding, engine[i].embedding) << "part " << i;
+    EXPECT_EQ(planner[i].head, engine[i].head) << "part " << i;
+  }
+  EXPECT_EQ(planner[0].last - planner[0].first, 1);
+  EXPECT_EQ(planner[1].last - planner[1].first, 3);
+
+  absl::StatusOr<std::vector<MemoryBreakdown>> pred = PredictStageMemory(cfg, layout, T, Cpu(), {1, 1});
+  PlanLayout balanced = layout;
+  balanced.layers_per_part.clear();
+  absl::StatusOr<std::vector<MemoryBreakdown>> even = PredictStageMemory(cfg, balanced, T, Cpu(), {1, 1});
+  ASSERT_TRUE(pred.ok()) << pred.status();
+  ASSERT_TRUE(even.ok()) << even.status();
+  EXPECT_EQ(SplitParts(cfg, balanced, T)[0].last, 2);  // tiny's balanced cut is 2 + 2
+  for (int stage = 0; stage < 2; ++stage) {
+    absl::StatusOr<Model> m = Model::Create(cfg, DType::kF32, Device::kCpu, engine[stage]);
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ((*pred)[stage].params, m->NumParameters()) << "stage " << stage;
+    const int64_t measured = MeasuredPartBytes(cfg, planner[stage], B, T, 1);
+    const int64_t predicted = (*pred)[stage].total() - (*pred)[stage].comm;
+    std::printf("split 1+3 stage %d predicted %lld measured %lld (%+.1f %%), balanced plan %lld\n", stage,
+                static_cast<long long>(predicted), static_cast<long long>(measured),
+                100.0 * (double(predicted) / measured - 1), static_cast<long long>((*even)[stage].total()));
+    EXPECT_LT(std::abs(double(predicted) / measured - 1), 0.10) << "stage " << stage;
+  }
+  EXPECT_LT((*pred)[0].params, (*even)[0].params);
+  EXPECT_GT((*pred)[1].params, (*even)[1].params);
+  EXPECT_LT((*pred)[0].total(), (*even)[0].total());
+  EXPECT_GT((*pred)[1].total(), (*even)[1].total());
+
+  // Time: the slowest part now holds 3 layers and the head.
+  const HardwareProfile hw = *BuiltinProfile("cpu-dev");
+  absl::StatusOr<StepPrediction> slow = PredictStep(cfg, layout, T, hw, 2);
+  absl::StatusOr<StepPrediction> fast = PredictStep(cfg, balanced, T, hw, 2);
+  ASSERT_TRUE(slow.ok() && fast.ok());
+  EXPECT_GT(slow->forward, fast->forward);
+  EXPECT_GT(slow->step, fast->step);
+}
+
+// A split the engine would refuse is refused, with its reason, never priced.
+TEST(PlanMemory, RefusesASplitTheEngineRefuses) {
+  PlanLayout l;
+  l.pp = 2;
+  l.layers_per_part = {1, 2, 1};
+  absl::StatusOr<std::vector<MemoryBreakdown>> pred = PredictStageMemory(Tiny(true), l, 64, Cpu(), {1, 1});
+  ASSERT_FALSE(pred.ok());
+  EXPECT_EQ(pred.status().message(),
+            "parallel.layers_per_stage has 3 entries, but pp=2 × virtual_stages=1 = 2 model parts");
+  l.layers_per_part = {1, 2};
+  EXPECT_EQ(CheckSplit(Tiny(true), l).message(), "parallel.layers_per_stage sums to 3 layers, but model.layers=4");
+  l.layers_per_part = {0, 4};
+  EXPECT_EQ(CheckSplit(Tiny(true), l).message(), "parallel.layers_per_stage[0]=0 must be >= 1");
+  l.layers_per_part = {3, 1};
+  EXPECT_TRUE(CheckSplit(Tiny(true), l).ok());
 }
 
 TEST(PlanMemory, RejectsMorePartsThanLayers) {

@@ -1,7 +1,8 @@
 // `baton plan`'s search and command line: the rejection reasons a person
 // reads ("tp=16 crosses nodes", "heads 12 not divisible by tp 8", "does not
 // fit: ..."), the ranking order, the seed layout it beats, and the binary's
-// --json, --explain (ASCII + Chrome trace) and bad-input behaviour.
+// --json, --explain (ASCII + Chrome trace) and bad-input behaviour; a job's
+// explicit split (parallel.layers_per_stage) where it applies and where not.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -91,6 +92,55 @@ TEST(PlanSearch, BeatsTheSeedLayout) {
   EXPECT_LT(res->fits[0].time.step, c->time.step);
 }
 
+// An explicit split (parallel.layers_per_stage) is priced on every searched
+// layout of its pp·virtual_stages, interleaved ones included, as the engine
+// accepts it there; the other layouts are skipped with the engine's reason
+// and the table says so; a split no layout can use refuses the search.
+TEST(PlanSearch, ExplicitSplitAppliesToItsPartsAndSkipsTheRest) {
+  PlanRequest r = Request(Llama7B(), 8, 8, 64);
+  r.layers_per_part = {9, 9, 9, 5};  // a lighter last stage: the head weighs several layers
+  absl::StatusOr<PlanResult> res = SearchLayouts(r);
+  ASSERT_TRUE(res.ok()) << res.status();
+  ASSERT_FALSE(res->fits.empty());
+  bool interleaved = false;
+  for (const PlanCandidate& c : res->fits) {
+    EXPECT_EQ(c.layout.parts(), 4) << ToString(c.layout);
+    EXPECT_EQ(c.layout.layers_per_part, r.layers_per_part) << ToString(c.layout);
+    interleaved |= c.layout.pp == 2 && c.layout.virtual_stages == 2;
+  }
+  EXPECT_TRUE(interleaved);
+  int skipped = 0;
+  for (const PlanRejection& rj : res->rejected) {
+    if (!rj.split) continue;
+    ++skipped;
+    EXPECT_NE(rj.layout.parts(), 4) << ToString(rj.layout);
+  }
+  EXPECT_GT(skipped, 0);
+  EXPECT_TRUE(HasReason(*res, "parallel.layers_per_stage has 4 entries, but pp=8 × virtual_stages=1 = 8 model parts"));
+  EXPECT_TRUE(HasReason(*res, "parallel.layers_per_stage has 4 entries, but pp=1 × virtual_stages=1 = 1 model parts"));
+  const std::string table = FormatPlanTable(PlanHeader{"job.toml", ModelSummary(r.model), 8, 8, r.seq, 64}, r, *res, 5);
+  EXPECT_NE(table.find("split: parallel.layers_per_stage=[9, 9, 9, 5] prices every layout of pp·virtual_stages=4 "
+                       "model parts; " + std::to_string(skipped) + " searched layouts"),
+            std::string::npos)
+      << table;
+  EXPECT_EQ(table.find("layers_per_stage has"), std::string::npos) << table;  // one note, not a rule per layout
+
+  // The same layout priced with and without the split: the plan follows it.
+  PlanLayout l = res->fits[0].layout;
+  std::string why;
+  absl::StatusOr<PlanCandidate> with = EvaluateLayout(r, l, &why);
+  l.layers_per_part.clear();
+  absl::StatusOr<PlanCandidate> without = EvaluateLayout(r, l, &why);
+  ASSERT_TRUE(with.ok() && without.ok());
+  EXPECT_NE(with->memory.total(), without->memory.total());
+  EXPECT_NE(with->time.step, without->time.step);
+
+  r.layers_per_part = {9, 9, 9, 4};
+  res = SearchLayouts(r);
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.status().message(), "parallel.layers_per_stage sums to 31 layers, but model.layers=32");
+}
+
 struct CliRun {
   int status;
   std::string out;
@@ -143,6 +193,23 @@ TEST(PlanCli, JsonExplainAndBadInput) {
   EXPECT_GT(p->attention_bwd_tflops, 0);
   EXPECT_EQ(p->concurrent_ranks, 2);
   EXPECT_EQ(Baton("plan --config " + cfg + " --gpus 2 --gpu " + profile).status, 0);
+
+  // parallel.layers_per_stage: priced where it applies, and the config's
+  // layout with it; a split the engine refuses for the config's own layout
+  // is refused with the engine's one line.
+  CliRun s = Baton("plan --config " + cfg + " --gpus 2 --gpu cpu-dev --set parallel.pp=2 "
+                   "'parallel.layers_per_stage=[1, 3]'");
+  EXPECT_EQ(s.status, 0) << s.out;
+  EXPECT_NE(s.out.find("split: parallel.layers_per_stage=[1, 3] prices every layout of pp·virtual_stages=2"),
+            std::string::npos) << s.out;
+  EXPECT_NE(s.out.find("cannot use it and are skipped"), std::string::npos) << s.out;  // pp=1
+  EXPECT_NE(s.out.find("the config's layout (dp=1 pp=2 tp=1 1f1b mb=4x4 recompute=none zero=0 split=1+3)"),
+            std::string::npos) << s.out;
+  CliRun refused = Baton("plan --config " + cfg + " --gpus 4 --gpu cpu-dev --set parallel.pp=4 "
+                         "'parallel.layers_per_stage=[1, 3]'");
+  EXPECT_EQ(refused.status, 2) << refused.out;
+  EXPECT_EQ(refused.out, "baton: error: parallel.layers_per_stage has 2 entries, but parallel.pp=4 × "
+                         "parallel.virtual_stages=1 = 4 model parts\n");
 
   EXPECT_EQ(Baton("plan --config " + cfg).status, 2);
   EXPECT_EQ(Baton("plan --config " + cfg + " --gpus 4 --frobnicate").status, 2);

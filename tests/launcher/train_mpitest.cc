@@ -3,86 +3,37 @@
 // the single-process run and the same final weights (relative 1e-5), for
 // several micro-batch splits and recompute policies; and ranks holding
 // different configs are refused with a line naming the rank.
-#include <mpi.h>
-#include <unistd.h>
-
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "checkpoints/checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/launcher/mpi_train_fixture.h"
 #include "launcher/train.h"
-#include "nlohmann/json.hpp"
-#include "parallel/mesh.h"
-#include "runtime/indexed_dataset.h"
-#include "runtime/tokenizer.h"
+#include "tests/launcher/mpi_train_fixture.h"
 
 namespace baton {
 namespace {
 
 namespace fs = std::filesystem;
 
+using ::baton::testing::Distance;
+using ::baton::testing::MeshCommsFor;
+using ::baton::testing::ReadMetric;
+using ::baton::testing::TinyJobConfig;
 using ::baton::testing::WorldRank;
 using ::baton::testing::WorldSize;
 
 fs::path SharedDir() { return ::baton::testing::SharedCorpusDir("dp_test", 99, 17); }
 
 JobConfig Config(const std::string& run, int dp, std::vector<std::string> extra) {
-  const fs::path dir = SharedDir();
-  std::string toml = R"(
-[model]
-layers = 2
-dim = 32
-heads = 4
-kv_heads = 2
-ffn_dim = 48
-vocab_size = 258
-[train]
-steps = 6
-seq_len = 16
-micro_batch_size = 2
-global_batch_size = 8
-lr = 1e-2
-warmup_steps = 2
-[checkpoint]
-resume = "none"
-[output]
-progress = "lines"
-)";
-  std::vector<std::string> sets = {
-      "data.path=\"" + (dir / "corpus").string() + "\"", "parallel.dp=" + std::to_string(dp),
-      "checkpoint.dir=\"" + (dir / run / "ckpt").string() + "\"",
-      "output.metrics=\"" + (dir / run / "metrics.jsonl").string() + "\""};
-  sets.insert(sets.end(), extra.begin(), extra.end());
-  auto c = ParseJobConfig(toml, "dp_test.toml", sets);
+  extra.insert(extra.begin(), "parallel.dp=" + std::to_string(dp));
+  auto c = TinyJobConfig(SharedDir(), run, "dp_test.toml", 2, extra);
   EXPECT_TRUE(c.ok()) << c.status();
   return *c;
-}
-
-std::vector<double> Losses(const fs::path& metrics) {
-  std::vector<double> out;
-  std::ifstream in(metrics);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss")) out.push_back(j["loss"].get<double>());
-  }
-  return out;
-}
-
-MeshComms WorldDpComms() {
-  auto mesh = Mesh::Create({WorldSize(), 1, 1}, WorldSize(), WorldRank());
-  EXPECT_TRUE(mesh.ok()) << mesh.status();
-  auto comms = CreateMpiMeshComms(*mesh);
-  EXPECT_TRUE(comms.ok()) << comms.status();
-  return std::move(*comms);
 }
 
 struct Layout {
@@ -100,15 +51,15 @@ TEST_P(DataParallelInvariance, MatchesSingleProcess) {
     TrainSummary s;
     ASSERT_TRUE(Train(Config(ref_run, 1, layout.sets), &s, nullptr).ok());
   }
-  MeshComms comms = WorldDpComms();
+  MeshComms comms = MeshCommsFor(WorldSize(), 1, 1);
   TrainSummary s;
   absl::Status st = Train(Config(dp_run, WorldSize(), layout.sets), &s, &comms);
   ASSERT_TRUE(st.ok()) << st;
   if (WorldRank() != 0) return;
 
   const fs::path dir = SharedDir();
-  std::vector<double> ref = Losses(dir / ref_run / "metrics.jsonl");
-  std::vector<double> got = Losses(dir / dp_run / "metrics.jsonl");
+  std::vector<double> ref = ReadMetric(dir / ref_run / "metrics.jsonl", "loss");
+  std::vector<double> got = ReadMetric(dir / dp_run / "metrics.jsonl", "loss");
   ASSERT_EQ(ref.size(), 6u);
   ASSERT_EQ(got.size(), ref.size());
   for (size_t i = 0; i < ref.size(); ++i) {
@@ -120,14 +71,8 @@ TEST_P(DataParallelInvariance, MatchesSingleProcess) {
   ASSERT_EQ(a->tensors.size(), b->tensors.size());
   for (size_t i = 0; i < a->tensors.size(); ++i) {
     if (a->tensors[i].name.rfind("params/", 0) != 0) continue;
-    const float* x = a->tensors[i].tensor.data<float>();
-    const float* y = b->tensors[i].tensor.data<float>();
-    double num = 0, den = 0;
-    for (int64_t k = 0; k < a->tensors[i].tensor.numel(); ++k) {
-      num += (x[k] - y[k]) * double(x[k] - y[k]);
-      den += double(x[k]) * x[k];
-    }
-    EXPECT_LE(std::sqrt(num / den), 1e-5) << a->tensors[i].name;
+    EXPECT_LE(Distance(a->tensors[i].tensor, b->tensors[i].tensor).relative, 1e-5)
+        << a->tensors[i].name;
   }
 }
 
@@ -143,7 +88,7 @@ INSTANTIATE_TEST_SUITE_P(
 // the moments back: every tensor (weights and moments) equals plain dp's.
 TEST(DataParallel, ZeroOneCheckpointEqualsPlainDataParallel) {
   if (WorldSize() < 2) GTEST_SKIP() << "needs 2 ranks";
-  MeshComms comms = WorldDpComms();
+  MeshComms comms = MeshCommsFor(WorldSize(), 1, 1);
   TrainSummary s;
   ASSERT_TRUE(Train(Config("plain_dp", WorldSize(), {}), &s, &comms).ok());
   ASSERT_TRUE(Train(Config("zero_dp", WorldSize(), {"parallel.zero=1"}), &s, &comms).ok());
@@ -162,7 +107,7 @@ TEST(DataParallel, ZeroOneCheckpointEqualsPlainDataParallel) {
 
 TEST(DataParallel, DifferentConfigsAreRefusedNamingTheRank) {
   if (WorldSize() < 2) GTEST_SKIP() << "needs 2 ranks";
-  MeshComms comms = WorldDpComms();
+  MeshComms comms = MeshCommsFor(WorldSize(), 1, 1);
   // The last rank asks for another learning rate.
   std::vector<std::string> sets;
   if (WorldRank() == WorldSize() - 1) sets.push_back("train.lr=0.5");
