@@ -102,7 +102,9 @@ absl::Status WriteCheckpointAttrs(hid_t root, int64_t step, const std::map<std::
 absl::Status ReadCheckpointAttrs(hid_t root, const std::string& file, int64_t* step,
                                  std::map<std::string, std::string>* attrs);
 // Before opening: NotFound "checkpoint PATH: No such file or directory",
-// InvalidArgument for a directory or a file that is not HDF5.
+// InvalidArgument for a directory, a file that is not HDF5, or one whose
+// HDF5 metadata is damaged or foreign (h5_layout_check.h: HDF5 itself
+// would hang or ask for absurd memory on some of those).
 absl::Status CheckCheckpointFile(const std::string& path);
 // Opens a checkpoint file read-only (after CheckCheckpointFile): a file
 // HDF5 cannot open (truncated, damaged) is one InvalidArgument line naming
