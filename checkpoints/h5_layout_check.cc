@@ -69,6 +69,7 @@ struct ObjectInfo {
   uint64_t type_size = 0;     // bytes per element
   uint64_t storage = 0;       // bytes the layout message stores
   uint64_t storage_addr = kUndefined;
+  std::vector<std::pair<uint64_t, uint64_t>> groups;  // (B-tree, name heap), walked after the header
 };
 
 // One global heap collection: object index -> object size.
@@ -89,9 +90,9 @@ class LayoutWalker {
         absl::StrCat("checkpoint ", path_, ": an HDF5 layout baton does not write (", what, " at byte ", at, ")"));
   }
   absl::Status Read(uint64_t addr, uint64_t len, const char* what, std::vector<uint8_t>* out);
-  absl::Status Superblock(uint64_t* root);
+  absl::Status Superblock(uint64_t* root, std::pair<uint64_t, uint64_t>* cached_group);
   absl::Status ObjectHeader(uint64_t addr, int depth);
-  absl::Status Message(int type, Cursor c, uint64_t at, int depth, ObjectInfo* info);
+  absl::Status Message(int type, Cursor c, uint64_t at, ObjectInfo* info);
   absl::Status Datatype(Cursor& c, uint64_t at, bool attribute, uint64_t* size, bool* vlen_string);
   absl::Status Dataspace(Cursor& c, uint64_t at, uint64_t* npoints);
   absl::Status Attribute(Cursor c, uint64_t at);
@@ -114,7 +115,9 @@ class LayoutWalker {
 
 absl::Status LayoutWalker::Read(uint64_t addr, uint64_t len, const char* what, std::vector<uint8_t>* out) {
   if (addr == kUndefined || addr > limit_ || len > limit_ - addr)
-    return Damaged(absl::StrCat(what, " of ", len, " bytes beyond the end of the file (", limit_, " bytes)"), addr);
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path_, ": a truncated or damaged HDF5 file (", what,
+                                                   " of ", len, " bytes at byte ", addr, ", past the end at byte ",
+                                                   limit_, ")"));
   if (len > kMaxBlock) return Damaged(absl::StrCat(what, " of ", len, " bytes"), addr);
   out->resize(len);
   for (uint64_t done = 0; done < len;) {
@@ -129,7 +132,7 @@ absl::Status LayoutWalker::Read(uint64_t addr, uint64_t len, const char* what, s
 }
 
 // Superblock v0/v1 at byte 0 (no user block), 8-byte offsets and lengths.
-absl::Status LayoutWalker::Superblock(uint64_t* root) {
+absl::Status LayoutWalker::Superblock(uint64_t* root, std::pair<uint64_t, uint64_t>* cached_group) {
   std::vector<uint8_t> b;
   BATON_RETURN_IF_ERROR(Read(0, std::min<uint64_t>(limit_, 96), "superblock", &b));
   if (b.size() < 9 || std::memcmp(b.data(), "\x89HDF\r\n\x1a\n", 8) != 0)
@@ -159,7 +162,7 @@ absl::Status LayoutWalker::Superblock(uint64_t* root) {
   const uint64_t btree = c.U(8), heap = c.U(8);
   if (!c.ok()) return Damaged("a truncated superblock", 0);
   // HDF5 may use the cached B-tree and heap addresses instead of the root's stab message.
-  if (cache_type == 1) return Group(btree, heap, 0);
+  if (cache_type == 1) *cached_group = {btree, heap};
   return absl::OkStatus();
 }
 
@@ -194,11 +197,13 @@ absl::Status LayoutWalker::ObjectHeader(uint64_t addr, int depth) {
         if (!m.ok() || next_len < 8) return Damaged("a bad header continuation", msg_at);
         chunks.emplace_back(next, next_len);
       } else {
-        BATON_RETURN_IF_ERROR(Message(type, Cursor(c.here(), size), msg_at + 8, depth, &info));
+        BATON_RETURN_IF_ERROR(Message(type, Cursor(c.here(), size), msg_at + 8, &info));
       }
       c.Skip(size);
     }
   }
+  // Groups after the header's own messages: HDF5 reads the root's attributes before listing it.
+  for (const auto& [btree, heap] : info.groups) BATON_RETURN_IF_ERROR(Group(btree, heap, depth + 1));
   if (!info.has_layout) return absl::OkStatus();
   if (!info.has_space || !info.has_type) return Damaged("a dataset without dataspace or datatype", addr);
   unsigned __int128 need = static_cast<unsigned __int128>(info.npoints) * info.type_size;
@@ -208,7 +213,7 @@ absl::Status LayoutWalker::ObjectHeader(uint64_t addr, int depth) {
   return absl::OkStatus();
 }
 
-absl::Status LayoutWalker::Message(int type, Cursor c, uint64_t at, int depth, ObjectInfo* info) {
+absl::Status LayoutWalker::Message(int type, Cursor c, uint64_t at, ObjectInfo* info) {
   bool unused_vlen = false;
   switch (type) {
     case 0x00: case 0x0D: case 0x0E: case 0x12:  // null, comment, modification times: never decoded here
@@ -246,7 +251,8 @@ absl::Status LayoutWalker::Message(int type, Cursor c, uint64_t at, int depth, O
     case 0x11: {  // symbol table: a group's B-tree and name heap
       const uint64_t btree = c.U(8), heap = c.U(8);
       if (!c.ok()) return Damaged("a truncated symbol table message", at);
-      return Group(btree, heap, depth + 1);
+      info->groups.emplace_back(btree, heap);
+      return absl::OkStatus();
     }
     default:
       return Foreign(absl::StrCat("header message type ", type), at);
@@ -493,8 +499,11 @@ absl::Status LayoutWalker::SymbolNode(uint64_t addr, const std::vector<uint8_t>&
 
 absl::Status LayoutWalker::Walk() {
   uint64_t root = 0;
-  BATON_RETURN_IF_ERROR(Superblock(&root));
-  return ObjectHeader(root, 0);
+  std::pair<uint64_t, uint64_t> cached_group = {kUndefined, kUndefined};
+  BATON_RETURN_IF_ERROR(Superblock(&root, &cached_group));
+  BATON_RETURN_IF_ERROR(ObjectHeader(root, 0));
+  if (cached_group.first == kUndefined) return absl::OkStatus();
+  return Group(cached_group.first, cached_group.second, 0);
 }
 
 }  // namespace
