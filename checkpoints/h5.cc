@@ -137,6 +137,9 @@ absl::StatusOr<std::string> ReadStringAttr(hid_t attr, const std::string& key, c
     return out;
   }
   size_t size = H5Tget_size(ftype.get());  // fixed-length, maybe not NUL-terminated
+  if (size == 0 || size != H5Aget_storage_size(attr))
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", file, ": attribute '", key, "' is damaged (",
+                                                   size, " bytes by its type, ", H5Aget_storage_size(attr), " stored)"));
   std::string out(size, '\0');
   BATON_CHECK_H5(H5Aread(attr, ftype.get(), out.data()), file);
   out.resize(std::strlen(out.c_str()));
@@ -159,6 +162,18 @@ std::string DirOf(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+absl::Status CheckStoredBytes(hid_t dset, const Shape& shape, DType dtype) {
+  uint64_t need = DTypeSize(dtype);
+  for (int64_t d : shape) {
+    if (d < 0 || (d != 0 && need > UINT64_MAX / static_cast<uint64_t>(d))) need = UINT64_MAX;
+    else need *= static_cast<uint64_t>(d);
+  }
+  const uint64_t stored = H5Dget_storage_size(dset);
+  if (stored == need) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("damaged: shape ", ShapeString(shape), " of ", DTypeName(dtype), " stored in ", stored, " bytes"));
 }
 
 absl::StatusOr<H5Id> SelectBlock(hid_t dset, const Shape& start, const Shape& count, const std::string& file) {

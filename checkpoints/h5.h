@@ -86,6 +86,11 @@ absl::StatusOr<std::string> ReadStringAttr(hid_t attr, const std::string& key, c
 absl::Status FsyncPath(const std::string& path, bool directory);
 std::string DirOf(const std::string& path);
 
+// `dset` stores exactly the bytes `shape` x `dtype` needs (a second line of
+// defence after h5_layout_check: the reader allocates that much). The
+// error names neither tensor nor file: callers add both.
+absl::Status CheckStoredBytes(hid_t dset, const Shape& shape, DType dtype);
+
 // The file dataspace of `dset` with the block at `start` of extent `count`
 // selected (both empty for a scalar: all of it).
 absl::StatusOr<H5Id> SelectBlock(hid_t dset, const Shape& start, const Shape& count, const std::string& file);

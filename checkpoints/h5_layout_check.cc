@@ -320,8 +320,9 @@ absl::Status LayoutWalker::Attribute(Cursor c, uint64_t at) {
   auto padded = [&](uint64_t n) { return version == 1 ? Align8(n) : n; };
   const uint8_t* name = c.here();
   c.Skip(padded(name_len));
-  if (!c.ok() || name_len == 0 || std::memchr(name, 0, name_len) == nullptr)
-    return Damaged("an attribute name without its end", at);
+  // HDF5 writes the length with the NUL; a shorter name crashes its close (1.10).
+  if (!c.ok() || name_len == 0 || std::memchr(name, 0, name_len) != name + name_len - 1)
+    return Damaged("an attribute name not of its stated length", at);
   const size_t type_at = c.pos();
   uint64_t type_size = 0, npoints = 0;
   bool vlen_string = false;

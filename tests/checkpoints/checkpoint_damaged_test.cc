@@ -69,12 +69,14 @@ INSTANTIATE_TEST_SUITE_P(Fuzz, RegressionTest, ::testing::ValuesIn(RegressionInp
                            return n;
                          });
 
-// The two first findings, by name, with their root causes in the message.
+// The findings by name, with their root causes in the message.
 TEST(CheckpointDamagedTest, KnownFindingsSayWhatIsBroken) {
   EXPECT_THAT(ExpectOneLineError(kRegressions + "/checkpoint_hdf5_heap_hang.h5"),
               HasSubstr("global heap free space of 0 bytes"));
   EXPECT_THAT(ExpectOneLineError(kRegressions + "/checkpoint-alloc-too-big.h5"),
               HasSubstr("an object header chunk of 468769910554920 bytes at byte 800, past the end at byte 11288"));
+  EXPECT_THAT(ExpectOneLineError(kRegressions + "/checkpoint_attr_name_short.h5"),
+              HasSubstr("an attribute name not of its stated length"));
 }
 
 // ---- the root causes, rebuilt on a fresh checkpoint
