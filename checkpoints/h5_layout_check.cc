@@ -62,6 +62,20 @@ class Cursor {
 
 uint64_t Align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
+// Little-endian two's complement integers of 1-8 bytes and IEEE f32/f64,
+// encoded exactly as HDF5 writes them: HDF5 converts odd encodings bit by
+// bit, and that code has overflowed on damaged parameters.
+bool StandardNumber(Cursor& c, int cls, uint64_t bits, uint64_t size) {
+  const uint64_t offset = c.U(2), precision = c.U(2);
+  if (!c.ok() || offset != 0 || precision != 8 * size) return false;
+  if (cls == 0) return (bits & ~uint64_t{0x08}) == 0 && (size == 1 || size == 2 || size == 4 || size == 8);
+  const uint64_t exp_at = c.U(1), exp_bits = c.U(1), mant_at = c.U(1), mant_bits = c.U(1), bias = c.U(4);
+  const uint64_t want_bits = 0x20 | ((8 * size - 1) << 8);  // implied mantissa bit, sign at the top
+  if (!c.ok() || bits != want_bits || mant_at != 0) return false;
+  if (size == 4) return exp_at == 23 && exp_bits == 8 && mant_bits == 23 && bias == 127;
+  return size == 8 && exp_at == 52 && exp_bits == 11 && mant_bits == 52 && bias == 1023;
+}
+
 // What the messages of one object header said.
 struct ObjectInfo {
   bool has_space = false, has_type = false, has_layout = false;
@@ -268,10 +282,9 @@ absl::Status LayoutWalker::Datatype(Cursor& c, uint64_t at, bool attribute, uint
   const int cls = static_cast<int>(head & 0x0f), version = static_cast<int>(head >> 4);
   if (!c.ok()) return Damaged("a truncated datatype", at);
   if (version < 1 || version > 3) return Damaged(absl::StrCat("a datatype of version ", version), at);
-  const bool number = (cls == 0 || cls == 1) && (bits & 1) == 0;  // little-endian
-  if (number) {
-    c.Skip(cls == 0 ? 4 : 12);
-    if (*size == 0 || *size > 8) return Foreign(absl::StrCat("a number of ", *size, " bytes"), at);
+  if (cls == 0 || (cls == 1 && !attribute)) {
+    if (!StandardNumber(c, cls, bits, *size)) return Foreign(absl::StrCat("a non-standard number type (class ", cls,
+                                                                         ", ", *size, " bytes)"), at);
   } else if (attribute && cls == 3) {
     if (*size == 0) return Damaged("a string type of 0 bytes", at);
   } else if (attribute && cls == 9 && (bits & 0x0f) == 1) {  // variable-length string

@@ -115,6 +115,34 @@ std::string FreshCheckpoint() {
   return path;
 }
 
+// The walk must pass every valid checkpoint: all dtypes, scalars, empty
+// tensors, deep names, a group large enough for a two-level B-tree, and
+// string attributes spanning several global heap collections.
+TEST(CheckpointDamagedTest, ValidCheckpointsOfEveryShapePass) {
+  char dir[] = "/tmp/baton_damaged_XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/step_00000001.h5";
+  CheckpointData d;
+  d.step = 1;
+  d.tensors.push_back({"f64/scalar", Tensor::Empty({}, DType::kF64)});
+  d.tensors.push_back({"i32/empty", Tensor::Empty({0, 5}, DType::kI32)});
+  d.tensors.push_back({"i32/ids", Tensor::Empty({7}, DType::kI32)});
+  d.tensors.push_back({"a/b/c/d/e/deep", Tensor::Empty({2, 3, 4}, DType::kF32)});
+  for (const CheckpointTensor& t : d.tensors) std::memset(t.tensor.raw(), 0, t.tensor.nbytes());
+  for (int i = 0; i < 400; ++i) {
+    Tensor t = Tensor::Empty({2}, DType::kF32);
+    t.data<float>()[0] = t.data<float>()[1] = static_cast<float>(i);
+    d.tensors.push_back({"params/layers." + std::to_string(i) + ".w", t});
+  }
+  for (int i = 0; i < 30; ++i) d.attrs["note" + std::to_string(i)] = std::string(700 + 31 * i, 'a' + i % 26);
+  ASSERT_TRUE(WriteCheckpoint(path, d).ok());
+  absl::StatusOr<CheckpointData> back = ReadCheckpoint(path);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->tensors.size(), d.tensors.size());
+  EXPECT_EQ(back->attrs, d.attrs);
+  EXPECT_EQ(back->Find("params/layers.399.w")->tensor.data<float>()[1], 399.0f);
+}
+
 // HDF5 1.10 walks a global heap's records by their sizes; a free-space
 // record (index 0) of size 0 never advances and H5Aread spins forever.
 TEST(CheckpointDamagedTest, GlobalHeapFreeSpaceOfZeroBytesIsRefused) {
