@@ -78,11 +78,11 @@ bool StandardNumber(Cursor& c, int cls, uint64_t bits, uint64_t size) {
 
 // What the messages of one object header said.
 struct ObjectInfo {
-  bool has_space = false, has_type = false, has_layout = false;
-  uint64_t npoints = 1;       // elements in the dataspace (saturated)
-  uint64_t type_size = 0;     // bytes per element
-  uint64_t storage = 0;       // bytes the layout message stores
-  uint64_t storage_addr = kUndefined;
+  int spaces = 0, types = 0, layouts = 0;  // HDF5 uses the first of each: more is damage
+  uint64_t npoints = 1;                    // elements in the dataspace (saturated)
+  uint64_t type_size = 0;                  // bytes per element
+  uint64_t storage = 0;                    // bytes the layout message stores
+  uint64_t fill_size = kUndefined;         // a defined fill value's bytes
   std::vector<std::pair<uint64_t, uint64_t>> groups;  // (B-tree, name heap), walked after the header
 };
 
@@ -167,7 +167,9 @@ absl::Status LayoutWalker::Superblock(uint64_t* root, std::pair<uint64_t, uint64
   if (!c.ok()) return Damaged("a truncated superblock", 0);
   if (base != 0) return Foreign("a base address other than 0", 24);
   if (free_space != kUndefined || driver != kUndefined) return Foreign("a free-space or driver block", 32);
-  if (eof > limit_) return Damaged(absl::StrCat("truncated: ", eof, " bytes written, ", limit_, " on disk"), 40);
+  if (eof > limit_)
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path_, ": a truncated or damaged HDF5 file (",
+                                                   limit_, " of the ", eof, " bytes its superblock names)"));
   limit_ = eof;
   c.Skip(8);  // root symbol table entry: link name offset
   *root = c.U(8);
@@ -218,8 +220,11 @@ absl::Status LayoutWalker::ObjectHeader(uint64_t addr, int depth) {
   }
   // Groups after the header's own messages: HDF5 reads the root's attributes before listing it.
   for (const auto& [btree, heap] : info.groups) BATON_RETURN_IF_ERROR(Group(btree, heap, depth + 1));
-  if (!info.has_layout) return absl::OkStatus();
-  if (!info.has_space || !info.has_type) return Damaged("a dataset without dataspace or datatype", addr);
+  if (info.layouts == 0 && info.spaces + info.types == 0) return absl::OkStatus();
+  if (info.layouts != 1 || info.spaces != 1 || info.types != 1)
+    return Damaged("a dataset without exactly one dataspace, datatype and layout", addr);
+  if (info.fill_size != kUndefined && info.fill_size != 0 && info.fill_size != info.type_size)
+    return Damaged(absl::StrCat("a fill value of ", info.fill_size, " bytes for ", info.type_size, "-byte elements"), addr);
   unsigned __int128 need = static_cast<unsigned __int128>(info.npoints) * info.type_size;
   if (need != info.storage)
     return Damaged(absl::StrCat("a dataset of ", info.npoints, " elements of ", info.type_size, " bytes stored in ",
@@ -233,14 +238,14 @@ absl::Status LayoutWalker::Message(int type, Cursor c, uint64_t at, ObjectInfo* 
     case 0x00: case 0x0D: case 0x0E: case 0x12:  // null, comment, modification times: never decoded here
       return absl::OkStatus();
     case 0x01:
-      info->has_space = true;
+      ++info->spaces;
       return Dataspace(c, at, &info->npoints);
     case 0x03:
-      info->has_type = true;
+      ++info->types;
       return Datatype(c, at, /*attribute=*/false, &info->type_size, &unused_vlen);
     case 0x04: {  // old fill value: size, value
-      const uint64_t n = c.U(4);
-      return c.ok() && n <= c.left() ? absl::OkStatus() : Damaged("a fill value larger than its message", at);
+      info->fill_size = c.U(4);
+      return c.ok() && info->fill_size <= c.left() ? absl::OkStatus() : Damaged("a fill value past its message", at);
     }
     case 0x05: {  // fill value, versions 1-3
       const uint64_t version = c.U(1);
@@ -254,11 +259,11 @@ absl::Status LayoutWalker::Message(int type, Cursor c, uint64_t at, ObjectInfo* 
         return Damaged("a fill value message of unknown version", at);
       }
       if (!defined) return c.ok() ? absl::OkStatus() : Damaged("a truncated fill value message", at);
-      const uint64_t n = c.U(4);
-      return c.ok() && n <= c.left() ? absl::OkStatus() : Damaged("a fill value larger than its message", at);
+      info->fill_size = c.U(4);
+      return c.ok() && info->fill_size <= c.left() ? absl::OkStatus() : Damaged("a fill value past its message", at);
     }
     case 0x08:
-      info->has_layout = true;
+      ++info->layouts;
       return Layout(c, at, info);
     case 0x0C:
       return Attribute(c, at);
@@ -415,14 +420,14 @@ absl::Status LayoutWalker::Layout(Cursor c, uint64_t at, ObjectInfo* info) {
     return absl::OkStatus();
   }
   if (cls != 1) return Foreign(absl::StrCat("a dataset layout of class ", cls, " (chunked or virtual)"), at);
-  info->storage_addr = c.U(8);
+  const uint64_t addr = c.U(8);
   info->storage = c.U(8);
   if (!c.ok()) return Damaged("a truncated layout message", at);
-  if (info->storage_addr == kUndefined) {  // never written: only an empty dataset
-    if (info->storage != 0) info->storage = 0;
+  if (addr == kUndefined) {  // never written: only an empty dataset
+    info->storage = 0;
     return absl::OkStatus();
   }
-  if (info->storage_addr > limit_ || info->storage > limit_ - info->storage_addr)
+  if (addr > limit_ || info->storage > limit_ - addr)
     return Damaged(absl::StrCat("dataset data of ", info->storage, " bytes beyond the end of the file"), at);
   return absl::OkStatus();
 }
@@ -474,7 +479,8 @@ absl::Status LayoutWalker::BTreeNode(uint64_t addr, int level, const std::vector
   const int node_level = static_cast<int>(c.U(1));
   const uint64_t entries = c.U(2);
   c.Skip(16);  // siblings
-  if (level >= 0 && node_level != level) return Damaged(absl::StrCat("a B-tree node at level ", node_level), addr);
+  if ((level >= 0 && node_level != level) || node_level > 16)
+    return Damaged(absl::StrCat("a B-tree node at level ", node_level), addr);
   if (entries > uint64_t{2} * internal_k_) return Damaged(absl::StrCat("a B-tree node of ", entries, " entries"), addr);
   for (uint64_t i = 0; i <= entries; ++i) {
     BATON_RETURN_IF_ERROR(Name(names, c.U(8), addr));
