@@ -137,9 +137,9 @@ absl::StatusOr<std::string> ReadStringAttr(hid_t attr, const std::string& key, c
     return out;
   }
   size_t size = H5Tget_size(ftype.get());  // fixed-length, maybe not NUL-terminated
-  if (size == 0 || size != H5Aget_storage_size(attr))
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", file, ": attribute '", key, "' is damaged (",
-                                                   size, " bytes by its type, ", H5Aget_storage_size(attr), " stored)"));
+  if (const hsize_t stored = H5Aget_storage_size(attr); size == 0 || size != stored)
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", file, ": attribute '", key, "' is damaged (", size,
+                                                   " bytes by its type, ", stored, " stored)"));
   std::string out(size, '\0');
   BATON_CHECK_H5(H5Aread(attr, ftype.get(), out.data()), file);
   out.resize(std::strlen(out.c_str()));

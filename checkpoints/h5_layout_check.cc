@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "checkpoints/byte_cursor.h"
 #include "kernels/check.h"
 
 namespace baton {
@@ -28,44 +29,12 @@ constexpr uint64_t kMaxBlock = uint64_t{64} << 20;  // no metadata block baton w
 constexpr int kMaxGroupDepth = 64;
 constexpr int kMaxRank = 32;  // HDF5's H5S_MAX_RANK
 
-// Bounds-checked little-endian decoding of one block read from the file.
-class Cursor {
- public:
-  Cursor(const uint8_t* p, size_t n) : p_(p), n_(n) {}
-  bool ok() const { return ok_; }
-  size_t pos() const { return pos_; }
-  size_t left() const { return ok_ ? n_ - pos_ : 0; }
-  const uint8_t* here() const { return p_ + pos_; }
-  uint64_t U(int bytes) {
-    if (!Has(bytes)) return 0;
-    uint64_t v = 0;
-    for (int i = 0; i < bytes; ++i) v |= uint64_t{p_[pos_ + i]} << (8 * i);
-    pos_ += bytes;
-    return v;
-  }
-  void Skip(uint64_t bytes) {
-    if (Has(bytes)) pos_ += bytes;
-  }
-  void Seek(size_t pos) { pos <= n_ ? void(pos_ = pos) : void(ok_ = false); }
-
- private:
-  bool Has(uint64_t bytes) {
-    if (ok_ && bytes <= n_ - pos_) return true;
-    ok_ = false;
-    return false;
-  }
-  const uint8_t* p_;
-  size_t n_;
-  size_t pos_ = 0;
-  bool ok_ = true;
-};
-
 uint64_t Align8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
 // Little-endian two's complement integers of 1-8 bytes and IEEE f32/f64,
 // encoded exactly as HDF5 writes them: HDF5 converts odd encodings bit by
 // bit, and that code has overflowed on damaged parameters.
-bool StandardNumber(Cursor& c, int cls, uint64_t bits, uint64_t size) {
+bool StandardNumber(ByteCursor& c, int cls, uint64_t bits, uint64_t size) {
   const uint64_t offset = c.U(2), precision = c.U(2);
   if (!c.ok() || offset != 0 || precision != 8 * size) return false;
   if (cls == 0) return (bits & ~uint64_t{0x08}) == 0 && (size == 1 || size == 2 || size == 4 || size == 8);
@@ -95,24 +64,25 @@ class LayoutWalker {
   absl::Status Walk();
 
  private:
+  absl::Status Error(const char* kind, const std::string& detail) const {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path_, ": ", kind, " (", detail, ")"));
+  }
   absl::Status Damaged(const std::string& what, uint64_t at) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat("checkpoint ", path_, ": a truncated or damaged HDF5 file (", what, " at byte ", at, ")"));
+    return Error("a truncated or damaged HDF5 file", absl::StrCat(what, " at byte ", at));
   }
   absl::Status Foreign(const std::string& what, uint64_t at) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat("checkpoint ", path_, ": an HDF5 layout baton does not write (", what, " at byte ", at, ")"));
+    return Error("an HDF5 layout baton does not write", absl::StrCat(what, " at byte ", at));
   }
   absl::Status Read(uint64_t addr, uint64_t len, const char* what, std::vector<uint8_t>* out);
   absl::Status Superblock(uint64_t* root, std::pair<uint64_t, uint64_t>* cached_group);
   absl::Status ObjectHeader(uint64_t addr, int depth);
-  absl::Status Message(int type, Cursor c, uint64_t at, ObjectInfo* info);
-  absl::Status Datatype(Cursor& c, uint64_t at, bool attribute, uint64_t* size, bool* vlen_string);
-  absl::Status Dataspace(Cursor& c, uint64_t at, uint64_t* npoints);
-  absl::Status Attribute(Cursor c, uint64_t at);
-  absl::Status StringRef(Cursor& c, uint64_t at);
+  absl::Status Message(int type, ByteCursor c, uint64_t at, ObjectInfo* info);
+  absl::Status Datatype(ByteCursor& c, uint64_t at, bool attribute, uint64_t* size, bool* vlen_string);
+  absl::Status Dataspace(ByteCursor& c, uint64_t at, uint64_t* npoints);
+  absl::Status Attribute(ByteCursor c, uint64_t at);
+  absl::Status StringRef(ByteCursor& c, uint64_t at);
   absl::Status GlobalHeap(uint64_t addr, const HeapObjects** objects);
-  absl::Status Layout(Cursor c, uint64_t at, ObjectInfo* info);
+  absl::Status Layout(ByteCursor c, uint64_t at, ObjectInfo* info);
   absl::Status Group(uint64_t btree, uint64_t heap, int depth);
   absl::Status BTreeNode(uint64_t addr, int level, const std::vector<uint8_t>& names, int depth);
   absl::Status SymbolNode(uint64_t addr, const std::vector<uint8_t>& names, int depth);
@@ -129,9 +99,8 @@ class LayoutWalker {
 
 absl::Status LayoutWalker::Read(uint64_t addr, uint64_t len, const char* what, std::vector<uint8_t>* out) {
   if (addr == kUndefined || addr > limit_ || len > limit_ - addr)
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path_, ": a truncated or damaged HDF5 file (", what,
-                                                   " of ", len, " bytes at byte ", addr, ", past the end at byte ",
-                                                   limit_, ")"));
+    return Error("a truncated or damaged HDF5 file",
+                 absl::StrCat(what, " of ", len, " bytes at byte ", addr, ", past the end at byte ", limit_));
   if (len > kMaxBlock) return Damaged(absl::StrCat(what, " of ", len, " bytes"), addr);
   out->resize(len);
   for (uint64_t done = 0; done < len;) {
@@ -151,7 +120,7 @@ absl::Status LayoutWalker::Superblock(uint64_t* root, std::pair<uint64_t, uint64
   BATON_RETURN_IF_ERROR(Read(0, std::min<uint64_t>(limit_, 96), "superblock", &b));
   if (b.size() < 9 || std::memcmp(b.data(), "\x89HDF\r\n\x1a\n", 8) != 0)
     return Foreign("no signature at the start (a user block?)", 0);
-  Cursor c(b.data(), b.size());
+  ByteCursor c(b.data(), b.size());
   c.Skip(8);
   const int version = static_cast<int>(c.U(1));
   if (version > 1) return Foreign(absl::StrCat("superblock version ", version), 8);
@@ -168,8 +137,8 @@ absl::Status LayoutWalker::Superblock(uint64_t* root, std::pair<uint64_t, uint64
   if (base != 0) return Foreign("a base address other than 0", 24);
   if (free_space != kUndefined || driver != kUndefined) return Foreign("a free-space or driver block", 32);
   if (eof > limit_)
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path_, ": a truncated or damaged HDF5 file (",
-                                                   limit_, " of the ", eof, " bytes its superblock names)"));
+    return Error("a truncated or damaged HDF5 file",
+                 absl::StrCat(limit_, " of the ", eof, " bytes its superblock names"));
   limit_ = eof;
   c.Skip(8);  // root symbol table entry: link name offset
   *root = c.U(8);
@@ -189,7 +158,7 @@ absl::Status LayoutWalker::ObjectHeader(uint64_t addr, int depth) {
   std::vector<uint8_t> b;
   BATON_RETURN_IF_ERROR(Read(addr, 16, "an object header", &b));
   if (std::memcmp(b.data(), "OHDR", 4) == 0) return Foreign("a version 2 object header", addr);
-  Cursor prefix(b.data(), b.size());
+  ByteCursor prefix(b.data(), b.size());
   if (prefix.U(1) != 1) return Damaged("an object header of unknown version", addr);
   prefix.Skip(7);  // reserved, message count, reference count
   std::vector<std::pair<uint64_t, uint64_t>> chunks = {{addr + 16, prefix.U(4)}};
@@ -199,7 +168,7 @@ absl::Status LayoutWalker::ObjectHeader(uint64_t addr, int depth) {
     const auto [at, len] = chunks[i];
     if (chunks.size() > 4096 || !chunk_addrs.insert(at).second) return Damaged("a loop of header continuations", at);
     BATON_RETURN_IF_ERROR(Read(at, len, "an object header chunk", &b));
-    Cursor c(b.data(), b.size());
+    ByteCursor c(b.data(), b.size());
     while (c.left() >= 8) {
       const uint64_t msg_at = at + c.pos();
       const int type = static_cast<int>(c.U(2));
@@ -208,12 +177,12 @@ absl::Status LayoutWalker::ObjectHeader(uint64_t addr, int depth) {
       if (size > c.left() || size % 8 != 0) return Damaged("a header message running past its chunk", msg_at);
       if (flags & 0x02) return Foreign("a shared header message", msg_at);
       if (type == 0x10) {  // continuation
-        Cursor m(c.here(), size);
+        ByteCursor m(c.here(), size);
         const uint64_t next = m.U(8), next_len = m.U(8);
         if (!m.ok() || next_len < 8) return Damaged("a bad header continuation", msg_at);
         chunks.emplace_back(next, next_len);
       } else {
-        BATON_RETURN_IF_ERROR(Message(type, Cursor(c.here(), size), msg_at + 8, &info));
+        BATON_RETURN_IF_ERROR(Message(type, ByteCursor(c.here(), size), msg_at + 8, &info));
       }
       c.Skip(size);
     }
@@ -224,7 +193,8 @@ absl::Status LayoutWalker::ObjectHeader(uint64_t addr, int depth) {
   if (info.layouts != 1 || info.spaces != 1 || info.types != 1)
     return Damaged("a dataset without exactly one dataspace, datatype and layout", addr);
   if (info.fill_size != kUndefined && info.fill_size != 0 && info.fill_size != info.type_size)
-    return Damaged(absl::StrCat("a fill value of ", info.fill_size, " bytes for ", info.type_size, "-byte elements"), addr);
+    return Damaged(absl::StrCat("a fill value of ", info.fill_size, " bytes for ", info.type_size, "-byte elements"),
+                   addr);
   unsigned __int128 need = static_cast<unsigned __int128>(info.npoints) * info.type_size;
   if (need != info.storage)
     return Damaged(absl::StrCat("a dataset of ", info.npoints, " elements of ", info.type_size, " bytes stored in ",
@@ -232,7 +202,7 @@ absl::Status LayoutWalker::ObjectHeader(uint64_t addr, int depth) {
   return absl::OkStatus();
 }
 
-absl::Status LayoutWalker::Message(int type, Cursor c, uint64_t at, ObjectInfo* info) {
+absl::Status LayoutWalker::Message(int type, ByteCursor c, uint64_t at, ObjectInfo* info) {
   bool unused_vlen = false;
   switch (type) {
     case 0x00: case 0x0D: case 0x0E: case 0x12:  // null, comment, modification times: never decoded here
@@ -280,7 +250,7 @@ absl::Status LayoutWalker::Message(int type, Cursor c, uint64_t at, ObjectInfo* 
 
 // Datasets: little-endian integers and IEEE floats of 1-8 bytes. Attributes
 // also: fixed-length strings and variable-length strings of bytes.
-absl::Status LayoutWalker::Datatype(Cursor& c, uint64_t at, bool attribute, uint64_t* size, bool* vlen_string) {
+absl::Status LayoutWalker::Datatype(ByteCursor& c, uint64_t at, bool attribute, uint64_t* size, bool* vlen_string) {
   *vlen_string = false;
   const uint64_t head = c.U(1), bits = c.U(3);
   *size = c.U(4);
@@ -293,10 +263,9 @@ absl::Status LayoutWalker::Datatype(Cursor& c, uint64_t at, bool attribute, uint
   } else if (attribute && cls == 3) {
     if (*size == 0) return Damaged("a string type of 0 bytes", at);
   } else if (attribute && cls == 9 && (bits & 0x0f) == 1) {  // variable-length string
-    uint64_t base = 0;
     const uint64_t base_head = c.U(1);
     c.Skip(3);
-    base = c.U(4);
+    const uint64_t base = c.U(4);
     c.Skip(4);
     if ((base_head & 0x0f) != 0 || base != 1) return Foreign("a variable-length string of wide characters", at);
     if (*size != 16) return Damaged(absl::StrCat("a variable-length string of ", *size, " bytes"), at);
@@ -307,7 +276,7 @@ absl::Status LayoutWalker::Datatype(Cursor& c, uint64_t at, bool attribute, uint
   return c.ok() ? absl::OkStatus() : Damaged("a truncated datatype", at);
 }
 
-absl::Status LayoutWalker::Dataspace(Cursor& c, uint64_t at, uint64_t* npoints) {
+absl::Status LayoutWalker::Dataspace(ByteCursor& c, uint64_t at, uint64_t* npoints) {
   const uint64_t version = c.U(1), rank = c.U(1), flags = c.U(1);
   uint64_t kind = 1;  // simple (v1 rank 0: scalar)
   if (version == 1) {
@@ -330,7 +299,7 @@ absl::Status LayoutWalker::Dataspace(Cursor& c, uint64_t at, uint64_t* npoints) 
 
 // Name, datatype, dataspace, then the data, which must fit in the message
 // (HDF5 copies npoints * type size bytes out of it).
-absl::Status LayoutWalker::Attribute(Cursor c, uint64_t at) {
+absl::Status LayoutWalker::Attribute(ByteCursor c, uint64_t at) {
   const uint64_t version = c.U(1), flags = c.U(1), name_len = c.U(2), type_len = c.U(2), space_len = c.U(2);
   if (version < 1 || version > 3) return Damaged(absl::StrCat("an attribute of version ", version), at);
   if (version >= 2 && (flags & 3)) return Foreign("an attribute with a shared type or space", at);
@@ -361,7 +330,7 @@ absl::Status LayoutWalker::Attribute(Cursor c, uint64_t at) {
 // One variable-length string: its length, then the global heap object
 // holding it, which must exist and be exactly that long (H5HG_read copies
 // the whole object into a buffer sized by the length).
-absl::Status LayoutWalker::StringRef(Cursor& c, uint64_t at) {
+absl::Status LayoutWalker::StringRef(ByteCursor& c, uint64_t at) {
   const uint64_t len = c.U(4), heap = c.U(8), index = c.U(4);
   if (!c.ok()) return Damaged("a truncated string reference", at);
   if (len == 0 && (heap == 0 || heap == kUndefined)) return absl::OkStatus();  // an empty or null string
@@ -385,7 +354,7 @@ absl::Status LayoutWalker::GlobalHeap(uint64_t addr, const HeapObjects** objects
   }
   std::vector<uint8_t> b;
   BATON_RETURN_IF_ERROR(Read(addr, 16, "a global heap", &b));
-  Cursor head(b.data(), b.size());
+  ByteCursor head(b.data(), b.size());
   if (std::memcmp(b.data(), "GCOL", 4) != 0) return Damaged("a string pointing to no global heap", addr);
   head.Skip(8);
   const uint64_t size = head.U(8);
@@ -394,7 +363,7 @@ absl::Status LayoutWalker::GlobalHeap(uint64_t addr, const HeapObjects** objects
   HeapObjects found;
   for (uint64_t p = 16; p < size;) {
     if (size - p < 16) break;  // a tail too small for a record is free space
-    Cursor c(b.data() + p, size - p);
+    ByteCursor c(b.data() + p, size - p);
     const uint64_t index = c.U(2);
     c.Skip(6);
     const uint64_t osize = c.U(8);
@@ -410,7 +379,7 @@ absl::Status LayoutWalker::GlobalHeap(uint64_t addr, const HeapObjects** objects
 }
 
 // Layout version 3: compact (data in the message) or contiguous (address, size).
-absl::Status LayoutWalker::Layout(Cursor c, uint64_t at, ObjectInfo* info) {
+absl::Status LayoutWalker::Layout(ByteCursor c, uint64_t at, ObjectInfo* info) {
   const uint64_t version = c.U(1), cls = c.U(1);
   if (!c.ok()) return Damaged("a truncated layout message", at);
   if (version != 3) return Foreign(absl::StrCat("a layout message of version ", version), at);
@@ -439,7 +408,7 @@ absl::Status LayoutWalker::Group(uint64_t btree, uint64_t heap, int depth) {
   std::vector<uint8_t> b, names;
   BATON_RETURN_IF_ERROR(Read(heap, 32, "a local heap", &b));
   if (std::memcmp(b.data(), "HEAP", 4) != 0 || b[4] != 0) return Damaged("a group without its name heap", heap);
-  Cursor c(b.data() + 8, 24);
+  ByteCursor c(b.data() + 8, 24);
   const uint64_t size = c.U(8), free_list = c.U(8), data = c.U(8);
   BATON_RETURN_IF_ERROR(Read(data, size, "a name heap", &names));
   BATON_RETURN_IF_ERROR(FreeList(names, free_list, heap));
@@ -453,7 +422,7 @@ absl::Status LayoutWalker::FreeList(const std::vector<uint8_t>& names, uint64_t 
   for (uint64_t steps = 0; block != kNone; ++steps) {
     if (block > names.size() || names.size() - block < 16 || steps > names.size() / 16)
       return Damaged("a name heap free list outside the heap or in a loop", heap);
-    Cursor c(names.data() + block, 16);
+    ByteCursor c(names.data() + block, 16);
     const uint64_t next = c.U(8), size = c.U(8);
     if (next == 0 || size > names.size() - block) return Damaged("a bad name heap free block", heap);
     block = next;
@@ -475,7 +444,7 @@ absl::Status LayoutWalker::BTreeNode(uint64_t addr, int level, const std::vector
   std::vector<uint8_t> b;
   BATON_RETURN_IF_ERROR(Read(addr, node_size, "a group B-tree node", &b));
   if (std::memcmp(b.data(), "TREE", 4) != 0 || b[4] != 0) return Damaged("a group B-tree node without its tag", addr);
-  Cursor c(b.data() + 5, node_size - 5);
+  ByteCursor c(b.data() + 5, node_size - 5);
   const int node_level = static_cast<int>(c.U(1));
   const uint64_t entries = c.U(2);
   c.Skip(16);  // siblings
@@ -498,7 +467,7 @@ absl::Status LayoutWalker::SymbolNode(uint64_t addr, const std::vector<uint8_t>&
   std::vector<uint8_t> b;
   BATON_RETURN_IF_ERROR(Read(addr, node_size, "a symbol node", &b));
   if (std::memcmp(b.data(), "SNOD", 4) != 0 || b[4] != 1) return Damaged("a symbol node without its tag", addr);
-  Cursor c(b.data() + 6, node_size - 6);
+  ByteCursor c(b.data() + 6, node_size - 6);
   const uint64_t count = c.U(2);
   if (count > uint64_t{2} * leaf_k_) return Damaged(absl::StrCat("a symbol node of ", count, " entries"), addr);
   for (uint64_t i = 0; i < count; ++i) {
