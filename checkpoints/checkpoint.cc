@@ -62,7 +62,9 @@ absl::StatusOr<Tensor> ReadTensor(hid_t file_id, const std::string& name, const 
   BATON_CHECK_H5(rank, file);
   std::vector<hsize_t> dims(rank);
   BATON_CHECK_H5(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), file);
-  Tensor t = Tensor::Empty(Shape(dims.begin(), dims.end()), dtype);
+  const Shape shape(dims.begin(), dims.end());
+  BATON_RETURN_IF_ERROR(CheckStoredBytes(dset.get(), shape, dtype));  // before allocating that much
+  Tensor t = Tensor::Empty(shape, dtype);
   if (t.numel() > 0)
     BATON_CHECK_H5(H5Dread(dset.get(), MemoryType(dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.raw()), file);
   return t;

@@ -45,7 +45,7 @@ absl::Status DatasetInfo(hid_t dset, const std::string& file, DType* dtype, Shap
   std::vector<hsize_t> dims(rank);
   BATON_CHECK_H5(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr), file);
   *shape = Shape(dims.begin(), dims.end());
-  return absl::OkStatus();
+  return CheckStoredBytes(dset, *shape, *dtype);
 }
 
 // A read destination checked against the file's dataset.
@@ -78,7 +78,8 @@ absl::Status ReadShardIndependently(hid_t file, const std::string& path, TensorS
   BATON_H5_ASSIGN(H5Id d, H5Dopen2(file, s.name.c_str(), H5P_DEFAULT), H5Dclose, path);
   DType dtype;
   Shape shape;
-  BATON_RETURN_IF_ERROR(DatasetInfo(d.get(), path, &dtype, &shape));
+  if (absl::Status st = DatasetInfo(d.get(), path, &dtype, &shape); !st.ok())
+    return absl::Status(st.code(), absl::StrCat("reading ", s.name, " from ", path, ": ", st.message()));
   BATON_RETURN_IF_ERROR(CheckDestination(s, path, dtype, shape));
   if (s.local.numel() == 0) return absl::OkStatus();
   Shape start, count;

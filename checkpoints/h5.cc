@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "checkpoints/checkpoint.h"
+#include "checkpoints/h5_layout_check.h"
 
 namespace baton {
 namespace {
@@ -136,6 +137,9 @@ absl::StatusOr<std::string> ReadStringAttr(hid_t attr, const std::string& key, c
     return out;
   }
   size_t size = H5Tget_size(ftype.get());  // fixed-length, maybe not NUL-terminated
+  if (const hsize_t stored = H5Aget_storage_size(attr); size == 0 || size != stored)
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", file, ": attribute '", key, "' is damaged (", size,
+                                                   " bytes by its type, ", stored, " stored)"));
   std::string out(size, '\0');
   BATON_CHECK_H5(H5Aread(attr, ftype.get(), out.data()), file);
   out.resize(std::strlen(out.c_str()));
@@ -158,6 +162,18 @@ std::string DirOf(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+absl::Status CheckStoredBytes(hid_t dset, const Shape& shape, DType dtype) {
+  uint64_t need = DTypeSize(dtype);
+  for (int64_t d : shape) {
+    if (d < 0 || (d != 0 && need > UINT64_MAX / static_cast<uint64_t>(d))) need = UINT64_MAX;
+    else need *= static_cast<uint64_t>(d);
+  }
+  const uint64_t stored = H5Dget_storage_size(dset);
+  if (stored == need) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("damaged: shape ", ShapeString(shape), " of ", DTypeName(dtype), " stored in ", stored, " bytes"));
 }
 
 absl::StatusOr<H5Id> SelectBlock(hid_t dset, const Shape& start, const Shape& count, const std::string& file) {
@@ -233,7 +249,7 @@ absl::Status CheckCheckpointFile(const std::string& path) {
     H5Eclear2(H5E_DEFAULT);
     return absl::InvalidArgumentError(absl::StrCat("checkpoint ", path, ": not an HDF5 file"));
   }
-  return absl::OkStatus();
+  return CheckHdf5Layout(path);  // HDF5 1.10 trusts sizes on disk: a damaged file could hang or exhaust it
 }
 
 absl::StatusOr<H5Id> OpenCheckpointForRead(const std::string& path, hid_t fapl) {

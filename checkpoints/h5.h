@@ -86,6 +86,11 @@ absl::StatusOr<std::string> ReadStringAttr(hid_t attr, const std::string& key, c
 absl::Status FsyncPath(const std::string& path, bool directory);
 std::string DirOf(const std::string& path);
 
+// `dset` stores exactly the bytes `shape` x `dtype` needs (a second line of
+// defence after h5_layout_check: the reader allocates that much). The
+// error names neither tensor nor file: callers add both.
+absl::Status CheckStoredBytes(hid_t dset, const Shape& shape, DType dtype);
+
 // The file dataspace of `dset` with the block at `start` of extent `count`
 // selected (both empty for a scalar: all of it).
 absl::StatusOr<H5Id> SelectBlock(hid_t dset, const Shape& start, const Shape& count, const std::string& file);
@@ -102,7 +107,9 @@ absl::Status WriteCheckpointAttrs(hid_t root, int64_t step, const std::map<std::
 absl::Status ReadCheckpointAttrs(hid_t root, const std::string& file, int64_t* step,
                                  std::map<std::string, std::string>* attrs);
 // Before opening: NotFound "checkpoint PATH: No such file or directory",
-// InvalidArgument for a directory or a file that is not HDF5.
+// InvalidArgument for a directory, a file that is not HDF5, or one whose
+// HDF5 metadata is damaged or foreign (h5_layout_check.h: HDF5 itself
+// would hang or ask for absurd memory on some of those).
 absl::Status CheckCheckpointFile(const std::string& path);
 // Opens a checkpoint file read-only (after CheckCheckpointFile): a file
 // HDF5 cannot open (truncated, damaged) is one InvalidArgument line naming
