@@ -50,6 +50,17 @@ __device__ __forceinline__ T BlockSum(T v, T* scratch) {
   return WarpSum(v);
 }
 
+// Max over the block; every thread gets it. `scratch` holds 32 floats.
+__device__ __forceinline__ float BlockMax(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = WarpMax(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : -INFINITY;
+  return WarpMax(v);
+}
+
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Eight elements moved as 16-byte (bf16) or 2 × 16-byte (f32) loads and

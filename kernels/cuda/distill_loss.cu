@@ -19,17 +19,6 @@ constexpr int kThreads = 256;
 constexpr int kMaxStudentT = 0, kMaxTeacherT = 1, kMaxStudent = 2;
 constexpr int kSumStudentT = 0, kSumTeacherT = 1, kSumStudent = 2, kSumTeacherDiff = 3, kSumTarget = 4;
 
-// Max over the block; every thread gets it. `scratch` holds 32 floats.
-__device__ __forceinline__ float BlockMaxF(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = WarpMax(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : -INFINITY;
-  return WarpMax(v);
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kThreads) RowMaxKernel(const T* __restrict__ student, const T* __restrict__ teacher,
                                                          int64_t n, int64_t v, float inv_t, float* __restrict__ max) {
@@ -42,8 +31,8 @@ __global__ void __launch_bounds__(kThreads) RowMaxKernel(const T* __restrict__ s
     ms = fmaxf(ms, ToF32(s[j]));
     mt = fmaxf(mt, ToF32(t[j]));
   }
-  ms = BlockMaxF(ms, scratch);
-  mt = BlockMaxF(mt, scratch);
+  ms = BlockMax(ms, scratch);
+  mt = BlockMax(mt, scratch);
   if (threadIdx.x == 0) {
     max[kMaxStudentT * n + r] = ms * inv_t;
     max[kMaxTeacherT * n + r] = mt * inv_t;

@@ -25,17 +25,6 @@ constexpr int kThreads = 256;
 // Row indices of the sums, as in kernels/cpu/distill_topk.h.
 constexpr int kSumStudentT = 0, kSumRest = 1, kSumStudent = 2, kSumTarget = 3, kSumKept = 4;
 
-// Max over the block; every thread gets it. `scratch` holds 32 floats.
-__device__ __forceinline__ float BlockMaxF(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = WarpMax(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : -INFINITY;
-  return WarpMax(v);
-}
-
 // Marks the row's kept ids in [vocab_start, vocab_start + v) in `kept`
 // ((v + 31) / 32 words of dynamic shared memory); ends with a barrier.
 __device__ __forceinline__ void MarkKept(const int32_t* __restrict__ ids, int64_t k, int64_t vocab_start, int64_t v,
@@ -60,7 +49,7 @@ __global__ void __launch_bounds__(kThreads) RowMaxKernel(const T* __restrict__ s
   const T* s = student + r * v;
   float m = -INFINITY;
   for (int64_t j = threadIdx.x; j < v; j += blockDim.x) m = fmaxf(m, ToF32(s[j]));
-  m = BlockMaxF(m, scratch);
+  m = BlockMax(m, scratch);
   if (threadIdx.x == 0) max[r] = m;
 }
 
@@ -125,7 +114,7 @@ __global__ void __launch_bounds__(kThreads) RowLossKernel(const float* __restric
   // The teacher's L = log(Σ exp(v_i/T) + exp(rest)).
   float mt = -INFINITY;
   for (int64_t i = threadIdx.x; i < k; i += blockDim.x) mt = fmaxf(mt, tv[i] * inv_t);
-  mt = fmaxf(BlockMaxF(mt, scratch), rest);
+  mt = fmaxf(BlockMax(mt, scratch), rest);
   float zt = 0.f;
   for (int64_t i = threadIdx.x; i < k; i += blockDim.x) zt += expf(tv[i] * inv_t - mt);
   zt = BlockSum(zt, scratch) + (no_rest ? 0.f : expf(rest - mt));

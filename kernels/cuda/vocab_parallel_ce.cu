@@ -16,17 +16,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Max over the block; every thread gets it. `scratch` holds 32 floats.
-__device__ __forceinline__ float BlockMax(float v, float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = WarpMax(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : -INFINITY;
-  return WarpMax(v);
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kThreads) RowMaxKernel(const T* __restrict__ logits, int64_t v,
                                                          float* __restrict__ max) {
